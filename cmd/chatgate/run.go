@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+
+	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/web"
+)
+
+// Set with -ldflags "-X main.version=... -X main.revision=...".
+var (
+	version  = "dev"
+	revision = ""
+)
+
+func buildRevision() string {
+	if revision != "" {
+		return revision
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
+
+// parseConfig reads flags, then CHATGATE_* variables for flags not given,
+// and validates the result.
+func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (gateway.Config, error) {
+	cfg := gateway.DefaultConfig()
+	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
+	fs.SetOutput(out)
+	cfg.RegisterFlags(fs)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() { usage(fs, out) }
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if *showVersion {
+		fmt.Fprintf(out, "chatgate %s (%s)\n", version, buildRevision())
+		return cfg, flag.ErrHelp
+	}
+	if err := gateway.ApplyEnv(fs, lookupEnv); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func usage(fs *flag.FlagSet, out io.Writer) {
+	fmt.Fprint(out, `Usage: chatgate [flags]
+
+chatgate is a WebSocket chat gateway. With no flags it serves the chat page and
+/ws on :8080 and /livez, /readyz on :9090 with an in-process hub.
+
+Every flag can also be set from the environment: --send-rate from
+CHATGATE_SEND_RATE, and so on. A flag on the command line wins.
+
+Flags:
+`)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, help := flag.UnquoteUsage(f)
+		fmt.Fprintf(out, "  --%s", f.Name)
+		if name != "" {
+			fmt.Fprintf(out, " %s", name)
+		}
+		fmt.Fprintf(out, "\n      %s", help)
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
+			fmt.Fprintf(out, " (default %s)", f.DefValue)
+		}
+		if f.Name != "version" {
+			fmt.Fprintf(out, " [$%s]", gateway.EnvName(f.Name))
+		}
+		fmt.Fprintln(out)
+	})
+}
+
+// run starts the gateway and blocks until ctx is cancelled and the drain is
+// over.
+func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
+	log := gateway.NewLogger(cfg, logOut)
+	log.Info("starting chatgate", "version", version, "revision", buildRevision())
+	return gateway.Run(ctx, cfg, gateway.RunOptions{
+		Options: gateway.Options{Logger: log, Web: web.Handler()},
+	})
+}

@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/time/rate"
+
+	"github.com/chatgate/chatgate/gateway/observe"
+)
+
+// admission decides, before the upgrade, whether a connection may open.
+type admission struct {
+	// static after construction
+	maxConns  int64
+	maxPerIP  int
+	handshake *rate.Limiter
+
+	conns atomic.Int64
+
+	mu    sync.Mutex
+	perIP map[string]int // guarded by mu; open connections per client IP
+}
+
+func newAdmission(cfg *Config) *admission {
+	return &admission{
+		maxConns:  int64(cfg.MaxConns),
+		maxPerIP:  cfg.MaxConnsPerIP,
+		handshake: rate.NewLimiter(rate.Limit(cfg.HandshakeRate), cfg.HandshakeBurst),
+		perIP:     make(map[string]int),
+	}
+}
+
+// admit reserves a slot for ip. On success the caller must call release(ip)
+// exactly once; on failure it gets the reject reason and the HTTP status.
+func (a *admission) admit(ip string) (ok bool, reason observe.RejectReason, status int) {
+	if !a.handshake.Allow() {
+		return false, observe.RejectRate, http.StatusServiceUnavailable
+	}
+	if a.conns.Add(1) > a.maxConns {
+		a.conns.Add(-1)
+		return false, observe.RejectCapacity, http.StatusServiceUnavailable
+	}
+	a.mu.Lock()
+	if a.perIP[ip] >= a.maxPerIP {
+		a.mu.Unlock()
+		a.conns.Add(-1)
+		return false, observe.RejectPerIP, http.StatusTooManyRequests
+	}
+	a.perIP[ip]++
+	a.mu.Unlock()
+	return true, "", 0
+}
+
+func (a *admission) release(ip string) {
+	a.mu.Lock()
+	if n := a.perIP[ip] - 1; n > 0 {
+		a.perIP[ip] = n
+	} else {
+		delete(a.perIP, ip)
+	}
+	a.mu.Unlock()
+	a.conns.Add(-1)
+}
+
+// clientIP is the TCP peer's address; the gateway does not trust
+// X-Forwarded-For (see docs/operations.md).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// reject answers a refused upgrade with status, a Retry-After for the
+// retryable ones, and a short text.
+func reject(w http.ResponseWriter, status int, retryAfterSec int, msg string) {
+	if retryAfterSec > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSec))
+	}
+	http.Error(w, msg, status)
+}

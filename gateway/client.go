@@ -1,0 +1,522 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/observe"
+	"github.com/chatgate/chatgate/gateway/protocol"
+)
+
+const (
+	// maxMessageBytes caps one coalesced outbound WebSocket message, so a
+	// long backlog goes out as several messages with pings between them.
+	maxMessageBytes = 64 << 10
+	// closeGrace is how long the writer waits, after its close frame, for
+	// the peer's close before it drops the TCP connection.
+	closeGrace = time.Second
+	// maxSpareQueue is the largest queue backing array kept for reuse, so an
+	// idle connection does not pin a big slice.
+	maxSpareQueue = 256
+)
+
+// client is one WebSocket connection. It has exactly one reader (the HTTP
+// handler goroutine, readLoop) and one writer (writeLoop); the handler
+// returns only when both are done.
+type client struct {
+	// static after construction
+	srv  *Server
+	conn *websocket.Conn
+	id   string
+	user protocol.User
+	ip   string
+	log  *slog.Logger
+
+	// owned by the read loop
+	rooms   map[string]hub.Membership
+	sendLim *rate.Limiter
+	joinLim *rate.Limiter
+	strikes *rate.Limiter // rate-limit and protocol violations
+
+	// channels: wake is poked by producers (never closed); readerDone is
+	// closed by readLoop, writerDone by writeLoop.
+	wake       chan struct{}
+	readerDone chan struct{}
+	writerDone chan struct{}
+
+	mu sync.Mutex
+	// queue holds frames not yet taken by the writer; spare is the writer's
+	// previous batch, kept for reuse.
+	queue []*hub.Frame
+	spare []*hub.Frame
+	// queued counts the bytes in queue plus inflight, the bytes the writer
+	// has taken but not yet written.
+	queued   int
+	inflight int
+	// Once closing is set no frame is queued again. flush says whether the
+	// writer writes what is queued before the close frame; closeCode 0
+	// means no close frame (the peer is gone or the socket is stuck).
+	closing   bool
+	flush     bool
+	closeCode int
+	closeWhy  protocol.CloseReason
+	reason    observe.DisconnectReason
+}
+
+func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, ip string) *client {
+	cfg := &s.cfg
+	return &client{
+		srv:        s,
+		conn:       conn,
+		id:         id,
+		user:       user,
+		ip:         ip,
+		log:        s.log.With("conn", id),
+		rooms:      make(map[string]hub.Membership),
+		sendLim:    rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst),
+		joinLim:    rate.NewLimiter(rate.Limit(cfg.JoinRate), cfg.JoinBurst),
+		strikes:    rate.NewLimiter(rate.Every(cfg.AbuseWindow/time.Duration(cfg.AbuseStrikes)), cfg.AbuseStrikes),
+		wake:       make(chan struct{}, 1),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+}
+
+// User implements hub.Subscriber.
+func (c *client) User() protocol.User { return c.user }
+
+// Enqueue implements hub.Subscriber. It never blocks: over the per-client
+// cap the client is evicted with 4008 (and over the gateway-wide cap a
+// backed-up client is shed with 1013); the eviction itself happens on the
+// writer, off the broadcast path.
+func (c *client) Enqueue(f *hub.Frame) {
+	n := len(f.Data) + 1 // the '\n' separator
+	cfg := &c.srv.cfg
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.queued += n
+	total := c.srv.queued.Add(int64(n))
+	switch {
+	case c.queued > cfg.QueueBytes:
+		c.beginCloseLocked(protocol.CloseSlowConsumer, protocol.CloseReason{R: "slow_consumer", RetryMs: c.srv.retryMs()}, observe.DisconnectSlowConsumer, false)
+	case total > cfg.TotalQueueBytes && c.queued > cfg.QueueBytes/16:
+		c.beginCloseLocked(protocol.CloseTryAgainLater, protocol.CloseReason{R: "overloaded", RetryMs: c.srv.retryMs()}, observe.DisconnectOverloaded, false)
+	default:
+		c.queue = append(c.queue, f)
+	}
+	queued := c.queued
+	c.mu.Unlock()
+	c.srv.obs.QueueSampled(queued)
+	c.poke()
+}
+
+func (c *client) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// send queues a frame for this client alone.
+func (c *client) send(data []byte) { c.Enqueue(&hub.Frame{Data: data}) }
+
+// beginCloseLocked starts closing with the first reason given; later calls
+// change nothing. It reports whether this call started the close. Without
+// flush the queue is dropped at once. c.mu must be held.
+func (c *client) beginCloseLocked(code int, why protocol.CloseReason, reason observe.DisconnectReason, flush bool) bool {
+	if c.closing {
+		return false
+	}
+	c.closing, c.flush, c.closeCode, c.closeWhy, c.reason = true, flush, code, why, reason
+	if !flush {
+		c.dropQueueLocked()
+	}
+	c.srv.obs.Disconnecting(reason)
+	return true
+}
+
+func (c *client) dropQueueLocked() {
+	dropped := c.queued - c.inflight
+	c.srv.queued.Add(-int64(dropped))
+	c.queued = c.inflight
+	clear(c.queue)
+	c.queue = c.queue[:0]
+}
+
+// closeWith asks the writer to close the connection. With flush, what is
+// already queued is written before the close frame.
+func (c *client) closeWith(code int, why protocol.CloseReason, reason observe.DisconnectReason, flush bool) {
+	c.mu.Lock()
+	started := c.beginCloseLocked(code, why, reason, flush)
+	c.mu.Unlock()
+	if started {
+		c.log.Debug("closing connection", "reason", reason, "code", code)
+		c.poke()
+	}
+}
+
+func (c *client) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// ---- write loop ----
+
+// writeLoop is the connection's only writer: it drains the queue without
+// blocking, writes the batch as few coalesced messages, then blocks until
+// poked or a ping is due. Every write carries a deadline.
+func (c *client) writeLoop() {
+	defer close(c.writerDone)
+	ping := time.NewTicker(c.srv.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.wake:
+		case <-ping.C:
+			if err := c.writePing(); err != nil {
+				c.writeFailed(err)
+				return
+			}
+			continue
+		}
+		closing, err := c.flushQueue(ping)
+		if err != nil {
+			c.writeFailed(err)
+			return
+		}
+		if closing {
+			c.finishClose()
+			return
+		}
+	}
+}
+
+// flushQueue writes everything queued, batch after batch, until the queue is
+// empty. It reports whether the client is closing.
+func (c *client) flushQueue(ping *time.Ticker) (closing bool, err error) {
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		closing, flush := c.closing, c.flush
+		for _, f := range batch {
+			c.inflight += len(f.Data) + 1
+		}
+		c.mu.Unlock()
+		if len(batch) == 0 {
+			c.recycle(batch)
+			return closing, nil
+		}
+		if closing && !flush {
+			c.settle(batch)
+			return true, nil
+		}
+		for start := 0; start < len(batch); {
+			end, size := start, 0
+			for end < len(batch) && (end == start || size+len(batch[end].Data)+1 <= maxMessageBytes) {
+				size += len(batch[end].Data) + 1
+				end++
+			}
+			if err := c.writeMessage(batch[start:end]); err != nil {
+				c.settle(batch[start:])
+				return true, err
+			}
+			if aborted := c.settle(batch[start:end]); aborted {
+				c.settle(batch[end:])
+				return true, nil
+			}
+			start = end
+			select { // control frames never wait behind a long backlog
+			case <-ping.C:
+				if err := c.writePing(); err != nil {
+					c.settle(batch[end:])
+					return true, err
+				}
+			default:
+			}
+		}
+		c.recycle(batch)
+	}
+}
+
+// settle accounts frames the writer took as gone (written or dropped). It
+// reports whether the client has been aborted meanwhile (closing without
+// flush), in which case the rest of the batch must be dropped too.
+func (c *client) settle(frames []*hub.Frame) (aborted bool) {
+	n := 0
+	for _, f := range frames {
+		n += len(f.Data) + 1
+	}
+	c.mu.Lock()
+	c.inflight -= n
+	c.queued -= n
+	aborted = c.closing && !c.flush
+	c.mu.Unlock()
+	c.srv.queued.Add(-int64(n))
+	return aborted
+}
+
+// recycle keeps a drained batch's backing array as the next spare.
+func (c *client) recycle(batch []*hub.Frame) {
+	if cap(batch) > maxSpareQueue {
+		return
+	}
+	clear(batch)
+	c.mu.Lock()
+	c.spare = batch[:0]
+	c.mu.Unlock()
+}
+
+// writeMessage writes frames as one text message, '\n'-separated.
+func (c *client) writeMessage(frames []*hub.Frame) error {
+	start := time.Now()
+	if err := c.conn.SetWriteDeadline(start.Add(c.srv.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	w, err := c.conn.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	size := 0
+	for i, f := range frames {
+		if i > 0 {
+			if _, err := w.Write(newline); err != nil {
+				return err
+			}
+			size++
+		}
+		if _, err := w.Write(f.Data); err != nil {
+			return err
+		}
+		size += len(f.Data)
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	now := time.Now()
+	obs := c.srv.obs
+	obs.FrameWritten(size, len(frames), now.Sub(start))
+	for _, f := range frames {
+		if !f.Accepted.IsZero() {
+			obs.Delivered(now.Sub(f.Accepted))
+		}
+	}
+	return nil
+}
+
+var newline = []byte{'\n'}
+
+func (c *client) writePing() error {
+	return c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.cfg.WriteTimeout))
+}
+
+// writeFailed records why a write failed and drops the socket.
+func (c *client) writeFailed(err error) {
+	reason := observe.DisconnectWriteError
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		reason = observe.DisconnectWriteTimeout
+	}
+	c.mu.Lock()
+	c.beginCloseLocked(0, protocol.CloseReason{}, reason, false)
+	c.mu.Unlock()
+	c.log.Debug("write failed", "err", err)
+	_ = c.conn.NetConn().Close()
+}
+
+// finishClose sends the close frame, if any, gives the peer a moment to
+// answer, then drops the TCP connection.
+func (c *client) finishClose() {
+	c.mu.Lock()
+	code, why := c.closeCode, c.closeWhy
+	c.mu.Unlock()
+	if code != 0 {
+		deadline := time.Now().Add(min(c.srv.cfg.WriteTimeout, closeGrace))
+		if err := c.conn.WriteControl(websocket.CloseMessage, protocol.ClosePayload(code, why), deadline); err == nil {
+			t := time.NewTimer(closeGrace)
+			select {
+			case <-c.readerDone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	_ = c.conn.NetConn().Close()
+}
+
+// ---- read loop ----
+
+var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readLoop is the connection's only reader. It returns when the socket
+// fails or closes; frames that arrive once closing has begun are discarded.
+func (c *client) readLoop() {
+	defer close(c.readerDone)
+	pongTimeout := c.srv.cfg.PongTimeout
+	extend := func() { _ = c.conn.SetReadDeadline(time.Now().Add(pongTimeout)) }
+	extend()
+	c.conn.SetPongHandler(func(string) error { extend(); return nil })
+	maxFrame := int64(c.srv.cfg.MaxFrameBytes)
+	for {
+		mt, r, err := c.conn.NextReader()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		extend()
+		if c.isClosing() {
+			continue // NextReader discards the unread message
+		}
+		if mt == websocket.BinaryMessage {
+			c.closeWith(protocol.CloseUnsupportedData, protocol.CloseReason{R: "binary_frame"}, observe.DisconnectBinaryFrame, true)
+			continue
+		}
+		buf := readBufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err = buf.ReadFrom(io.LimitReader(r, maxFrame+1))
+		switch {
+		case err != nil:
+			readBufs.Put(buf)
+			c.readFailed(err)
+			return
+		case int64(buf.Len()) > maxFrame:
+			c.closeWith(protocol.CloseMessageTooBig, protocol.CloseReason{R: "too_large"}, observe.DisconnectTooLarge, true)
+		default:
+			c.srv.obs.FrameReceived(buf.Len())
+			c.handle(buf.Bytes())
+		}
+		if buf.Cap() <= 64<<10 {
+			readBufs.Put(buf)
+		}
+	}
+}
+
+func (c *client) readFailed(err error) {
+	code, why, reason := 0, protocol.CloseReason{}, observe.DisconnectReadError
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		reason = observe.DisconnectClientClose // the library already answered the close
+	case errors.As(err, &ne) && ne.Timeout():
+		code, why, reason = protocol.CloseHeartbeatTimeout, protocol.CloseReason{R: "heartbeat_timeout"}, observe.DisconnectPingTimeout
+	}
+	c.mu.Lock()
+	started := c.beginCloseLocked(code, why, reason, false)
+	c.mu.Unlock()
+	if started {
+		c.log.Debug("read ended", "reason", reason, "err", err)
+	}
+	c.poke()
+}
+
+// handle processes one client frame.
+func (c *client) handle(data []byte) {
+	if !utf8.Valid(data) {
+		c.closeWith(protocol.CloseInvalidPayload, protocol.CloseReason{R: "invalid_utf8"}, observe.DisconnectInvalidUTF8, true)
+		return
+	}
+	in, perr := protocol.Decode(data, c.srv.cfg.MaxTextBytes)
+	if perr != nil {
+		c.reject(perr)
+		return
+	}
+	switch in.Type {
+	case protocol.TypeJoin:
+		c.join(in.Room, in.Since, in.Ref)
+	case protocol.TypeLeave:
+		m, ok := c.rooms[in.Room]
+		if !ok {
+			c.reject(&protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + in.Room, Ref: in.Ref})
+			return
+		}
+		m.Leave()
+		delete(c.rooms, in.Room)
+		c.send(protocol.Left(in.Room))
+	case protocol.TypeSend:
+		m, ok := c.rooms[in.Room]
+		if !ok {
+			c.reject(&protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + in.Room, Ref: in.Ref})
+			return
+		}
+		if !c.sendLim.Allow() {
+			c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast; message dropped", Ref: in.Ref, RetryAfterMs: retryAfterMs(c.sendLim)})
+			return
+		}
+		if perr := m.Publish(in.Text, in.Ref); perr != nil {
+			c.reject(perr)
+			return
+		}
+		c.srv.obs.MessageAccepted()
+	}
+}
+
+func (c *client) join(room string, since *uint64, ref string) {
+	if !c.joinLim.Allow() {
+		c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "joining too fast", Ref: ref, RetryAfterMs: retryAfterMs(c.joinLim)})
+		return
+	}
+	if _, already := c.rooms[room]; !already && len(c.rooms) >= c.srv.cfg.MaxRoomsPerConn {
+		c.reject(&protocol.Error{Code: protocol.CodeRoomLimit, Message: "already in the most rooms a connection may join", Ref: ref})
+		return
+	}
+	m, perr := c.srv.broker.Join(c, room, since)
+	if perr != nil {
+		perr.Ref = ref
+		c.reject(perr)
+		return
+	}
+	c.rooms[room] = m
+}
+
+// reject sends an error envelope and counts a strike for the errors a
+// well-behaved client does not cause; too many strikes close with 1008.
+func (c *client) reject(e *protocol.Error) {
+	c.srv.obs.RequestRejected(string(e.Code))
+	c.send(protocol.ErrorEnvelope(e))
+	switch e.Code {
+	case protocol.CodeUnavailable, protocol.CodeInternal:
+		return // not the client's fault
+	}
+	if c.strikes.Allow() {
+		return
+	}
+	reason, r := observe.DisconnectProtocolError, "protocol_errors"
+	if e.Code == protocol.CodeRateLimited {
+		reason, r = observe.DisconnectRateAbuse, "rate_abuse"
+	}
+	c.closeWith(protocol.ClosePolicyViolation, protocol.CloseReason{R: r}, reason, true)
+}
+
+// retryAfterMs is how long until lim allows one more event.
+func retryAfterMs(lim *rate.Limiter) int64 {
+	deficit := 1 - lim.Tokens()
+	if deficit <= 0 {
+		return 1
+	}
+	return int64(math.Ceil(deficit / float64(lim.Limit()) * 1000))
+}
+
+// leaveAll removes the client from every room. Called by the handler once
+// the reader is done.
+func (c *client) leaveAll() {
+	for name, m := range c.rooms {
+		m.Leave()
+		delete(c.rooms, name)
+	}
+}

@@ -1,0 +1,277 @@
+package gateway
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Config is the gateway's complete configuration. Every field has a flag
+// and a CHATGATE_* environment fallback (see RegisterFlags).
+type Config struct {
+	// Listeners.
+	Addr      string
+	AdminAddr string
+	NodeID    string
+
+	// Admission.
+	AllowedOrigins    []string
+	MaxConns          int
+	MaxConnsPerIP     int
+	HandshakeRate     float64
+	HandshakeBurst    int
+	ReadHeaderTimeout time.Duration
+	MaxHeaderBytes    int
+
+	// Per-connection limits.
+	SendRate        float64
+	SendBurst       int
+	JoinRate        float64
+	JoinBurst       int
+	AbuseStrikes    int
+	AbuseWindow     time.Duration
+	MaxTextBytes    int
+	MaxFrameBytes   int
+	MaxRoomsPerConn int
+	QueueBytes      int
+	TotalQueueBytes int64
+
+	// Heartbeats and writes.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	WriteTimeout time.Duration
+
+	// Rooms.
+	History            int
+	RoomTTL            time.Duration
+	MaxRooms           int
+	PresenceInterval   time.Duration
+	PresenceMaxMembers int
+
+	// Drain.
+	DrainDelay      time.Duration
+	DrainWindow     time.Duration
+	ShutdownTimeout time.Duration
+	DrainRetryMax   time.Duration
+
+	// Logging.
+	LogFormat string
+	LogLevel  string
+}
+
+// DefaultConfig returns the embedded defaults: `go run ./cmd/chatgate` with
+// no flags serves with these.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "chatgate"
+	}
+	return Config{
+		Addr:               ":8080",
+		AdminAddr:          ":9090",
+		NodeID:             host,
+		MaxConns:           50000,
+		MaxConnsPerIP:      200,
+		HandshakeRate:      500,
+		HandshakeBurst:     1000,
+		ReadHeaderTimeout:  5 * time.Second,
+		MaxHeaderBytes:     16 << 10,
+		SendRate:           10,
+		SendBurst:          20,
+		JoinRate:           5,
+		JoinBurst:          20,
+		AbuseStrikes:       20,
+		AbuseWindow:        10 * time.Second,
+		MaxTextBytes:       4096,
+		MaxFrameBytes:      16 << 10,
+		MaxRoomsPerConn:    16,
+		QueueBytes:         1 << 20,
+		TotalQueueBytes:    1 << 30,
+		PingInterval:       25 * time.Second,
+		PongTimeout:        60 * time.Second,
+		WriteTimeout:       5 * time.Second,
+		History:            100,
+		RoomTTL:            5 * time.Minute,
+		MaxRooms:           100000,
+		PresenceInterval:   250 * time.Millisecond,
+		PresenceMaxMembers: 1000,
+		DrainDelay:         5 * time.Second,
+		DrainWindow:        10 * time.Second,
+		ShutdownTimeout:    25 * time.Second,
+		DrainRetryMax:      5 * time.Second,
+		LogFormat:          "text",
+		LogLevel:           "info",
+	}
+}
+
+// EnvPrefix prefixes every flag's environment variable.
+const EnvPrefix = "CHATGATE_"
+
+// EnvName returns the environment variable that backs flag name.
+func EnvName(name string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// RegisterFlags defines a flag for every field of c, using c's current
+// values as defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", c.Addr, "chat listener: serves the web page at / and WebSockets at /ws")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin listener: /livez, /readyz and /metrics (empty disables it)")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this replica's name, sent to clients in welcome.node (default: hostname)")
+
+	fs.Func("allowed-origins", "comma-separated Origin patterns allowed to open WebSockets, e.g. https://chat.example.com,https://*.example.com; empty allows only the request's own host; requests without Origin (non-browser clients) are always allowed", func(v string) error {
+		c.AllowedOrigins = splitList(v)
+		return nil
+	})
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most WebSockets open at once; above it upgrades get 503")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "most WebSockets open at once from one client IP; above it upgrades get 429")
+	fs.Float64Var(&c.HandshakeRate, "handshake-rate", c.HandshakeRate, "WebSocket handshakes accepted per second, all clients together; above it upgrades get 503")
+	fs.IntVar(&c.HandshakeBurst, "handshake-burst", c.HandshakeBurst, "burst allowance of --handshake-rate")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time allowed to read a request's headers")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "largest request header block accepted")
+
+	fs.Float64Var(&c.SendRate, "send-rate", c.SendRate, "messages per second one connection may send (sustained)")
+	fs.IntVar(&c.SendBurst, "send-burst", c.SendBurst, "messages one connection may send in a burst")
+	fs.Float64Var(&c.JoinRate, "join-rate", c.JoinRate, "joins per second one connection may make (sustained)")
+	fs.IntVar(&c.JoinBurst, "join-burst", c.JoinBurst, "joins one connection may make in a burst")
+	fs.IntVar(&c.AbuseStrikes, "abuse-strikes", c.AbuseStrikes, "rate-limit or protocol violations tolerated per --abuse-window before the connection is closed with 1008")
+	fs.DurationVar(&c.AbuseWindow, "abuse-window", c.AbuseWindow, "window over which --abuse-strikes are counted")
+	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", c.MaxTextBytes, "largest message text in bytes; larger sends get a too_large error")
+	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", c.MaxFrameBytes, "largest inbound WebSocket message in bytes; larger ones close the connection with 1009")
+	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms", c.MaxRoomsPerConn, "rooms one connection may be in at once")
+	fs.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "outbound queue cap per connection in bytes; above it the client is evicted with 4008")
+	fs.Int64Var(&c.TotalQueueBytes, "total-queue-bytes", c.TotalQueueBytes, "outbound bytes queued over all connections before the gateway sheds the most backed-up clients with 1013")
+
+	fs.DurationVar(&c.PingInterval, "ping-interval", c.PingInterval, "how often the server pings each client")
+	fs.DurationVar(&c.PongTimeout, "pong-timeout", c.PongTimeout, "close with 4001 when nothing (pong or frame) arrives from a client for this long")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "deadline for each write to a client; a client that misses it is disconnected")
+
+	fs.IntVar(&c.History, "history", c.History, "messages kept per room for replay on join with since")
+	fs.DurationVar(&c.RoomTTL, "room-ttl", c.RoomTTL, "how long an empty room (and its history) is kept")
+	fs.IntVar(&c.MaxRooms, "max-rooms-total", c.MaxRooms, "rooms the gateway holds at once; when full, the longest-empty room in the shard is reclaimed or the join gets room_limit")
+	fs.DurationVar(&c.PresenceInterval, "presence-interval", c.PresenceInterval, "at most one presence frame per room per interval")
+	fs.IntVar(&c.PresenceMaxMembers, "presence-max-members", c.PresenceMaxMembers, "above this many users in a room, presence and joined carry only the online count")
+
+	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on SIGTERM, keep serving this long with /readyz failing so load balancers stop routing here")
+	fs.DurationVar(&c.DrainWindow, "drain-window", c.DrainWindow, "spread the closing of client connections (1001) over this window")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "from SIGTERM, force-close whatever is left after this long")
+	fs.DurationVar(&c.DrainRetryMax, "drain-retry-max", c.DrainRetryMax, "largest reconnect delay (retry_ms) suggested to drained clients; each gets a random one between a tenth of it and it")
+
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+}
+
+// ApplyEnv sets, for every flag of fs not given on the command line, the
+// value of its CHATGATE_* environment variable when that is set. Call it
+// after fs.Parse.
+func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		env := EnvName(f.Name)
+		if v, ok := lookup(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", env, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate reports every invalid setting at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Addr == "" {
+		bad("--addr must not be empty")
+	}
+	if c.NodeID == "" || len(c.NodeID) > 64 || strings.IndexFunc(c.NodeID, unicode.IsControl) >= 0 {
+		bad("--node-id must be 1-64 characters with no control characters")
+	}
+	for _, o := range c.AllowedOrigins {
+		if _, err := compileOrigin(o); err != nil {
+			bad("--allowed-origins: %v", err)
+		}
+	}
+	positiveInts := []struct {
+		name string
+		v    int
+	}{
+		{"--max-conns", c.MaxConns}, {"--max-conns-per-ip", c.MaxConnsPerIP}, {"--handshake-burst", c.HandshakeBurst},
+		{"--max-header-bytes", c.MaxHeaderBytes}, {"--send-burst", c.SendBurst}, {"--join-burst", c.JoinBurst},
+		{"--abuse-strikes", c.AbuseStrikes}, {"--max-text-bytes", c.MaxTextBytes}, {"--max-frame-bytes", c.MaxFrameBytes},
+		{"--max-rooms", c.MaxRoomsPerConn}, {"--queue-bytes", c.QueueBytes}, {"--history", c.History},
+		{"--max-rooms-total", c.MaxRooms}, {"--presence-max-members", c.PresenceMaxMembers},
+	}
+	for _, p := range positiveInts {
+		if p.v <= 0 {
+			bad("%s must be positive, got %d", p.name, p.v)
+		}
+	}
+	positiveRates := []struct {
+		name string
+		v    float64
+	}{{"--handshake-rate", c.HandshakeRate}, {"--send-rate", c.SendRate}, {"--join-rate", c.JoinRate}}
+	for _, p := range positiveRates {
+		if !(p.v > 0) {
+			bad("%s must be positive, got %v", p.name, p.v)
+		}
+	}
+	positiveDurations := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"--read-header-timeout", c.ReadHeaderTimeout}, {"--abuse-window", c.AbuseWindow}, {"--ping-interval", c.PingInterval},
+		{"--pong-timeout", c.PongTimeout}, {"--write-timeout", c.WriteTimeout}, {"--room-ttl", c.RoomTTL},
+		{"--presence-interval", c.PresenceInterval}, {"--shutdown-timeout", c.ShutdownTimeout}, {"--drain-retry-max", c.DrainRetryMax},
+	}
+	for _, p := range positiveDurations {
+		if p.v <= 0 {
+			bad("%s must be positive, got %v", p.name, p.v)
+		}
+	}
+	if c.DrainDelay < 0 || c.DrainWindow < 0 {
+		bad("--drain-delay and --drain-window must not be negative")
+	}
+	if c.PongTimeout <= c.PingInterval {
+		bad("--pong-timeout (%v) must be longer than --ping-interval (%v)", c.PongTimeout, c.PingInterval)
+	}
+	if c.MaxFrameBytes < c.MaxTextBytes+256 {
+		bad("--max-frame-bytes (%d) must leave room for a --max-text-bytes (%d) text plus its envelope (256 bytes)", c.MaxFrameBytes, c.MaxTextBytes)
+	}
+	if c.TotalQueueBytes < int64(c.QueueBytes) {
+		bad("--total-queue-bytes (%d) must be at least --queue-bytes (%d)", c.TotalQueueBytes, c.QueueBytes)
+	}
+	if c.ShutdownTimeout < c.DrainDelay+c.DrainWindow {
+		bad("--shutdown-timeout (%v) must cover --drain-delay + --drain-window (%v)", c.ShutdownTimeout, c.DrainDelay+c.DrainWindow)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("--log-format must be text or json, got %q", c.LogFormat)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("--log-level must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}

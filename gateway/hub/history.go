@@ -1,0 +1,46 @@
+package hub
+
+// history is a fixed-size ring of a room's most recent encoded messages.
+// It is guarded by its room's mu.
+type history struct {
+	buf  [][]byte // encoded message frames; buf[i] holds seq where seq%cap == i
+	last uint64   // seq of the newest entry; 0 when empty
+	n    int      // entries held, ≤ len(buf)
+}
+
+func newHistory(size int) history { return history{buf: make([][]byte, size)} }
+
+func (h *history) push(seq uint64, data []byte) {
+	h.buf[seq%uint64(len(h.buf))] = data
+	h.last = seq
+	if h.n < len(h.buf) {
+		h.n++
+	}
+}
+
+// after returns the held messages with seq > since, oldest first, and
+// whether that is every message in (since, current]. current is the room's
+// newest seq; a since beyond it (from an older life of the room) recovers
+// nothing.
+func (h *history) after(since, current uint64) (msgs [][]byte, complete bool) {
+	if since > current {
+		return nil, false
+	}
+	if since == current {
+		return nil, true
+	}
+	oldest := h.last - uint64(h.n) + 1 // valid when n > 0
+	if h.n == 0 {
+		return nil, false
+	}
+	from := since + 1
+	complete = from >= oldest
+	if from < oldest {
+		from = oldest
+	}
+	msgs = make([][]byte, 0, h.last-from+1)
+	for s := from; s <= h.last; s++ {
+		msgs = append(msgs, h.buf[s%uint64(len(h.buf))])
+	}
+	return msgs, complete
+}

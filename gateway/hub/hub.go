@@ -1,0 +1,240 @@
+// Package hub is chatgate's in-process message broker: a sharded registry of
+// rooms, each with its own sequence, history ring and presence set.
+//
+// Locking: a shard's mu guards only its room map (lookup, create, delete).
+// A room's mu guards its members, sequence, history and presence, and is held
+// while a broadcast is sequenced and handed to every member's queue, which is
+// what keeps per-room order. Subscriber.Enqueue never blocks and never does
+// socket I/O, so no lock here is ever held across the network.
+package hub
+
+import (
+	"errors"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatgate/chatgate/gateway/observe"
+	"github.com/chatgate/chatgate/gateway/protocol"
+)
+
+// numShards is the fixed number of registry shards.
+const numShards = 64
+
+// Frame is one encoded server → client envelope. A broadcast's Frame is
+// shared, read-only, by every recipient's queue.
+type Frame struct {
+	Data []byte
+	// Accepted is when the gateway accepted the chat message this frame
+	// carries; zero for every other frame. Writers use it to measure
+	// broadcast latency.
+	Accepted time.Time
+}
+
+// Subscriber is the hub's view of one connection.
+type Subscriber interface {
+	User() protocol.User
+	// Enqueue queues f for writing. It must not block and must not do
+	// socket I/O: it is called with a room lock held. A subscriber that is
+	// over its limits evicts itself; the hub does not care about the result.
+	Enqueue(f *Frame)
+}
+
+// Broker is what a connection talks to. The Hub implements it in process;
+// a cluster backplane implements the same contract across replicas.
+type Broker interface {
+	// Join adds sub to room, then queues to sub the joined frame followed by
+	// the history after since (when since is not nil), with no gap or
+	// duplicate before the live messages that follow. Joining a room sub is
+	// already in re-sends joined and the replay.
+	Join(sub Subscriber, room string, since *uint64) (Membership, *protocol.Error)
+}
+
+// Membership is one subscriber's presence in one room.
+type Membership interface {
+	// Publish sequences text, queues it to every member (the sender
+	// included), then queues an ack carrying ref to the sender.
+	Publish(text, ref string) *protocol.Error
+	// Leave removes the subscriber from the room. It is idempotent.
+	Leave()
+}
+
+// Config tunes a Hub. Zero values take the documented defaults.
+type Config struct {
+	History            int           // messages kept per room (default 100)
+	RoomTTL            time.Duration // how long an empty room keeps its history (default 5m)
+	MaxRooms           int           // rooms held at once (default 100000)
+	PresenceInterval   time.Duration // presence coalescing window (default 250ms)
+	PresenceMaxMembers int           // above this many users, presence is count-only (default 1000)
+	Observer           observe.Observer
+}
+
+func (c *Config) setDefaults() {
+	if c.History <= 0 {
+		c.History = 100
+	}
+	if c.RoomTTL <= 0 {
+		c.RoomTTL = 5 * time.Minute
+	}
+	if c.MaxRooms <= 0 {
+		c.MaxRooms = 100000
+	}
+	if c.PresenceInterval <= 0 {
+		c.PresenceInterval = 250 * time.Millisecond
+	}
+	if c.PresenceMaxMembers <= 0 {
+		c.PresenceMaxMembers = 1000
+	}
+	if c.Observer == nil {
+		c.Observer = observe.Nop{}
+	}
+}
+
+// Hub is the sharded in-process broker.
+type Hub struct {
+	// static after construction
+	cfg  Config
+	seed maphash.Seed
+	obs  observe.Observer
+
+	shards [numShards]shard
+	rooms  atomic.Int64
+
+	// timers tracks armed presence and expiry timers so Close can wait for
+	// them.
+	timers sync.WaitGroup
+	closed atomic.Bool
+}
+
+type shard struct {
+	mu    sync.Mutex
+	rooms map[string]*room // guarded by mu
+	_     [40]byte         // keep neighbouring shard locks off one cache line
+}
+
+// New returns a Hub.
+func New(cfg Config) *Hub {
+	cfg.setDefaults()
+	h := &Hub{cfg: cfg, seed: maphash.MakeSeed(), obs: cfg.Observer}
+	for i := range h.shards {
+		h.shards[i].rooms = make(map[string]*room)
+	}
+	return h
+}
+
+var _ Broker = (*Hub)(nil)
+
+// ErrClosed is reported by Join once the hub is closed.
+var ErrClosed = errors.New("hub: closed")
+
+func (h *Hub) shardFor(name string) *shard {
+	return &h.shards[maphash.String(h.seed, name)%numShards]
+}
+
+// Join implements Broker.
+func (h *Hub) Join(sub Subscriber, name string, since *uint64) (Membership, *protocol.Error) {
+	if !protocol.ValidRoom(name) {
+		return nil, &protocol.Error{Code: protocol.CodeInvalidRoom, Message: "room must match [A-Za-z0-9_.-]{1,64}"}
+	}
+	for {
+		if h.closed.Load() {
+			return nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: "gateway is shutting down"}
+		}
+		r, perr := h.lookupOrCreate(name)
+		if perr != nil {
+			return nil, perr
+		}
+		if m, ok := r.join(sub, since); ok {
+			return m, nil
+		}
+		// The room was retired between lookup and join; look again.
+	}
+}
+
+func (h *Hub) lookupOrCreate(name string) (*room, *protocol.Error) {
+	s := h.shardFor(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.rooms[name]; ok {
+		return r, nil
+	}
+	if h.rooms.Load() >= int64(h.cfg.MaxRooms) && !h.reclaimEmptyLocked(s) {
+		return nil, &protocol.Error{Code: protocol.CodeRoomLimit, Message: "the gateway holds as many rooms as it may; try again later", RetryAfterMs: 1000}
+	}
+	r := newRoom(h, name)
+	s.rooms[name] = r
+	h.rooms.Add(1)
+	h.obs.RoomOpened()
+	return r, nil
+}
+
+// reclaimEmptyLocked retires the longest-empty room of s to make space for a
+// new one. s.mu must be held.
+func (h *Hub) reclaimEmptyLocked(s *shard) bool {
+	var victim *room
+	var since time.Time
+	for _, r := range s.rooms {
+		r.mu.Lock()
+		if len(r.members) == 0 && (victim == nil || r.emptySince.Before(since)) {
+			victim, since = r, r.emptySince
+		}
+		r.mu.Unlock()
+	}
+	if victim == nil {
+		return false
+	}
+	victim.mu.Lock()
+	ok := len(victim.members) == 0
+	if ok {
+		h.retireLocked(s, victim)
+	}
+	victim.mu.Unlock()
+	return ok
+}
+
+// retireLocked removes r from s. Both s.mu and r.mu must be held.
+func (h *Hub) retireLocked(s *shard, r *room) {
+	r.closed = true
+	r.stopTimersLocked()
+	delete(s.rooms, r.name)
+	h.rooms.Add(-1)
+	h.obs.RoomClosed()
+}
+
+// expire retires r if it is still empty after its TTL.
+func (h *Hub) expire(r *room) {
+	defer h.timers.Done()
+	s := h.shardFor(r.name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.expiryArmed = false
+	if r.closed || len(r.members) > 0 || h.closed.Load() {
+		return
+	}
+	h.retireLocked(s, r)
+}
+
+// Rooms returns how many rooms the hub holds.
+func (h *Hub) Rooms() int { return int(h.rooms.Load()) }
+
+// Close stops the hub's timers and waits for any that are running. Joins
+// after Close fail with unavailable.
+func (h *Hub) Close() {
+	if h.closed.Swap(true) {
+		return
+	}
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		for _, r := range s.rooms {
+			r.mu.Lock()
+			r.stopTimersLocked()
+			r.mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
+	h.timers.Wait()
+}

@@ -1,0 +1,258 @@
+package hub
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chatgate/chatgate/gateway/protocol"
+)
+
+// room is one chat room. Every field but the static ones is guarded by mu.
+type room struct {
+	// static after construction
+	name string
+	hub  *Hub
+
+	mu sync.Mutex
+	// closed is set once the room is removed from its shard; a joiner that
+	// finds it set looks the room up again.
+	closed bool
+	seq    uint64
+	hist   history
+	// members is the fan-out list; index maps each member to its slot so a
+	// leave is O(1) (swap with the last).
+	members []Subscriber
+	index   map[Subscriber]int
+	// users counts each user's connections in the room: presence is per
+	// user, so a user with several tabs is online once.
+	users map[string]*userCount
+	// pending presence changes since the last presence frame.
+	pendingJoin  map[string]protocol.User
+	pendingLeave map[string]protocol.User
+	presenceTmr  *time.Timer
+	expiryTmr    *time.Timer
+	expiryArmed  bool
+	emptySince   time.Time
+}
+
+type userCount struct {
+	user  protocol.User
+	conns int
+}
+
+func newRoom(h *Hub, name string) *room {
+	return &room{
+		name:         name,
+		hub:          h,
+		hist:         newHistory(h.cfg.History),
+		index:        make(map[Subscriber]int),
+		users:        make(map[string]*userCount),
+		pendingJoin:  make(map[string]protocol.User),
+		pendingLeave: make(map[string]protocol.User),
+		emptySince:   time.Now(),
+	}
+}
+
+// join adds sub and queues joined + replay. ok is false if the room was
+// retired and the caller must look it up again.
+func (r *room) join(sub Subscriber, since *uint64) (m Membership, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, false
+	}
+	if _, already := r.index[sub]; !already {
+		r.addLocked(sub)
+	}
+	cfg := &r.hub.cfg
+
+	var members []protocol.User
+	if len(r.users) <= cfg.PresenceMaxMembers {
+		members = make([]protocol.User, 0, len(r.users))
+		for _, uc := range r.users {
+			members = append(members, uc.user)
+		}
+		slices.SortFunc(members, func(a, b protocol.User) int { return strings.Compare(a.ID, b.ID) })
+	}
+	var recovered *bool
+	var replay [][]byte
+	if since != nil {
+		var all bool
+		replay, all = r.hist.after(*since, r.seq)
+		recovered = &all
+	}
+	sub.Enqueue(&Frame{Data: protocol.Joined(r.name, r.seq, len(r.users), members, recovered)})
+	for _, data := range replay {
+		sub.Enqueue(&Frame{Data: data})
+	}
+	if len(replay) > 0 {
+		r.hub.obs.HistoryReplayed(len(replay))
+	}
+	return &membership{r: r, sub: sub}, true
+}
+
+func (r *room) addLocked(sub Subscriber) {
+	r.index[sub] = len(r.members)
+	r.members = append(r.members, sub)
+	if r.expiryArmed && r.expiryTmr.Stop() {
+		r.expiryArmed = false
+		r.hub.timers.Done()
+	}
+	u := sub.User()
+	uc := r.users[u.ID]
+	if uc == nil {
+		uc = &userCount{user: u}
+		r.users[u.ID] = uc
+		if _, wasLeaving := r.pendingLeave[u.ID]; wasLeaving {
+			delete(r.pendingLeave, u.ID)
+		} else {
+			r.pendingJoin[u.ID] = u
+		}
+		r.armPresenceLocked()
+	}
+	uc.conns++
+	r.hub.obs.RoomSize(len(r.members))
+}
+
+func (r *room) removeLocked(sub Subscriber) bool {
+	i, ok := r.index[sub]
+	if !ok {
+		return false
+	}
+	last := len(r.members) - 1
+	moved := r.members[last]
+	r.members[i] = moved
+	r.index[moved] = i
+	r.members[last] = nil
+	r.members = r.members[:last]
+	delete(r.index, sub)
+
+	u := sub.User()
+	if uc := r.users[u.ID]; uc != nil {
+		uc.conns--
+		if uc.conns == 0 {
+			delete(r.users, u.ID)
+			if _, wasJoining := r.pendingJoin[u.ID]; wasJoining {
+				delete(r.pendingJoin, u.ID)
+			} else {
+				r.pendingLeave[u.ID] = u
+			}
+			r.armPresenceLocked()
+		}
+	}
+	if len(r.members) == 0 {
+		r.emptySince = time.Now()
+		r.armExpiryLocked()
+	}
+	return true
+}
+
+func (r *room) armExpiryLocked() {
+	if r.expiryArmed || r.hub.closed.Load() {
+		return
+	}
+	r.expiryArmed = true
+	r.hub.timers.Add(1)
+	if r.expiryTmr == nil {
+		r.expiryTmr = time.AfterFunc(r.hub.cfg.RoomTTL, func() { r.hub.expire(r) })
+	} else {
+		r.expiryTmr.Reset(r.hub.cfg.RoomTTL)
+	}
+}
+
+func (r *room) armPresenceLocked() {
+	if r.presenceTmr != nil || r.hub.closed.Load() {
+		return
+	}
+	r.hub.timers.Add(1)
+	r.presenceTmr = time.AfterFunc(r.hub.cfg.PresenceInterval, r.flushPresence)
+}
+
+// stopTimersLocked cancels armed timers; a timer already firing finishes on
+// its own and sees closed.
+func (r *room) stopTimersLocked() {
+	if r.presenceTmr != nil && r.presenceTmr.Stop() {
+		r.presenceTmr = nil
+		r.hub.timers.Done()
+	}
+	if r.expiryArmed && r.expiryTmr.Stop() {
+		r.expiryArmed = false
+		r.hub.timers.Done()
+	}
+}
+
+// flushPresence sends the coalesced presence changes as one frame to every
+// member. It runs at most once per PresenceInterval per room.
+func (r *room) flushPresence() {
+	defer r.hub.timers.Done()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.presenceTmr = nil
+	if r.closed || (len(r.pendingJoin) == 0 && len(r.pendingLeave) == 0) {
+		return
+	}
+	var joined, left []protocol.User
+	if len(r.users) <= r.hub.cfg.PresenceMaxMembers {
+		joined = sortedUsers(r.pendingJoin)
+		left = sortedUsers(r.pendingLeave)
+	}
+	clear(r.pendingJoin)
+	clear(r.pendingLeave)
+	f := &Frame{Data: protocol.Presence(r.name, joined, left, len(r.users))}
+	for _, s := range r.members {
+		s.Enqueue(f)
+	}
+	r.hub.obs.PresenceSent(len(r.members))
+}
+
+func sortedUsers(m map[string]protocol.User) []protocol.User {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]protocol.User, 0, len(m))
+	for _, u := range m {
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b protocol.User) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// membership implements Membership for the in-process hub.
+type membership struct {
+	r   *room
+	sub Subscriber
+}
+
+func (m *membership) Publish(text, ref string) *protocol.Error {
+	r := m.r
+	r.mu.Lock()
+	if _, ok := r.index[m.sub]; !ok || r.closed {
+		r.mu.Unlock()
+		return &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
+	}
+	now := time.Now()
+	r.seq++
+	seq := r.seq
+	f := &Frame{Data: protocol.Message(r.name, seq, m.sub.User(), text, now.UnixMilli()), Accepted: now}
+	r.hist.push(seq, f.Data)
+	r.fanoutLocked(f, now)
+	r.mu.Unlock()
+	m.sub.Enqueue(&Frame{Data: protocol.Ack(ref, r.name, seq)})
+	return nil
+}
+
+// fanoutLocked hands f to every member. It allocates nothing per recipient.
+func (r *room) fanoutLocked(f *Frame, start time.Time) {
+	for _, s := range r.members {
+		s.Enqueue(f)
+	}
+	r.hub.obs.Fanout(len(r.members), time.Since(start))
+}
+
+func (m *membership) Leave() {
+	m.r.mu.Lock()
+	defer m.r.mu.Unlock()
+	m.r.removeLocked(m.sub)
+}

@@ -1,0 +1,122 @@
+// Package observe defines the hook points through which the gateway reports
+// what it does: the metrics package implements Observer for Prometheus, and
+// tests implement it to wait on events. Every label-like argument is a
+// closed, typed vocabulary; nothing here carries a room, user or connection
+// id.
+package observe
+
+import "time"
+
+// DisconnectReason says why a connection ended.
+type DisconnectReason string
+
+// Disconnect reasons.
+const (
+	DisconnectClientClose    DisconnectReason = "client_close"
+	DisconnectReadError      DisconnectReason = "read_error"
+	DisconnectPingTimeout    DisconnectReason = "ping_timeout"
+	DisconnectWriteTimeout   DisconnectReason = "write_timeout"
+	DisconnectWriteError     DisconnectReason = "write_error"
+	DisconnectSlowConsumer   DisconnectReason = "slow_consumer"
+	DisconnectOverloaded     DisconnectReason = "overloaded"
+	DisconnectRateAbuse      DisconnectReason = "rate_abuse"
+	DisconnectProtocolError  DisconnectReason = "protocol_error"
+	DisconnectTooLarge       DisconnectReason = "too_large"
+	DisconnectBinaryFrame    DisconnectReason = "binary_frame"
+	DisconnectInvalidUTF8    DisconnectReason = "invalid_utf8"
+	DisconnectDrain          DisconnectReason = "drain"
+	DisconnectShutdownForced DisconnectReason = "shutdown_forced"
+	DisconnectInternal       DisconnectReason = "internal"
+)
+
+// DisconnectReasons lists every DisconnectReason.
+var DisconnectReasons = []DisconnectReason{
+	DisconnectClientClose, DisconnectReadError, DisconnectPingTimeout, DisconnectWriteTimeout,
+	DisconnectWriteError, DisconnectSlowConsumer, DisconnectOverloaded, DisconnectRateAbuse,
+	DisconnectProtocolError, DisconnectTooLarge, DisconnectBinaryFrame, DisconnectInvalidUTF8,
+	DisconnectDrain, DisconnectShutdownForced, DisconnectInternal,
+}
+
+// RejectReason says why a connection attempt was refused before upgrade.
+type RejectReason string
+
+// Reject reasons.
+const (
+	RejectOrigin     RejectReason = "origin"
+	RejectCapacity   RejectReason = "capacity"
+	RejectPerIP      RejectReason = "per_ip"
+	RejectRate       RejectReason = "rate"
+	RejectDraining   RejectReason = "draining"
+	RejectBadRequest RejectReason = "bad_request"
+)
+
+// RejectReasons lists every RejectReason.
+var RejectReasons = []RejectReason{
+	RejectOrigin, RejectCapacity, RejectPerIP, RejectRate, RejectDraining, RejectBadRequest,
+}
+
+// Observer receives the gateway's events. Implementations must be safe for
+// concurrent use and must not block; calls sit on hot paths.
+type Observer interface {
+	// Connections.
+	ConnAccepted()
+	ConnRejected(RejectReason)
+	// Disconnecting is called once per connection, when the gateway decides
+	// (or learns) that it ends, with the first reason; ConnClosed follows
+	// once its socket is closed and its goroutines are done.
+	Disconnecting(DisconnectReason)
+	ConnClosed()
+
+	// Inbound traffic: every data frame read, then the verdict on each
+	// client request (ok, or the error code sent back).
+	FrameReceived(bytes int)
+	MessageAccepted()
+	RequestRejected(code string)
+
+	// Outbound traffic. Fanout is called once per broadcast with the time
+	// it took to enqueue to all local members. FrameWritten is called once
+	// per WebSocket frame written with the envelopes it carried. Delivered
+	// is called once per chat message written to a recipient with the time
+	// since the gateway accepted it.
+	Fanout(recipients int, d time.Duration)
+	FrameWritten(bytes, envelopes int, d time.Duration)
+	Delivered(latency time.Duration)
+	QueueSampled(bytes int)
+
+	// Rooms and presence.
+	RoomOpened()
+	RoomClosed()
+	RoomSize(members int)
+	PresenceSent(frames int)
+	HistoryReplayed(messages int)
+
+	// Lifecycle.
+	SetReady(bool)
+	SetDraining(bool)
+	SetDrainRemaining(n int)
+}
+
+// Nop is an Observer that does nothing.
+type Nop struct{}
+
+func (Nop) ConnAccepted()                        {}
+func (Nop) ConnRejected(RejectReason)            {}
+func (Nop) Disconnecting(DisconnectReason)       {}
+func (Nop) ConnClosed()                          {}
+func (Nop) FrameReceived(int)                    {}
+func (Nop) MessageAccepted()                     {}
+func (Nop) RequestRejected(string)               {}
+func (Nop) Fanout(int, time.Duration)            {}
+func (Nop) FrameWritten(int, int, time.Duration) {}
+func (Nop) Delivered(time.Duration)              {}
+func (Nop) QueueSampled(int)                     {}
+func (Nop) RoomOpened()                          {}
+func (Nop) RoomClosed()                          {}
+func (Nop) RoomSize(int)                         {}
+func (Nop) PresenceSent(int)                     {}
+func (Nop) HistoryReplayed(int)                  {}
+func (Nop) SetReady(bool)                        {}
+func (Nop) SetDraining(bool)                     {}
+func (Nop) SetDrainRemaining(int)                {}
+
+var _ Observer = Nop{}

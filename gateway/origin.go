@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// originPattern is one --allowed-origins entry: scheme://host[:port], where
+// host may start with "*." to match any subdomain.
+type originPattern struct {
+	scheme string
+	host   string // lower case; may contain a leading "*."
+}
+
+func compileOrigin(s string) (originPattern, error) {
+	u, err := url.Parse(strings.ToLower(strings.TrimSpace(s)))
+	if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return originPattern{}, fmt.Errorf("%q is not an origin like https://chat.example.com or https://*.example.com", s)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return originPattern{}, fmt.Errorf("%q: scheme must be http or https", s)
+	}
+	if strings.Contains(strings.TrimPrefix(u.Host, "*."), "*") {
+		return originPattern{}, fmt.Errorf("%q: only a leading *. wildcard is allowed", s)
+	}
+	return originPattern{scheme: u.Scheme, host: u.Host}, nil
+}
+
+func (p originPattern) match(scheme, host string) bool {
+	if p.scheme != scheme {
+		return false
+	}
+	ok, _ := path.Match(p.host, host)
+	return ok && (!strings.HasPrefix(p.host, "*.") || strings.Count(host, ".") >= strings.Count(p.host, "."))
+}
+
+// originChecker decides whether a browser may open a WebSocket. It guards
+// against cross-site WebSocket hijacking: a page on another site cannot use
+// a visitor's browser to talk to the gateway.
+type originChecker struct {
+	allowed []originPattern // empty: same host only
+}
+
+func newOriginChecker(patterns []string) (originChecker, error) {
+	var oc originChecker
+	for _, s := range patterns {
+		p, err := compileOrigin(s)
+		if err != nil {
+			return originChecker{}, err
+		}
+		oc.allowed = append(oc.allowed, p)
+	}
+	return oc, nil
+}
+
+func (oc originChecker) check(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true // not a browser: origin checks protect browsers only
+	}
+	u, err := url.Parse(strings.ToLower(origin))
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if len(oc.allowed) == 0 {
+		return u.Host == strings.ToLower(r.Host)
+	}
+	for _, p := range oc.allowed {
+		if p.match(u.Scheme, u.Host) {
+			return true
+		}
+	}
+	return false
+}

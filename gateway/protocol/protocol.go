@@ -1,0 +1,112 @@
+// Package protocol defines chatgate's wire protocol v1: the JSON envelopes a
+// client sends and receives over the WebSocket, their validation, and the
+// close codes the gateway uses. See docs/protocol.md for the contract.
+package protocol
+
+import (
+	"encoding/json"
+	"regexp"
+	"strconv"
+)
+
+// Subprotocol is the WebSocket subprotocol the gateway offers.
+const Subprotocol = "chatgate.v1"
+
+// MaxRefBytes is the longest client-chosen ref the gateway echoes back.
+const MaxRefBytes = 64
+
+// Client → server envelope types.
+const (
+	TypeJoin  = "join"
+	TypeLeave = "leave"
+	TypeSend  = "send"
+)
+
+// User identifies a chat participant.
+type User struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Limits are announced to every client in its welcome frame.
+type Limits struct {
+	SendPerSec   float64 `json:"send_per_sec"`
+	SendBurst    int     `json:"send_burst"`
+	MaxTextBytes int     `json:"max_text_bytes"`
+	MaxRooms     int     `json:"max_rooms"`
+}
+
+// Inbound is one decoded client → server envelope.
+type Inbound struct {
+	Type  string  `json:"type"`
+	Room  string  `json:"room"`
+	Text  string  `json:"text"`
+	Ref   string  `json:"ref"`
+	Since *uint64 `json:"since"`
+}
+
+var roomPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// ValidRoom reports whether name is an acceptable room name.
+func ValidRoom(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	return roomPattern.MatchString(name)
+}
+
+// Decode parses and validates one client frame. maxText is the largest
+// accepted text in bytes. On failure it returns an *Error ready to be sent
+// back; Ref is filled in whenever the frame carried a usable one.
+func Decode(data []byte, maxText int) (Inbound, *Error) {
+	var in Inbound
+	if err := json.Unmarshal(data, &in); err != nil {
+		// Salvage the ref, if any, so the client can match the error.
+		var probe struct {
+			Ref string `json:"ref"`
+		}
+		_ = json.Unmarshal(data, &probe)
+		e := &Error{Code: CodeBadRequest, Message: "frame is not a valid JSON envelope"}
+		if len(probe.Ref) <= MaxRefBytes {
+			e.Ref = probe.Ref
+		}
+		return Inbound{}, e
+	}
+	if len(in.Ref) > MaxRefBytes {
+		return Inbound{}, &Error{Code: CodeBadRequest, Message: "ref is longer than " + strconv.Itoa(MaxRefBytes) + " bytes"}
+	}
+	fail := func(code ErrorCode, msg string) (Inbound, *Error) {
+		return Inbound{}, &Error{Code: code, Message: msg, Ref: in.Ref}
+	}
+	switch in.Type {
+	case TypeJoin, TypeLeave, TypeSend:
+	case "":
+		return fail(CodeBadRequest, "missing type")
+	default:
+		return fail(CodeUnknownType, "unknown type "+strconv.Quote(truncate(in.Type, 32)))
+	}
+	if !ValidRoom(in.Room) {
+		return fail(CodeInvalidRoom, "room must match [A-Za-z0-9_.-]{1,64}")
+	}
+	if in.Type != TypeJoin && in.Since != nil {
+		return fail(CodeBadRequest, "since is only valid on join")
+	}
+	if in.Type == TypeSend {
+		if in.Text == "" {
+			return fail(CodeBadRequest, "text must not be empty")
+		}
+		if len(in.Text) > maxText {
+			return fail(CodeTooLarge, "text is longer than "+strconv.Itoa(maxText)+" bytes")
+		}
+	} else if in.Text != "" {
+		return fail(CodeBadRequest, "text is only valid on send")
+	}
+	return in, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,144 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// RunOptions extend Options for Run.
+type RunOptions struct {
+	Options
+	// AdminRoutes, if set, adds routes (such as /metrics) to the admin mux.
+	AdminRoutes func(*http.ServeMux)
+	// Listening, if set, is called once both listeners are bound.
+	Listening func(chat, admin net.Addr)
+	// OnShutdown hooks run last, after every connection is closed (flush
+	// trace exporters here). Each gets a context bounded by the time left.
+	OnShutdown []func(context.Context) error
+}
+
+// Run serves cfg until ctx is cancelled, then drains in order: readiness
+// fails at once; serving continues for DrainDelay; the chat listener stops
+// accepting; WebSocket clients are closed with 1001 spread over DrainWindow
+// (http.Server.Shutdown does not touch hijacked connections, so the Server
+// does it); whatever is left at ShutdownTimeout (counted from the signal) is
+// force-closed; then the shutdown hooks run. It returns nil after a clean
+// drain and ErrDrainTimeout if connections had to be forced.
+func Run(ctx context.Context, cfg Config, opts RunOptions) error {
+	srv, err := New(cfg, opts.Options)
+	if err != nil {
+		return err
+	}
+	log := srv.log
+	chatLn, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("chat listener: %w", err)
+	}
+	var adminLn net.Listener
+	if cfg.AdminAddr != "" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			chatLn.Close()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	chatHTTP := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          errLog,
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- chatHTTP.Serve(chatLn) }()
+
+	var adminHTTP *http.Server
+	if adminLn != nil {
+		mux := srv.AdminHandler()
+		if opts.AdminRoutes != nil {
+			opts.AdminRoutes(mux)
+		}
+		adminHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.ReadHeaderTimeout, ErrorLog: errLog}
+		go func() { serveErr <- adminHTTP.Serve(adminLn) }()
+	}
+	var adminAddr net.Addr
+	if adminLn != nil {
+		adminAddr = adminLn.Addr()
+	}
+	log.Info("listening", "addr", chatLn.Addr().String(), "admin_addr", addrString(adminAddr), "node", cfg.NodeID)
+	if opts.Listening != nil {
+		opts.Listening(chatLn.Addr(), adminAddr)
+	}
+	srv.SetReady(true)
+
+	var failure error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		failure = fmt.Errorf("listener failed: %w", err)
+		log.Error("listener failed; draining", "err", err)
+	}
+
+	// The drain. Everything below is bounded by the shutdown timeout.
+	hard, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	srv.BeginDrain()
+	log.Info("draining: readiness failing", "conns", srv.Conns(), "drain_delay", cfg.DrainDelay, "drain_window", cfg.DrainWindow)
+	sleepCtx(hard, cfg.DrainDelay)
+
+	log.Info("draining: no longer accepting connections")
+	_ = chatHTTP.Shutdown(hard)
+	srv.CloseClients(hard, cfg.DrainWindow)
+	if err := srv.Wait(hard); err != nil {
+		log.Warn("drain overran the shutdown timeout; force-closing", "conns", srv.Conns())
+		srv.ForceClose()
+		failure = errors.Join(failure, ErrDrainTimeout)
+	} else {
+		log.Info("draining: all connections closed")
+	}
+	srv.Close()
+	if adminHTTP != nil {
+		_ = adminHTTP.Shutdown(hard)
+	}
+	for _, f := range opts.OnShutdown {
+		if err := f(hard); err != nil {
+			log.Warn("shutdown hook failed", "err", err)
+		}
+	}
+	return failure
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// NewLogger builds the slog logger described by cfg.
+func NewLogger(cfg Config, w interface{ Write([]byte) (int, error) }) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	hopts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}

@@ -1,0 +1,371 @@
+// Package gateway is chatgate's WebSocket chat gateway: admission and origin
+// checks, the per-connection reader and writer, limits, heartbeats, and the
+// graceful drain. Rooms, presence and history live in gateway/hub; the wire
+// format in gateway/protocol.
+package gateway
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/observe"
+	"github.com/chatgate/chatgate/gateway/protocol"
+)
+
+// Options are the parts of a Server that are not configuration.
+type Options struct {
+	Logger   *slog.Logger
+	Observer observe.Observer
+	// Broker routes room traffic. Nil means the in-process hub, which the
+	// Server then owns and closes.
+	Broker hub.Broker
+	// Web serves everything on the chat listener but /ws (the web page).
+	Web http.Handler
+}
+
+// Server is the gateway. It serves the chat listener (ServeHTTP) and the
+// admin endpoints (AdminHandler), and drains on request.
+type Server struct {
+	// static after construction
+	cfg      Config
+	log      *slog.Logger
+	obs      observe.Observer
+	broker   hub.Broker
+	ownHub   *hub.Hub // the in-process hub when the Server made it; nil otherwise
+	origins  originChecker
+	adm      *admission
+	upgrader websocket.Upgrader
+	mux      *http.ServeMux
+
+	queued   atomic.Int64 // bytes queued to all clients
+	ready    atomic.Bool
+	draining atomic.Bool
+
+	// conns counts live connection handlers.
+	conns sync.WaitGroup
+
+	mu sync.Mutex
+	// clients is every registered connection; closingAll is set once the
+	// drain has started closing them, so late arrivals are closed at once.
+	clients    map[*client]struct{}
+	closingAll bool
+}
+
+// New validates cfg and builds a Server.
+func New(cfg Config, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	origins, err := newOriginChecker(cfg.AllowedOrigins)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     opts.Logger,
+		obs:     opts.Observer,
+		broker:  opts.Broker,
+		origins: origins,
+		adm:     newAdmission(&cfg),
+		clients: make(map[*client]struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.obs == nil {
+		s.obs = observe.Nop{}
+	}
+	if s.broker == nil {
+		s.ownHub = hub.New(hub.Config{
+			History:            cfg.History,
+			RoomTTL:            cfg.RoomTTL,
+			MaxRooms:           cfg.MaxRooms,
+			PresenceInterval:   cfg.PresenceInterval,
+			PresenceMaxMembers: cfg.PresenceMaxMembers,
+			Observer:           s.obs,
+		})
+		s.broker = s.ownHub
+	}
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: cfg.ReadHeaderTimeout,
+		ReadBufferSize:   1024,
+		WriteBufferSize:  4096,
+		WriteBufferPool:  &sync.Pool{},
+		Subprotocols:     []string{protocol.Subprotocol},
+		CheckOrigin:      s.origins.check,
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			http.Error(w, reason.Error(), status)
+		},
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/ws", s.serveWS)
+	if opts.Web != nil {
+		s.mux.Handle("/", opts.Web)
+	}
+	return s, nil
+}
+
+// ServeHTTP serves the chat listener.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// SetReady marks the server ready (or not) for /readyz.
+func (s *Server) SetReady(ok bool) {
+	s.ready.Store(ok)
+	s.obs.SetReady(ok)
+}
+
+// AdminHandler serves /livez and /readyz; extra routes (metrics) can be
+// added to the returned mux.
+func (s *Server) AdminHandler() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case s.draining.Load():
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+		case !s.ready.Load():
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ok\n"))
+		}
+	})
+	return mux
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		s.obs.ConnRejected(observe.RejectBadRequest)
+		reject(w, http.StatusBadRequest, 0, "this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
+		return
+	}
+	if s.draining.Load() {
+		s.obs.ConnRejected(observe.RejectDraining)
+		reject(w, http.StatusServiceUnavailable, 1, "draining: reconnect to another replica")
+		return
+	}
+	if !s.origins.check(r) {
+		s.obs.ConnRejected(observe.RejectOrigin)
+		s.log.Debug("origin refused", "origin", r.Header.Get("Origin"))
+		reject(w, http.StatusForbidden, 0, "origin not allowed")
+		return
+	}
+	ip := clientIP(r)
+	ok, why, status := s.adm.admit(ip)
+	if !ok {
+		s.obs.ConnRejected(why)
+		msg := "at capacity"
+		if why == observe.RejectPerIP {
+			msg = "too many connections from this address"
+		}
+		reject(w, status, 1+rand.IntN(5), msg)
+		return
+	}
+	defer s.adm.release(ip)
+
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		// The upgrader has already answered with an HTTP error.
+		s.obs.ConnRejected(observe.RejectBadRequest)
+		s.log.Debug("upgrade failed", "err", err)
+		return
+	}
+	id := newID()
+	user := protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
+	c := newClient(s, conn, "c_"+id, user, ip)
+	s.obs.ConnAccepted()
+	s.run(c, r.URL.Query()["room"])
+}
+
+// run serves one connection until both of its loops are done.
+func (s *Server) run(c *client, autoJoin []string) {
+	s.conns.Add(1)
+	defer s.conns.Done()
+	lateToDrain := !s.register(c)
+
+	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
+		SendPerSec:   s.cfg.SendRate,
+		SendBurst:    s.cfg.SendBurst,
+		MaxTextBytes: s.cfg.MaxTextBytes,
+		MaxRooms:     s.cfg.MaxRoomsPerConn,
+	}))
+	if lateToDrain {
+		c.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain", RetryMs: s.retryMs()}, observe.DisconnectDrain, true)
+	}
+	for _, room := range autoJoin {
+		if !protocol.ValidRoom(room) {
+			c.reject(&protocol.Error{Code: protocol.CodeInvalidRoom, Message: "room must match [A-Za-z0-9_.-]{1,64}"})
+			continue
+		}
+		c.join(room, nil, "")
+	}
+	c.log.Debug("connected", "ip", c.ip, "user", c.user.ID)
+
+	go c.writeLoop()
+	c.readLoop()
+	c.leaveAll()
+	<-c.writerDone
+	_ = c.conn.NetConn().Close()
+
+	s.unregister(c)
+	s.obs.ConnClosed()
+	c.mu.Lock()
+	reason := c.reason
+	c.mu.Unlock()
+	c.log.Debug("disconnected", "reason", reason)
+}
+
+// register adds c to the client set. It reports false if the drain is
+// already closing clients, in which case c must be closed at once.
+func (s *Server) register(c *client) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clients[c] = struct{}{}
+	return !s.closingAll
+}
+
+func (s *Server) unregister(c *client) {
+	s.mu.Lock()
+	delete(s.clients, c)
+	n := len(s.clients)
+	s.mu.Unlock()
+	if s.draining.Load() {
+		s.obs.SetDrainRemaining(n)
+	}
+}
+
+// Conns returns the number of registered connections.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}
+
+// retryMs picks a jittered reconnect delay between a tenth of
+// --drain-retry-max and all of it, so reconnects do not arrive as a herd.
+func (s *Server) retryMs() int64 {
+	hi := s.cfg.DrainRetryMax.Milliseconds()
+	lo := hi / 10
+	return lo + rand.Int64N(hi-lo+1)
+}
+
+// BeginDrain fails readiness and refuses new connections with 503.
+func (s *Server) BeginDrain() {
+	s.draining.Store(true)
+	s.SetReady(false)
+	s.obs.SetDraining(true)
+	s.obs.SetDrainRemaining(s.Conns())
+}
+
+// CloseClients closes every connection with 1001 and a jittered retry_ms,
+// spread evenly over window; each client's queue is written out before its
+// close frame. It returns when all close requests are made or ctx ends.
+func (s *Server) CloseClients(ctx context.Context, window time.Duration) {
+	s.mu.Lock()
+	s.closingAll = true
+	all := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+
+	start := time.Now()
+	var step time.Duration
+	if len(all) > 1 {
+		step = window / time.Duration(len(all)-1)
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for i, c := range all {
+		if wait := time.Until(start.Add(time.Duration(i) * step)); wait > 0 {
+			t.Reset(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		c.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain", RetryMs: s.retryMs()}, observe.DisconnectDrain, true)
+	}
+}
+
+// Wait blocks until every connection handler has returned or ctx ends.
+func (s *Server) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ForceClose drops every remaining connection without waiting, then waits
+// for their handlers.
+func (s *Server) ForceClose() {
+	s.mu.Lock()
+	s.closingAll = true
+	all := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	for _, c := range all {
+		c.mu.Lock()
+		c.beginCloseLocked(0, protocol.CloseReason{}, observe.DisconnectShutdownForced, false)
+		c.mu.Unlock()
+		_ = c.conn.NetConn().Close()
+	}
+	s.conns.Wait()
+}
+
+// Close releases what the Server owns (the in-process hub). Call it after
+// every connection is gone.
+func (s *Server) Close() {
+	if s.ownHub != nil {
+		s.ownHub.Close()
+	}
+}
+
+// ErrDrainTimeout is returned when connections outlived the shutdown
+// timeout and had to be force-closed.
+var ErrDrainTimeout = errors.New("gateway: drain did not finish before the shutdown timeout")
+
+// newID returns 16 random hex characters.
+func newID() string {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// displayName trims name and returns it if it is 1-32 runes with no control
+// characters, else a generated guest-XXXX name.
+func displayName(name, id string) string {
+	name = strings.TrimSpace(name)
+	if n := utf8.RuneCountInString(name); n >= 1 && n <= 32 && utf8.ValidString(name) &&
+		strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) < 0 {
+		return name
+	}
+	return "guest-" + id[:4]
+}
