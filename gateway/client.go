@@ -346,7 +346,9 @@ func (c *client) finishClose() {
 	code, why := c.closeCode, c.closeWhy
 	c.mu.Unlock()
 	if code != 0 {
-		deadline := time.Now().Add(min(c.srv.cfg.WriteTimeout, closeGrace))
+		// A close frame waits behind whatever the socket still holds; a
+		// peer that cannot take it within the write timeout is dropped.
+		deadline := time.Now().Add(c.srv.cfg.WriteTimeout)
 		if err := c.conn.WriteControl(websocket.CloseMessage, protocol.ClosePayload(code, why), deadline); err == nil {
 			t := time.NewTimer(closeGrace)
 			select {

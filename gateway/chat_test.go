@@ -1,0 +1,49 @@
+package gateway
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestFanoutOrderAndAck(t *testing.T) {
+	s := newTestServer(t, nil)
+	const members, perSender = 4, 50
+	clients := make([]*wsClient, members)
+	for i := range clients {
+		clients[i] = s.dial(t, query("name", fmt.Sprintf("user%d", i)))
+		clients[i].join("lobby")
+	}
+	// Every member sends; each must see every message in seq order with no
+	// gap, its own included, and get an ack per ref.
+	for i, c := range clients {
+		for j := 0; j < perSender; j++ {
+			c.send(map[string]any{"type": "send", "room": "lobby", "text": fmt.Sprintf("m%d-%d", i, j), "ref": fmt.Sprintf("r%d", j)})
+		}
+	}
+	total := members * perSender
+	for i, c := range clients {
+		var last int64
+		acks := 0
+		seen := 0
+		for seen < total || acks < perSender {
+			env := c.next()
+			switch env["type"] {
+			case "message":
+				seq := num(t, env, "seq")
+				if seq != last+1 {
+					t.Fatalf("client %d: seq %d after %d", i, seq, last)
+				}
+				last = seq
+				seen++
+			case "ack":
+				if want := fmt.Sprintf("r%d", acks); env["ref"] != want {
+					t.Fatalf("client %d: ack ref %v; want %s", i, env["ref"], want)
+				}
+				acks++
+			case "presence":
+			default:
+				t.Fatalf("client %d: unexpected %v", i, env)
+			}
+		}
+	}
+}

@@ -1,0 +1,316 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/chatgate/chatgate/gateway/observe"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// waitTimeout bounds every wait in these tests; nothing sleeps and hopes.
+const waitTimeout = 10 * time.Second
+
+// tlogWriter sends server logs to t.Logf.
+type tlogWriter struct{ t testing.TB }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Logf("server: %s", bytes.TrimRight(p, "\n"))
+	return len(p), nil
+}
+
+// recObserver records events so tests can wait on them.
+type recObserver struct {
+	observe.Nop
+	mu          sync.Mutex
+	changed     chan struct{} // closed and replaced on every event
+	disconnects map[observe.DisconnectReason]int
+	rejects     map[observe.RejectReason]int
+	requests    map[string]int
+	accepted    int
+	closed      int
+	delivered   int
+}
+
+func newRecObserver() *recObserver {
+	return &recObserver{
+		changed:     make(chan struct{}),
+		disconnects: map[observe.DisconnectReason]int{},
+		rejects:     map[observe.RejectReason]int{},
+		requests:    map[string]int{},
+	}
+}
+
+func (o *recObserver) bump(f func()) {
+	o.mu.Lock()
+	f()
+	close(o.changed)
+	o.changed = make(chan struct{})
+	o.mu.Unlock()
+}
+
+func (o *recObserver) Disconnecting(r observe.DisconnectReason) { o.bump(func() { o.disconnects[r]++ }) }
+func (o *recObserver) ConnRejected(r observe.RejectReason)      { o.bump(func() { o.rejects[r]++ }) }
+func (o *recObserver) RequestRejected(code string)              { o.bump(func() { o.requests[code]++ }) }
+func (o *recObserver) ConnAccepted()                            { o.bump(func() { o.accepted++ }) }
+func (o *recObserver) ConnClosed()                              { o.bump(func() { o.closed++ }) }
+func (o *recObserver) Delivered(time.Duration)                  { o.bump(func() { o.delivered++ }) }
+
+// waitFor blocks until cond (called with o.mu held) is true.
+func (o *recObserver) waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	for {
+		o.mu.Lock()
+		ok, ch := cond(), o.changed
+		o.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (o *recObserver) disconnectCount(r observe.DisconnectReason) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.disconnects[r]
+}
+
+// testServer is a real gateway on a loopback httptest listener.
+type testServer struct {
+	srv *Server
+	ts  *httptest.Server
+	obs *recObserver
+}
+
+// testConfig is DefaultConfig with limits that suit tests.
+func testConfig() Config {
+	cfg := DefaultConfig()
+	cfg.NodeID = "test-node"
+	cfg.PresenceInterval = 20 * time.Millisecond
+	cfg.SendRate, cfg.SendBurst = 10000, 10000
+	cfg.JoinRate, cfg.JoinBurst = 10000, 10000
+	cfg.DrainDelay, cfg.DrainWindow = 0, 0
+	return cfg
+}
+
+func newTestServer(t *testing.T, mutate func(*Config)) *testServer {
+	t.Helper()
+	cfg := testConfig()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	obs := newRecObserver()
+	srv, err := New(cfg, Options{
+		Logger:   slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Observer: obs,
+		Web:      http.NotFoundHandler(),
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	srv.SetReady(true)
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		srv.BeginDrain()
+		srv.ForceClose()
+		ts.Close()
+		srv.Close()
+	})
+	return &testServer{srv: srv, ts: ts, obs: obs}
+}
+
+func (s *testServer) wsURL(query string) string {
+	u := "ws" + strings.TrimPrefix(s.ts.URL, "http") + "/ws"
+	if query != "" {
+		u += "?" + query
+	}
+	return u
+}
+
+// wsClient is a test WebSocket client that splits server frames into
+// envelopes.
+type wsClient struct {
+	t       testing.TB
+	conn    *websocket.Conn
+	pending []map[string]any
+}
+
+type dialOpts struct {
+	query  string
+	header http.Header
+	dialer *websocket.Dialer
+}
+
+func (s *testServer) dial(t testing.TB, query string) *wsClient {
+	t.Helper()
+	return s.dialWith(t, dialOpts{query: query})
+}
+
+func (s *testServer) dialWith(t testing.TB, o dialOpts) *wsClient {
+	t.Helper()
+	d := o.dialer
+	if d == nil {
+		d = &websocket.Dialer{HandshakeTimeout: waitTimeout, Subprotocols: []string{"chatgate.v1"}}
+	}
+	conn, resp, err := d.Dial(s.wsURL(o.query), o.header)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %q: %v (HTTP %d)", o.query, err, status)
+	}
+	c := &wsClient{t: t, conn: conn}
+	t.Cleanup(func() { conn.Close() })
+	c.expect("welcome")
+	return c
+}
+
+// dialStatus attempts a handshake that is expected to fail and returns the
+// HTTP response.
+func (s *testServer) dialStatus(t testing.TB, query string, header http.Header) *http.Response {
+	t.Helper()
+	d := &websocket.Dialer{HandshakeTimeout: waitTimeout}
+	conn, resp, err := d.Dial(s.wsURL(query), header)
+	if err == nil {
+		conn.Close()
+		t.Fatalf("dial %q succeeded; want it refused", query)
+	}
+	if resp == nil {
+		t.Fatalf("dial %q: no HTTP response: %v", query, err)
+	}
+	return resp
+}
+
+func (c *wsClient) send(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.sendRaw(websocket.TextMessage, b)
+}
+
+func (c *wsClient) sendRaw(mt int, b []byte) {
+	c.t.Helper()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
+	if err := c.conn.WriteMessage(mt, b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// next returns the next envelope from the server.
+func (c *wsClient) next() map[string]any {
+	c.t.Helper()
+	env, err := c.tryNext()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return env
+}
+
+func (c *wsClient) tryNext() (map[string]any, error) {
+	for len(c.pending) == 0 {
+		_ = c.conn.SetReadDeadline(time.Now().Add(waitTimeout))
+		mt, data, err := c.conn.ReadMessage()
+		if err != nil {
+			return nil, err
+		}
+		if mt != websocket.TextMessage {
+			return nil, errors.New("server sent a non-text message")
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var env map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &env); err != nil {
+				return nil, errors.New("server sent invalid JSON: " + sc.Text())
+			}
+			c.pending = append(c.pending, env)
+		}
+	}
+	env := c.pending[0]
+	c.pending = c.pending[1:]
+	return env, nil
+}
+
+// expect returns the next envelope of type typ, skipping presence frames
+// (which arrive on their own schedule) and failing on anything else.
+func (c *wsClient) expect(typ string) map[string]any {
+	c.t.Helper()
+	for {
+		env := c.next()
+		switch env["type"] {
+		case typ:
+			return env
+		case "presence":
+			continue
+		}
+		c.t.Fatalf("got %v; want a %q envelope", env, typ)
+	}
+}
+
+// expectClose reads until the connection closes and checks the close code;
+// it returns the close reason text.
+func (c *wsClient) expectClose(code int) string {
+	c.t.Helper()
+	for {
+		_, err := c.tryNext()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) {
+			c.t.Fatalf("connection ended with %v; want close code %d", err, code)
+		}
+		if ce.Code != code {
+			c.t.Fatalf("close code %d (%q); want %d", ce.Code, ce.Text, code)
+		}
+		return ce.Text
+	}
+}
+
+func (c *wsClient) join(room string) map[string]any {
+	c.t.Helper()
+	c.send(map[string]any{"type": "join", "room": room})
+	return c.expect("joined")
+}
+
+func num(t testing.TB, env map[string]any, key string) int64 {
+	t.Helper()
+	f, ok := env[key].(float64)
+	if !ok {
+		t.Fatalf("envelope %v has no numeric %q", env, key)
+	}
+	return int64(f)
+}
+
+func query(kv ...string) string {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Add(kv[i], kv[i+1])
+	}
+	return v.Encode()
+}

@@ -1,0 +1,301 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/chatgate/chatgate/gateway/observe"
+	"github.com/chatgate/chatgate/gateway/protocol"
+)
+
+// smallBufferDialer returns a dialer whose sockets have a tiny receive
+// buffer, so a client that stops reading backs up the server quickly.
+func smallBufferDialer() *websocket.Dialer {
+	nd := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	return &websocket.Dialer{NetDialContext: nd.DialContext, ReadBufferSize: 1024, HandshakeTimeout: waitTimeout}
+}
+
+// bgReader reads every envelope from a client in the background and checks
+// that message seqs stay contiguous.
+type bgReader struct {
+	t       *testing.T
+	c       *wsClient
+	done    chan struct{}
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced whenever seen grows
+	seen    int
+	last    int64
+	bad     error
+}
+
+func startReader(t *testing.T, c *wsClient) *bgReader {
+	t.Helper()
+	r := &bgReader{t: t, c: c, done: make(chan struct{}), changed: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for {
+			env, err := c.tryNext()
+			if err != nil {
+				return
+			}
+			if env["type"] != "message" {
+				continue
+			}
+			seq := int64(env["seq"].(float64))
+			r.mu.Lock()
+			if r.last != 0 && seq != r.last+1 && r.bad == nil {
+				r.bad = fmt.Errorf("seq %d after %d", seq, r.last)
+			}
+			r.last = seq
+			r.seen++
+			close(r.changed)
+			r.changed = make(chan struct{})
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+// waitSeen blocks until the reader has seen at least n messages.
+func (r *bgReader) waitSeen(n int) {
+	r.t.Helper()
+	timer := time.NewTimer(waitTimeout)
+	defer timer.Stop()
+	for {
+		r.mu.Lock()
+		seen, ch := r.seen, r.changed
+		r.mu.Unlock()
+		if seen >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-r.done:
+			r.t.Fatalf("reader ended after %d of %d messages", seen, n)
+		case <-timer.C:
+			r.t.Fatalf("reader saw %d of %d messages", seen, n)
+		}
+	}
+}
+
+// stop closes the connection, ends the reader and returns how many
+// messages it saw.
+func (r *bgReader) stop() int {
+	r.c.conn.Close()
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bad != nil {
+		r.t.Errorf("reader: %v", r.bad)
+	}
+	return r.seen
+}
+
+// floodUntil sends 2 KiB messages to room until cond holds, keeping at most
+// a small window in flight (waiting for the sender's own copies), so only a
+// client that stops reading can fall behind. It returns how many it sent.
+func floodUntil(t *testing.T, sender *wsClient, senderReader *bgReader, room string, cond func() bool) int {
+	t.Helper()
+	const window = 8
+	text := strings.Repeat("x", 2048)
+	deadline := time.Now().Add(waitTimeout)
+	sent := 0
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not reached after %d messages", sent)
+		}
+		senderReader.waitSeen(sent - window)
+		sender.send(map[string]any{"type": "send", "room": room, "text": text})
+		sent++
+	}
+	return sent
+}
+
+func TestSlowConsumerEvicted(t *testing.T) {
+	s := newTestServer(t, func(c *Config) {
+		c.QueueBytes = 64 << 10
+		c.WriteTimeout = 30 * time.Second // the queue cap, not the deadline, must trip
+	})
+	slow := s.dialWith(t, dialOpts{query: query("name", "slow", "room", "r"), dialer: smallBufferDialer()})
+	slow.expect("joined")
+	healthy := s.dial(t, query("name", "healthy", "room", "r"))
+	healthy.expect("joined")
+	sender := s.dial(t, query("name", "sender", "room", "r"))
+	sender.expect("joined")
+	healthyR := startReader(t, healthy)
+	senderR := startReader(t, sender)
+
+	evicted := func() bool { return s.obs.disconnectCount(observe.DisconnectSlowConsumer) > 0 }
+	sent := floodUntil(t, sender, senderR, "r", evicted)
+
+	// The evicted client, reading again (with room to read fast), finds
+	// 4008 with a retry hint after whatever was already in flight.
+	if err := slow.conn.NetConn().(*net.TCPConn).SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	reason := slow.expectClose(protocol.CloseSlowConsumer)
+	cr, ok := protocol.ParseCloseReason(reason)
+	if !ok || cr.R != "slow_consumer" || cr.RetryMs <= 0 {
+		t.Fatalf("close reason %q; want slow_consumer with retry_ms", reason)
+	}
+	// A few more messages still reach the healthy client in order.
+	for i := 0; i < 10; i++ {
+		sender.send(map[string]any{"type": "send", "room": "r", "text": "after"})
+	}
+	total := sent + 10
+	healthyR.waitSeen(total)
+	senderR.waitSeen(total)
+	if n := healthyR.stop(); n != total {
+		t.Fatalf("healthy client saw %d messages; want %d", n, total)
+	}
+	senderR.stop()
+	if n := s.obs.disconnectCount(observe.DisconnectSlowConsumer); n != 1 {
+		t.Fatalf("%d slow-consumer evictions; want exactly 1", n)
+	}
+}
+
+func TestWriteTimeoutDisconnects(t *testing.T) {
+	s := newTestServer(t, func(c *Config) {
+		c.QueueBytes = 64 << 20 // far above what the test sends
+		c.TotalQueueBytes = 1 << 30
+		c.WriteTimeout = 300 * time.Millisecond
+	})
+	stuck := s.dialWith(t, dialOpts{query: query("name", "stuck", "room", "r"), dialer: smallBufferDialer()})
+	stuck.expect("joined")
+	sender := s.dial(t, query("name", "sender", "room", "r"))
+	sender.expect("joined")
+	senderR := startReader(t, sender)
+	floodUntil(t, sender, senderR, "r", func() bool { return s.obs.disconnectCount(observe.DisconnectWriteTimeout) > 0 })
+	// The socket was dropped without a close frame.
+	for {
+		_, err := stuck.tryNext()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+			t.Fatalf("got close %d; want the connection dropped", ce.Code)
+		}
+		break
+	}
+	senderR.stop()
+}
+
+func TestHeartbeat(t *testing.T) {
+	s := newTestServer(t, func(c *Config) {
+		c.PingInterval = 50 * time.Millisecond
+		c.PongTimeout = 300 * time.Millisecond
+	})
+	t.Run("silent client closed with 4001", func(t *testing.T) {
+		c := s.dial(t, "")
+		// Not reading means not answering pings.
+		s.obs.waitFor(t, "heartbeat timeout", func() bool { return s.obs.disconnects[observe.DisconnectPingTimeout] > 0 })
+		reason := c.expectClose(protocol.CloseHeartbeatTimeout)
+		if cr, ok := protocol.ParseCloseReason(reason); !ok || cr.R != "heartbeat_timeout" {
+			t.Fatalf("reason %q", reason)
+		}
+	})
+	t.Run("client answering pings stays", func(t *testing.T) {
+		c := s.dial(t, "")
+		pings := 0
+		c.conn.SetPingHandler(func(data string) error {
+			pings++
+			return c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
+		// Read for several pong timeouts: only our own read deadline may
+		// end it, never a close from the server.
+		_ = c.conn.SetReadDeadline(time.Now().Add(4 * 300 * time.Millisecond))
+		_, _, err := c.conn.ReadMessage()
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("read ended with %v; want our own deadline", err)
+		}
+		if pings < 5 {
+			t.Fatalf("%d pings in 1.2s at a 50ms interval", pings)
+		}
+	})
+}
+
+func TestDrainDeliversAckedMessagesBeforeClose(t *testing.T) {
+	s := newTestServer(t, nil)
+	const n = 5
+	clients := make([]*wsClient, n)
+	for i := range clients {
+		clients[i] = s.dial(t, query("name", fmt.Sprintf("u%d", i), "room", "r"))
+		clients[i].expect("joined")
+	}
+	const msgs = 20
+	for i := 0; i < msgs; i++ {
+		clients[0].send(map[string]any{"type": "send", "room": "r", "text": fmt.Sprint(i), "ref": fmt.Sprint(i)})
+	}
+	// Wait until the sender holds every ack: each message is then acked,
+	// hence queued to every member.
+	acks := 0
+	var got0 []int64
+	for acks < msgs {
+		env := clients[0].next()
+		switch env["type"] {
+		case "ack":
+			acks++
+		case "message":
+			got0 = append(got0, num(t, env, "seq"))
+		}
+	}
+	s.srv.BeginDrain()
+	resp := s.dialStatus(t, "", nil)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("dial while draining: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	s.srv.CloseClients(ctx, 200*time.Millisecond)
+	for i, c := range clients {
+		seqs := got0
+		if i > 0 {
+			seqs = nil
+		}
+		var reason string
+		for {
+			env, err := c.tryNext()
+			if err != nil {
+				var ce *websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != protocol.CloseGoingAway {
+					t.Fatalf("client %d ended with %v; want 1001", i, err)
+				}
+				reason = ce.Text
+				break
+			}
+			if env["type"] == "message" {
+				seqs = append(seqs, num(t, env, "seq"))
+			}
+		}
+		if len(seqs) != msgs {
+			t.Fatalf("client %d got %d of %d acked messages before 1001", i, len(seqs), msgs)
+		}
+		cr, ok := protocol.ParseCloseReason(reason)
+		if !ok || cr.R != "drain" || cr.RetryMs <= 0 {
+			t.Fatalf("client %d close reason %q", i, reason)
+		}
+	}
+	if err := s.srv.Wait(ctx); err != nil {
+		t.Fatalf("handlers still running after every client closed: %v", err)
+	}
+	if got := s.obs.disconnectCount(observe.DisconnectDrain); got != n {
+		t.Fatalf("%d drain disconnects; want %d", got, n)
+	}
+}
