@@ -6,3 +6,5 @@ require (
 	github.com/gorilla/websocket v1.5.3
 	golang.org/x/time v0.16.0
 )
+
+require go.uber.org/goleak v1.3.0 // indirect

@@ -64,12 +64,14 @@ func (o *recObserver) bump(f func()) {
 	o.mu.Unlock()
 }
 
-func (o *recObserver) Disconnecting(r observe.DisconnectReason) { o.bump(func() { o.disconnects[r]++ }) }
-func (o *recObserver) ConnRejected(r observe.RejectReason)      { o.bump(func() { o.rejects[r]++ }) }
-func (o *recObserver) RequestRejected(code string)              { o.bump(func() { o.requests[code]++ }) }
-func (o *recObserver) ConnAccepted()                            { o.bump(func() { o.accepted++ }) }
-func (o *recObserver) ConnClosed()                              { o.bump(func() { o.closed++ }) }
-func (o *recObserver) Delivered(time.Duration)                  { o.bump(func() { o.delivered++ }) }
+func (o *recObserver) Disconnecting(r observe.DisconnectReason) {
+	o.bump(func() { o.disconnects[r]++ })
+}
+func (o *recObserver) ConnRejected(r observe.RejectReason) { o.bump(func() { o.rejects[r]++ }) }
+func (o *recObserver) RequestRejected(code string)         { o.bump(func() { o.requests[code]++ }) }
+func (o *recObserver) ConnAccepted()                       { o.bump(func() { o.accepted++ }) }
+func (o *recObserver) ConnClosed()                         { o.bump(func() { o.closed++ }) }
+func (o *recObserver) Delivered(time.Duration)             { o.bump(func() { o.delivered++ }) }
 
 // waitFor blocks until cond (called with o.mu held) is true.
 func (o *recObserver) waitFor(t testing.TB, what string, cond func() bool) {

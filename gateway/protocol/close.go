@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/binary"
 	"encoding/json"
+	"unicode/utf8"
 )
 
 // Close codes the gateway sends. See docs/protocol.md.
@@ -31,11 +32,21 @@ type CloseReason struct {
 
 // ClosePayload builds a close frame payload: the code followed by the JSON
 // reason, cut to fit the 123-byte limit (the reason words are short, so this
-// never triggers in practice).
+// never triggers in practice). Cutting shortens R on a rune boundary until
+// the encoded object fits, escapes included, and keeps retry_ms.
 func ClosePayload(code int, reason CloseReason) []byte {
 	text, _ := json.Marshal(reason)
 	if len(text) > MaxCloseReasonBytes {
-		text, _ = json.Marshal(CloseReason{R: reason.R[:min(len(reason.R), 64)]})
+		cut := reason
+		cut.R = cut.R[:min(len(cut.R), MaxCloseReasonBytes)]
+		for {
+			text, _ = json.Marshal(cut)
+			if len(text) <= MaxCloseReasonBytes || cut.R == "" {
+				break
+			}
+			_, size := utf8.DecodeLastRuneInString(cut.R)
+			cut.R = cut.R[:len(cut.R)-size]
+		}
 	}
 	buf := make([]byte, 2, 2+len(text))
 	binary.BigEndian.PutUint16(buf, uint16(code))

@@ -4,9 +4,11 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // Subprotocol is the WebSocket subprotocol the gateway offers.
@@ -62,13 +64,9 @@ func Decode(data []byte, maxText int) (Inbound, *Error) {
 	var in Inbound
 	if err := json.Unmarshal(data, &in); err != nil {
 		// Salvage the ref, if any, so the client can match the error.
-		var probe struct {
-			Ref string `json:"ref"`
-		}
-		_ = json.Unmarshal(data, &probe)
 		e := &Error{Code: CodeBadRequest, Message: "frame is not a valid JSON envelope"}
-		if len(probe.Ref) <= MaxRefBytes {
-			e.Ref = probe.Ref
+		if ref := salvageRef(data); len(ref) <= MaxRefBytes {
+			e.Ref = ref
 		}
 		return Inbound{}, e
 	}
@@ -102,6 +100,34 @@ func Decode(data []byte, maxText int) (Inbound, *Error) {
 		return fail(CodeBadRequest, "text is only valid on send")
 	}
 	return in, nil
+}
+
+// salvageRef returns the string ref of a frame that failed to decode, read
+// token by token so that a ref before a syntax error (a truncated frame,
+// trailing garbage) or beside a mistyped field is still found. Like
+// encoding/json it matches the key case-insensitively and keeps the last.
+func salvageRef(data []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	var ref string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			break
+		}
+		key, _ := t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			break
+		}
+		var s string
+		if strings.EqualFold(key, "ref") && json.Unmarshal(raw, &s) == nil {
+			ref = s
+		}
+	}
+	return ref
 }
 
 func truncate(s string, n int) string {
