@@ -88,7 +88,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	hard, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	srv.BeginDrain()
-	log.Info("draining: readiness failing", "conns", srv.Conns(), "drain_delay", cfg.DrainDelay, "drain_window", cfg.DrainWindow)
+	log.Info("draining: readiness failing", "conns", srv.Conns(), "drain_delay", cfg.DrainDelay.String(), "drain_window", cfg.DrainWindow.String())
 	sleepCtx(hard, cfg.DrainDelay)
 
 	log.Info("draining: no longer accepting connections")
