@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -400,7 +401,7 @@ func (c *client) readLoop() {
 			c.closeWith(protocol.CloseMessageTooBig, protocol.CloseReason{R: "too_large"}, observe.DisconnectTooLarge, true)
 		default:
 			c.srv.obs.FrameReceived(buf.Len())
-			c.handle(buf.Bytes())
+			c.handleSafely(buf.Bytes())
 		}
 		if buf.Cap() <= 64<<10 {
 			readBufs.Put(buf)
@@ -425,6 +426,18 @@ func (c *client) readFailed(err error) {
 		c.log.Debug("read ended", "reason", reason, "err", err)
 	}
 	c.poke()
+}
+
+// handleSafely handles one frame; a panic (a bug) costs this connection
+// alone: it is logged and the client is closed with 1011.
+func (c *client) handleSafely(data []byte) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("panic while handling a frame", "panic", p, "stack", string(debug.Stack()))
+			c.closeWith(protocol.CloseInternalError, protocol.CloseReason{R: "internal"}, observe.DisconnectInternal, true)
+		}
+	}()
+	c.handle(data)
 }
 
 // handle processes one client frame.

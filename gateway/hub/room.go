@@ -226,21 +226,28 @@ type membership struct {
 }
 
 func (m *membership) Publish(text, ref string) *protocol.Error {
+	seq, perr := m.sequence(text, ref)
+	if perr != nil {
+		return perr
+	}
+	m.sub.Enqueue(&Frame{Data: protocol.Ack(ref, m.r.name, seq)})
+	return nil
+}
+
+// sequence numbers the message, records it and hands it to every member.
+func (m *membership) sequence(text, ref string) (uint64, *protocol.Error) {
 	r := m.r
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if _, ok := r.index[m.sub]; !ok || r.closed {
-		r.mu.Unlock()
-		return &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
+		return 0, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
 	}
 	now := time.Now()
 	r.seq++
-	seq := r.seq
-	f := &Frame{Data: protocol.Message(r.name, seq, m.sub.User(), text, now.UnixMilli()), Accepted: now}
-	r.hist.push(seq, f.Data)
+	f := &Frame{Data: protocol.Message(r.name, r.seq, m.sub.User(), text, now.UnixMilli()), Accepted: now}
+	r.hist.push(r.seq, f.Data)
 	r.fanoutLocked(f, now)
-	r.mu.Unlock()
-	m.sub.Enqueue(&Frame{Data: protocol.Ack(ref, r.name, seq)})
-	return nil
+	return r.seq, nil
 }
 
 // fanoutLocked hands f to every member. It allocates nothing per recipient.

@@ -1,0 +1,32 @@
+package gateway
+
+import (
+	"testing"
+
+	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/observe"
+	"github.com/chatgate/chatgate/gateway/protocol"
+)
+
+// panickyBroker stands in for a broker with a bug.
+type panickyBroker struct{}
+
+func (panickyBroker) Join(hub.Subscriber, string, *uint64) (hub.Membership, *protocol.Error) {
+	panic("broker bug")
+}
+
+func TestPanicClosesOnlyThatConnectionWith1011(t *testing.T) {
+	s := newTestServer(t, nil)
+	s.srv.broker = panickyBroker{}
+	c := s.dial(t, "")
+	c.send(map[string]any{"type": "join", "room": "r"})
+	reason := c.expectClose(protocol.CloseInternalError)
+	if cr, ok := protocol.ParseCloseReason(reason); !ok || cr.R != "internal" {
+		t.Fatalf("reason %q", reason)
+	}
+	if s.obs.disconnectCount(observe.DisconnectInternal) != 1 {
+		t.Fatal("internal disconnect not counted")
+	}
+	// The server is still serving.
+	s.dial(t, "")
+}
