@@ -10,9 +10,8 @@ import (
 	"time"
 )
 
-// RunOptions extend Options for Run.
+// RunOptions configure Run beyond the Server itself.
 type RunOptions struct {
-	Options
 	// AdminRoutes, if set, adds routes (such as /metrics) to the admin mux.
 	AdminRoutes func(*http.ServeMux)
 	// Listening, if set, is called once both listeners are bound.
@@ -29,12 +28,10 @@ type RunOptions struct {
 // does it); whatever is left at ShutdownTimeout (counted from the signal) is
 // force-closed; then the shutdown hooks run. It returns nil after a clean
 // drain and ErrDrainTimeout if connections had to be forced.
-func Run(ctx context.Context, cfg Config, opts RunOptions) error {
-	srv, err := New(cfg, opts.Options)
-	if err != nil {
-		return err
-	}
+func Run(ctx context.Context, srv *Server, opts RunOptions) error {
+	cfg := srv.cfg
 	log := srv.log
+	defer srv.Close()
 	chatLn, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("chat listener: %w", err)
@@ -101,7 +98,6 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	} else {
 		log.Info("draining: all connections closed")
 	}
-	srv.Close()
 	if adminHTTP != nil {
 		_ = adminHTTP.Shutdown(hard)
 	}

@@ -256,6 +256,20 @@ func (s *Server) Conns() int {
 	return len(s.clients)
 }
 
+// MaxQueueBytes reports the largest outbound queue of any client now, for
+// the worst-queue gauge. It is O(connections); call it at scrape time only.
+func (s *Server) MaxQueueBytes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	worst := 0
+	for c := range s.clients {
+		c.mu.Lock()
+		worst = max(worst, c.queued)
+		c.mu.Unlock()
+	}
+	return worst
+}
+
 // retryMs picks a jittered reconnect delay between a tenth of
 // --drain-retry-max and all of it, so reconnects do not arrive as a herd.
 func (s *Server) retryMs() int64 {

@@ -5,10 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime/debug"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/metrics"
 	"github.com/chatgate/chatgate/web"
 )
 
@@ -90,7 +94,17 @@ Flags:
 func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 	log := gateway.NewLogger(cfg, logOut)
 	log.Info("starting chatgate", "version", version, "revision", buildRevision())
-	return gateway.Run(ctx, cfg, gateway.RunOptions{
-		Options: gateway.Options{Logger: log, Web: web.Handler()},
+
+	reg := prometheus.NewRegistry()
+	var srv *gateway.Server // set below, before the admin listener serves
+	m := metrics.New(reg, metrics.BuildInfo{Version: version, Revision: buildRevision()}, func() float64 {
+		return float64(srv.MaxQueueBytes())
+	})
+	srv, err := gateway.New(cfg, gateway.Options{Logger: log, Observer: m, Web: web.Handler()})
+	if err != nil {
+		return err
+	}
+	return gateway.Run(ctx, srv, gateway.RunOptions{
+		AdminRoutes: func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler(reg)) },
 	})
 }
