@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 )
 
@@ -33,8 +32,12 @@ func (p originPattern) match(scheme, host string) bool {
 	if p.scheme != scheme {
 		return false
 	}
-	ok, _ := path.Match(p.host, host)
-	return ok && (!strings.HasPrefix(p.host, "*.") || strings.Count(host, ".") >= strings.Count(p.host, "."))
+	if suffix, wild := strings.CutPrefix(p.host, "*"); wild {
+		// "*.example.com" matches "a.example.com" and "a.b.example.com",
+		// never "example.com" or "badexample.com".
+		return len(host) > len(suffix) && strings.HasSuffix(host, suffix)
+	}
+	return host == p.host
 }
 
 // originChecker decides whether a browser may open a WebSocket. It guards

@@ -108,6 +108,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		Subprotocols:     []string{protocol.Subprotocol},
 		CheckOrigin:      s.origins.check,
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			w.Header().Set("Sec-WebSocket-Version", "13") // RFC 6455 4.2.2
 			http.Error(w, reason.Error(), status)
 		},
 	}
@@ -176,11 +177,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		reject(w, status, 1+rand.IntN(5), msg)
 		return
 	}
-	defer s.adm.release(ip)
+	// Counted from here so that shutdown waits for failed upgrades too.
+	s.conns.Add(1)
+	defer s.conns.Done()
 
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		// The upgrader has already answered with an HTTP error.
+		s.adm.release(ip)
 		s.obs.ConnRejected(observe.RejectBadRequest)
 		s.log.Debug("upgrade failed", "err", err)
 		return
@@ -194,8 +198,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 
 // run serves one connection until both of its loops are done.
 func (s *Server) run(c *client, autoJoin []string) {
-	s.conns.Add(1)
-	defer s.conns.Done()
 	lateToDrain := !s.register(c)
 
 	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
@@ -220,6 +222,9 @@ func (s *Server) run(c *client, autoJoin []string) {
 	c.readLoop()
 	c.leaveAll()
 	<-c.writerDone
+	// Free the admission slot before anyone can see the connection gone,
+	// so an immediate reconnect is never refused for it.
+	s.adm.release(c.ip)
 	_ = c.conn.NetConn().Close()
 
 	s.unregister(c)
