@@ -159,18 +159,33 @@ func (h *Hub) lookupOrCreate(name string) (*room, *protocol.Error) {
 	if r, ok := s.rooms[name]; ok {
 		return r, nil
 	}
-	if h.rooms.Load() >= int64(h.cfg.MaxRooms) && !h.reclaimEmptyLocked(s) {
+	// Take a slot under the cap, or the slot of an empty room of this
+	// shard. The count is shared by all shards, so the slot is reserved
+	// atomically rather than checked and added later.
+	if !h.reserveRoom() && !h.reclaimEmptyLocked(s) {
 		return nil, &protocol.Error{Code: protocol.CodeRoomLimit, Message: "the gateway holds as many rooms as it may; try again later", RetryAfterMs: 1000}
 	}
 	r := newRoom(h, name)
 	s.rooms[name] = r
-	h.rooms.Add(1)
 	h.obs.RoomOpened()
 	return r, nil
 }
 
+// reserveRoom counts one more room if that stays within MaxRooms.
+func (h *Hub) reserveRoom() bool {
+	for {
+		n := h.rooms.Load()
+		if n >= int64(h.cfg.MaxRooms) {
+			return false
+		}
+		if h.rooms.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 // reclaimEmptyLocked retires the longest-empty room of s to make space for a
-// new one. s.mu must be held.
+// new one, whose slot in the room count it takes over. s.mu must be held.
 func (h *Hub) reclaimEmptyLocked(s *shard) bool {
 	var victim *room
 	var since time.Time
@@ -193,12 +208,13 @@ func (h *Hub) reclaimEmptyLocked(s *shard) bool {
 	return ok
 }
 
-// retireLocked removes r from s. Both s.mu and r.mu must be held.
+// retireLocked removes r from s. It leaves the room count alone: the caller
+// releases r's slot or hands it to a new room. Both s.mu and r.mu must be
+// held.
 func (h *Hub) retireLocked(s *shard, r *room) {
 	r.closed = true
 	r.stopTimersLocked()
 	delete(s.rooms, r.name)
-	h.rooms.Add(-1)
 	h.obs.RoomClosed()
 }
 
@@ -214,7 +230,16 @@ func (h *Hub) expire(r *room) {
 	if r.closed || len(r.members) > 0 || h.closed.Load() {
 		return
 	}
+	// A join and leave that came while this timer was firing could not
+	// stop it, nor re-arm it: wait out the rest of the TTL from that leave.
+	if rest := h.cfg.RoomTTL - time.Since(r.emptySince); rest > 0 {
+		r.expiryArmed = true
+		h.timers.Add(1)
+		r.expiryTmr.Reset(rest)
+		return
+	}
 	h.retireLocked(s, r)
+	h.rooms.Add(-1)
 }
 
 // Rooms returns how many rooms the hub holds.
