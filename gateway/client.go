@@ -374,6 +374,15 @@ func (c *client) readLoop() {
 	extend := func() { _ = c.conn.SetReadDeadline(time.Now().Add(pongTimeout)) }
 	extend()
 	c.conn.SetPongHandler(func(string) error { extend(); return nil })
+	c.conn.SetPingHandler(func(data string) error {
+		extend() // a client's own ping shows it is alive too
+		err := c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.srv.cfg.WriteTimeout))
+		var ne net.Error
+		if err == nil || errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) && ne.Timeout() {
+			return nil // a pong that cannot go out now is not a read failure
+		}
+		return err
+	})
 	maxFrame := int64(c.srv.cfg.MaxFrameBytes)
 	for {
 		mt, r, err := c.conn.NextReader()
@@ -505,8 +514,8 @@ func (c *client) reject(e *protocol.Error) {
 	c.srv.obs.RequestRejected(string(e.Code))
 	c.send(protocol.ErrorEnvelope(e))
 	switch e.Code {
-	case protocol.CodeUnavailable, protocol.CodeInternal:
-		return // not the client's fault
+	case protocol.CodeUnavailable, protocol.CodeInternal, protocol.CodeRoomLimit:
+		return // not (necessarily) the client's fault
 	}
 	if c.strikes.Allow() {
 		return

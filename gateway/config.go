@@ -121,7 +121,7 @@ func EnvName(name string) string {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "chat listener: serves the web page at / and WebSockets at /ws")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin listener: /livez, /readyz and /metrics (empty disables it)")
-	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this replica's name, sent to clients in welcome.node (default: hostname)")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this replica's name, sent to clients in welcome.node (defaults to the hostname)")
 
 	fs.Func("allowed-origins", "comma-separated Origin patterns allowed to open WebSockets, e.g. https://chat.example.com,https://*.example.com; empty allows only the request's own host; requests without Origin (non-browser clients) are always allowed", func(v string) error {
 		c.AllowedOrigins = splitList(v)
@@ -260,8 +260,8 @@ func (c *Config) Validate() error {
 	if c.TotalQueueBytes < int64(c.QueueBytes) {
 		bad("--total-queue-bytes (%d) must be at least --queue-bytes (%d)", c.TotalQueueBytes, c.QueueBytes)
 	}
-	if c.ShutdownTimeout < c.DrainDelay+c.DrainWindow {
-		bad("--shutdown-timeout (%v) must cover --drain-delay + --drain-window (%v)", c.ShutdownTimeout, c.DrainDelay+c.DrainWindow)
+	if c.ShutdownTimeout <= c.DrainDelay+c.DrainWindow {
+		bad("--shutdown-timeout (%v) must be longer than --drain-delay + --drain-window (%v), leaving time for the last clients to close", c.ShutdownTimeout, c.DrainDelay+c.DrainWindow)
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -67,6 +67,9 @@ func TestConfigValidateRejects(t *testing.T) {
 		{"shutdown shorter than drain", func(c *Config) {
 			c.DrainDelay, c.DrainWindow, c.ShutdownTimeout = 5*time.Second, 10*time.Second, 14*time.Second
 		}, "--shutdown-timeout"},
+		{"shutdown leaves no time to close", func(c *Config) {
+			c.DrainDelay, c.DrainWindow, c.ShutdownTimeout = 5*time.Second, 10*time.Second, 15*time.Second
+		}, "--shutdown-timeout"},
 		{"drain retry max 0", func(c *Config) { c.DrainRetryMax = 0 }, "--drain-retry-max"},
 		{"log format", func(c *Config) { c.LogFormat = "xml" }, "--log-format"},
 		{"log level", func(c *Config) { c.LogLevel = "verbose" }, "--log-level"},
@@ -104,8 +107,8 @@ func TestConfigValidateAcceptsEdges(t *testing.T) {
 		{"no drain delay or window", func(c *Config) { c.DrainDelay, c.DrainWindow = 0, 0 }},
 		{"frame exactly text plus envelope", func(c *Config) { c.MaxTextBytes, c.MaxFrameBytes = 1000, 1256 }},
 		{"total queue equals per-client", func(c *Config) { c.QueueBytes, c.TotalQueueBytes = 4096, 4096 }},
-		{"shutdown exactly covers drain", func(c *Config) {
-			c.DrainDelay, c.DrainWindow, c.ShutdownTimeout = time.Second, 2*time.Second, 3*time.Second
+		{"shutdown just longer than drain", func(c *Config) {
+			c.DrainDelay, c.DrainWindow, c.ShutdownTimeout = time.Second, 2*time.Second, 3*time.Second+time.Millisecond
 		}},
 		{"64-byte node id", func(c *Config) { c.NodeID = strings.Repeat("n", 64) }},
 		{"origin allowlist", func(c *Config) { c.AllowedOrigins = []string{"https://chat.example.com", "https://*.example.com"} }},
