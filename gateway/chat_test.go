@@ -9,9 +9,10 @@ func TestFanoutOrderAndAck(t *testing.T) {
 	s := newTestServer(t, nil)
 	const members, perSender = 4, 50
 	clients := make([]*wsClient, members)
+	var base int64 // the room's seq before the first message
 	for i := range clients {
 		clients[i] = s.dial(t, query("name", fmt.Sprintf("user%d", i)))
-		clients[i].join("lobby")
+		base = num(t, clients[i].join("lobby"), "seq")
 	}
 	// Every member sends; each must see every message in seq order with no
 	// gap, its own included, and get an ack per ref.
@@ -22,7 +23,7 @@ func TestFanoutOrderAndAck(t *testing.T) {
 	}
 	total := members * perSender
 	for i, c := range clients {
-		var last int64
+		last := base
 		acks := 0
 		seen := 0
 		for seen < total || acks < perSender {

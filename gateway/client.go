@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/chatgate/chatgate/gateway/hub"
@@ -43,6 +46,9 @@ type client struct {
 	user protocol.User
 	ip   string
 	log  *slog.Logger
+
+	// spanOpts start a message's span: a link to the handshake's.
+	spanOpts []trace.SpanStartOption
 
 	// owned by the read loop
 	rooms   map[string]hub.Membership
@@ -75,9 +81,13 @@ type client struct {
 	reason    observe.DisconnectReason
 }
 
-func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, ip string) *client {
+func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, ip string, handshake trace.SpanContext) *client {
 	cfg := &s.cfg
 	return &client{
+		spanOpts: []trace.SpanStartOption{
+			trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithLinks(trace.Link{SpanContext: handshake}),
+		},
 		srv:        s,
 		conn:       conn,
 		id:         id,
@@ -111,11 +121,14 @@ func (c *client) Enqueue(f *hub.Frame) {
 	}
 	c.queued += n
 	total := c.srv.queued.Add(int64(n))
+	var evicted observe.DisconnectReason
 	switch {
 	case c.queued > cfg.QueueBytes:
-		c.beginCloseLocked(protocol.CloseSlowConsumer, protocol.CloseReason{R: "slow_consumer", RetryMs: c.srv.retryMs()}, observe.DisconnectSlowConsumer, false)
+		evicted = observe.DisconnectSlowConsumer
+		c.beginCloseLocked(protocol.CloseSlowConsumer, protocol.CloseReason{R: "slow_consumer", RetryMs: c.srv.retryMs()}, evicted, false)
 	case total > cfg.TotalQueueBytes && c.queued > cfg.QueueBytes/16:
-		c.beginCloseLocked(protocol.CloseTryAgainLater, protocol.CloseReason{R: "overloaded", RetryMs: c.srv.retryMs()}, observe.DisconnectOverloaded, false)
+		evicted = observe.DisconnectOverloaded
+		c.beginCloseLocked(protocol.CloseTryAgainLater, protocol.CloseReason{R: "overloaded", RetryMs: c.srv.retryMs()}, evicted, false)
 	default:
 		c.queue = append(c.queue, f)
 	}
@@ -123,6 +136,9 @@ func (c *client) Enqueue(f *hub.Frame) {
 	c.mu.Unlock()
 	c.srv.obs.QueueSampled(queued)
 	c.poke()
+	if evicted != "" {
+		c.traceEviction(evicted, queued)
+	}
 }
 
 func (c *client) poke() {
@@ -156,6 +172,35 @@ func (c *client) dropQueueLocked() {
 	c.queued = c.inflight
 	clear(c.queue)
 	c.queue = c.queue[:0]
+}
+
+// traceEviction records an eviction as a span of its own, linked to the
+// connection's handshake.
+func (c *client) traceEviction(reason observe.DisconnectReason, queued int) {
+	_, span := c.srv.tracer.Start(context.Background(), "chatgate.evict", c.spanOpts...)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("chatgate.disconnect.reason", string(reason)),
+			attribute.Int("chatgate.queue_bytes", queued),
+		)
+	}
+	span.End()
+}
+
+// sizeBucket names a room size for traces without a per-size series.
+func sizeBucket(n int) string {
+	switch {
+	case n <= 1:
+		return "1"
+	case n <= 10:
+		return "2-10"
+	case n <= 100:
+		return "11-100"
+	case n <= 1000:
+		return "101-1000"
+	default:
+		return ">1000"
+	}
 }
 
 // closeWith asks the writer to close the connection. With flush, what is
@@ -314,7 +359,7 @@ func (c *client) writeMessage(frames []*hub.Frame) error {
 	obs.FrameWritten(size, len(frames), now.Sub(start))
 	for _, f := range frames {
 		if !f.Accepted.IsZero() {
-			obs.Delivered(now.Sub(f.Accepted))
+			obs.Delivered(now.Sub(f.Accepted), f.TraceID)
 		}
 	}
 	return nil
@@ -482,7 +527,25 @@ func (c *client) handle(data []byte) {
 			c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast; message dropped", Ref: in.Ref, RetryAfterMs: retryAfterMs(c.sendLim)})
 			return
 		}
-		if perr := m.Publish(in.Text, in.Ref); perr != nil {
+		ctx, span := c.srv.tracer.Start(context.Background(), "chatgate.send", c.spanOpts...)
+		p, perr := m.Publish(ctx, in.Text, in.Ref)
+		if span.IsRecording() {
+			outcome := "published"
+			if perr != nil {
+				outcome = string(perr.Code)
+			}
+			span.SetAttributes(
+				attribute.String("messaging.system", "chatgate"),
+				attribute.String("messaging.operation.type", "send"),
+				attribute.String("messaging.operation.name", "send"),
+				attribute.Int("messaging.batch.message_count", 1),
+				attribute.String("chatgate.room_size", sizeBucket(p.Recipients)),
+				attribute.Int("chatgate.recipients", p.Recipients),
+				attribute.String("chatgate.outcome", outcome),
+			)
+		}
+		span.End()
+		if perr != nil {
 			c.reject(perr)
 			return
 		}

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -19,7 +21,7 @@ func offlineClients(tb testing.TB, n int) (*Server, []*client) {
 	tb.Cleanup(srv.Close)
 	cs := make([]*client, n)
 	for i := range cs {
-		cs[i] = newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, "127.0.0.1")
+		cs[i] = newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, "127.0.0.1", trace.SpanContext{})
 	}
 	return srv, cs
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
 	"github.com/chatgate/chatgate/gateway/observe"
@@ -67,11 +68,11 @@ func (o *recObserver) bump(f func()) {
 func (o *recObserver) Disconnecting(r observe.DisconnectReason) {
 	o.bump(func() { o.disconnects[r]++ })
 }
-func (o *recObserver) ConnRejected(r observe.RejectReason) { o.bump(func() { o.rejects[r]++ }) }
-func (o *recObserver) RequestRejected(code string)         { o.bump(func() { o.requests[code]++ }) }
-func (o *recObserver) ConnAccepted()                       { o.bump(func() { o.accepted++ }) }
-func (o *recObserver) ConnClosed()                         { o.bump(func() { o.closed++ }) }
-func (o *recObserver) Delivered(time.Duration)             { o.bump(func() { o.delivered++ }) }
+func (o *recObserver) ConnRejected(r observe.RejectReason)    { o.bump(func() { o.rejects[r]++ }) }
+func (o *recObserver) RequestRejected(code string)            { o.bump(func() { o.requests[code]++ }) }
+func (o *recObserver) ConnAccepted()                          { o.bump(func() { o.accepted++ }) }
+func (o *recObserver) ConnClosed()                            { o.bump(func() { o.closed++ }) }
+func (o *recObserver) Delivered(time.Duration, trace.TraceID) { o.bump(func() { o.delivered++ }) }
 
 // waitFor blocks until cond (called with o.mu held) is true.
 func (o *recObserver) waitFor(t testing.TB, what string, cond func() bool) {

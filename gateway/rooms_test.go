@@ -11,7 +11,7 @@ import (
 func TestJoinSinceSeam(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.History = 1000 })
 	sender := s.dial(t, query("name", "sender", "room", "r"))
-	sender.expect("joined")
+	base := num(t, sender.expect("joined"), "seq") // the room's seq before any message
 	senderR := startReader(t, sender)
 	const total, since = 300, 40
 	for i := 0; i < since; i++ {
@@ -30,19 +30,19 @@ func TestJoinSinceSeam(t *testing.T) {
 		}
 	}()
 	joiner := s.dial(t, "")
-	joiner.send(map[string]any{"type": "join", "room": "r", "since": since})
+	joiner.send(map[string]any{"type": "join", "room": "r", "since": base + since})
 	j := joiner.expect("joined")
 	if j["recovered"] != true {
 		t.Fatalf("joined %v; want recovered:true", j)
 	}
-	joinSeq := num(t, j, "seq")
+	joinSeq := num(t, j, "seq") - base
 	if joinSeq < since {
 		t.Fatalf("joined seq %d < since %d", joinSeq, since)
 	}
 	next := int64(since + 1)
 	for next <= total {
 		env := joiner.expect("message")
-		if seq := num(t, env, "seq"); seq != next {
+		if seq := num(t, env, "seq") - base; seq != next {
 			t.Fatalf("seq %d; want %d (joined at %d)", seq, next, joinSeq)
 		}
 		if want := fmt.Sprint(next - 1); env["text"] != want {
@@ -58,20 +58,20 @@ func TestJoinSinceSeam(t *testing.T) {
 func TestJoinSinceBeyondHistory(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.History = 5 })
 	a := s.dial(t, query("room", "r"))
-	a.expect("joined")
+	base := num(t, a.expect("joined"), "seq")
 	for i := 0; i < 12; i++ {
 		a.send(map[string]any{"type": "send", "room": "r", "text": "x"})
 		a.expect("message")
 		a.expect("ack")
 	}
 	b := s.dial(t, "")
-	b.send(map[string]any{"type": "join", "room": "r", "since": 2})
+	b.send(map[string]any{"type": "join", "room": "r", "since": base + 2})
 	j := b.expect("joined")
-	if j["recovered"] != false || num(t, j, "seq") != 12 {
+	if j["recovered"] != false || num(t, j, "seq") != base+12 {
 		t.Fatalf("joined %v; want seq 12, recovered false", j)
 	}
 	for want := int64(8); want <= 12; want++ { // the 5 the ring holds
-		if got := num(t, b.expect("message"), "seq"); got != want {
+		if got := num(t, b.expect("message"), "seq") - base; got != want {
 			t.Fatalf("replayed seq %d; want %d", got, want)
 		}
 	}

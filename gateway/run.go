@@ -8,6 +8,10 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RunOptions configure Run beyond the Server itself.
@@ -16,8 +20,8 @@ type RunOptions struct {
 	AdminRoutes func(*http.ServeMux)
 	// Listening, if set, is called once both listeners are bound.
 	Listening func(chat, admin net.Addr)
-	// OnShutdown hooks run last, after every connection is closed (flush
-	// trace exporters here). Each gets a context bounded by the time left.
+	// OnShutdown hooks run last, after every connection is closed and the
+	// drain span has ended (flush trace exporters here). Each gets a context bounded by the time left.
 	OnShutdown []func(context.Context) error
 }
 
@@ -84,20 +88,29 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	// The drain. Everything below is bounded by the shutdown timeout.
 	hard, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	_, span := srv.tracer.Start(context.Background(), "chatgate.drain")
 	srv.BeginDrain()
-	log.Info("draining: readiness failing", "conns", srv.Conns(), "drain_delay", cfg.DrainDelay.String(), "drain_window", cfg.DrainWindow.String())
+	conns := srv.Conns()
+	span.AddEvent("readiness failing", trace.WithAttributes(attribute.Int("chatgate.connections", conns)))
+	log.Info("draining: readiness failing", "conns", conns, "drain_delay", cfg.DrainDelay.String(), "drain_window", cfg.DrainWindow.String())
 	sleepCtx(hard, cfg.DrainDelay)
 
 	log.Info("draining: no longer accepting connections")
 	_ = chatHTTP.Shutdown(hard)
+	span.AddEvent("stopped accepting; closing clients", trace.WithAttributes(attribute.Int("chatgate.connections", srv.Conns())))
 	srv.CloseClients(hard, cfg.DrainWindow)
 	if err := srv.Wait(hard); err != nil {
-		log.Warn("drain overran the shutdown timeout; force-closing", "conns", srv.Conns())
+		left := srv.Conns()
+		log.Warn("drain overran the shutdown timeout; force-closing", "conns", left)
+		span.AddEvent("force-closing", trace.WithAttributes(attribute.Int("chatgate.connections", left)))
+		span.SetStatus(codes.Error, "drain overran the shutdown timeout")
 		srv.ForceClose()
 		failure = errors.Join(failure, ErrDrainTimeout)
 	} else {
+		span.AddEvent("all connections closed")
 		log.Info("draining: all connections closed")
 	}
+	span.End()
 	if adminHTTP != nil {
 		_ = adminHTTP.Shutdown(hard)
 	}

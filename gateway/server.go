@@ -20,6 +20,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
@@ -35,21 +42,28 @@ type Options struct {
 	Broker hub.Broker
 	// Web serves everything on the chat listener but /ws (the web page).
 	Web http.Handler
+	// Tracer provides spans (handshakes, sampled messages, evictions,
+	// the drain); nil means no tracing. Propagator reads the handshake's
+	// trace context; nil means otel's global propagator.
+	Tracer     trace.TracerProvider
+	Propagator propagation.TextMapPropagator
 }
 
 // Server is the gateway. It serves the chat listener (ServeHTTP) and the
 // admin endpoints (AdminHandler), and drains on request.
 type Server struct {
 	// static after construction
-	cfg      Config
-	log      *slog.Logger
-	obs      observe.Observer
-	broker   hub.Broker
-	ownHub   *hub.Hub // the in-process hub when the Server made it; nil otherwise
-	origins  originChecker
-	adm      *admission
-	upgrader websocket.Upgrader
-	mux      *http.ServeMux
+	cfg        Config
+	log        *slog.Logger
+	obs        observe.Observer
+	broker     hub.Broker
+	ownHub     *hub.Hub // the in-process hub when the Server made it; nil otherwise
+	origins    originChecker
+	adm        *admission
+	upgrader   websocket.Upgrader
+	mux        *http.ServeMux
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
 
 	queued   atomic.Int64 // bytes queued to all clients
 	ready    atomic.Bool
@@ -88,6 +102,15 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	if s.obs == nil {
 		s.obs = observe.Nop{}
+	}
+	tp := opts.Tracer
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	s.tracer = tp.Tracer("github.com/chatgate/chatgate/gateway")
+	s.propagator = opts.Propagator
+	if s.propagator == nil {
+		s.propagator = otel.GetTextMapPropagator()
 	}
 	if s.broker == nil {
 		s.ownHub = hub.New(hub.Config{
@@ -150,31 +173,15 @@ func (s *Server) AdminHandler() *http.ServeMux {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	if !websocket.IsWebSocketUpgrade(r) {
-		s.obs.ConnRejected(observe.RejectBadRequest)
-		reject(w, http.StatusBadRequest, 0, "this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
-		return
-	}
-	if s.draining.Load() {
-		s.obs.ConnRejected(observe.RejectDraining)
-		reject(w, http.StatusServiceUnavailable, 1, "draining: reconnect to another replica")
-		return
-	}
-	if !s.origins.check(r) {
-		s.obs.ConnRejected(observe.RejectOrigin)
-		s.log.Debug("origin refused", "origin", r.Header.Get("Origin"))
-		reject(w, http.StatusForbidden, 0, "origin not allowed")
-		return
-	}
-	ip := clientIP(r)
-	ok, why, status := s.adm.admit(ip)
-	if !ok {
+	// The handshake is a server span of its own that ends when the
+	// upgrade completes, not when the socket closes.
+	ctx := s.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	_, span := s.tracer.Start(ctx, "chatgate.handshake", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)))
+	ip, why, status := s.admit(w, r)
+	if why != "" {
 		s.obs.ConnRejected(why)
-		msg := "at capacity"
-		if why == observe.RejectPerIP {
-			msg = "too many connections from this address"
-		}
-		reject(w, status, 1+rand.IntN(5), msg)
+		endHandshake(span, status, string(why))
 		return
 	}
 	// Counted from here so that shutdown waits for failed upgrades too.
@@ -187,13 +194,55 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.adm.release(ip)
 		s.obs.ConnRejected(observe.RejectBadRequest)
 		s.log.Debug("upgrade failed", "err", err)
+		endHandshake(span, http.StatusBadRequest, string(observe.RejectBadRequest))
 		return
 	}
+	endHandshake(span, http.StatusSwitchingProtocols, "accepted")
 	id := newID()
 	user := protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
-	c := newClient(s, conn, "c_"+id, user, ip)
+	c := newClient(s, conn, "c_"+id, user, ip, span.SpanContext())
 	s.obs.ConnAccepted()
 	s.run(c, r.URL.Query()["room"])
+}
+
+// admit runs the checks that come before the upgrade. On refusal it has
+// answered the request and returns the reason and status; on success it
+// returns the client IP, whose admission slot the caller must release.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (ip string, why observe.RejectReason, status int) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		reject(w, http.StatusBadRequest, 0, "this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
+		return "", observe.RejectBadRequest, http.StatusBadRequest
+	}
+	if s.draining.Load() {
+		reject(w, http.StatusServiceUnavailable, 1, "draining: reconnect to another replica")
+		return "", observe.RejectDraining, http.StatusServiceUnavailable
+	}
+	if !s.origins.check(r) {
+		s.log.Debug("origin refused", "origin", r.Header.Get("Origin"))
+		reject(w, http.StatusForbidden, 0, "origin not allowed")
+		return "", observe.RejectOrigin, http.StatusForbidden
+	}
+	ip = clientIP(r)
+	ok, why, status := s.adm.admit(ip)
+	if !ok {
+		msg := "at capacity"
+		if why == observe.RejectPerIP {
+			msg = "too many connections from this address"
+		}
+		reject(w, status, 1+rand.IntN(5), msg)
+		return "", why, status
+	}
+	return ip, "", 0
+}
+
+func endHandshake(span trace.Span, status int, outcome string) {
+	if span.IsRecording() {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(status), attribute.String("chatgate.handshake.outcome", outcome))
+		if status >= 500 {
+			span.SetStatus(codes.Error, outcome)
+		}
+	}
+	span.End()
 }
 
 // run serves one connection until both of its loops are done.

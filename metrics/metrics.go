@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
@@ -31,31 +32,30 @@ type BuildInfo struct {
 // Metrics holds every chatgate_* collector.
 type Metrics struct {
 	// static after construction: collectors and their pre-resolved children
-	connections       prometheus.Gauge
-	accepted          prometheus.Counter
-	rejected          map[observe.RejectReason]prometheus.Counter
-	disconnects       map[observe.DisconnectReason]prometheus.Counter
-	received          prometheus.Counter
-	bytesReceived     prometheus.Counter
-	published         prometheus.Counter
-	requestsRejected  map[string]prometheus.Counter
-	rateLimited       prometheus.Counter
-	delivered         prometheus.Counter
-	bytesSent         prometheus.Counter
-	framesSent        prometheus.Counter
-	broadcastLatency  prometheus.Histogram
-	fanoutDuration    prometheus.Histogram
-	fanoutRecipients  prometheus.Histogram
-	writeDuration     prometheus.Histogram
-	queueBytes        prometheus.Histogram
-	rooms             prometheus.Gauge
-	roomMembers       prometheus.Histogram
-	presenceEvents    prometheus.Counter
-	historyReplayed   prometheus.Counter
-	ready             prometheus.Gauge
-	draining          prometheus.Gauge
-	drainRemaining    prometheus.Gauge
-	latencyExemplarOK bool
+	connections      prometheus.Gauge
+	accepted         prometheus.Counter
+	rejected         map[observe.RejectReason]prometheus.Counter
+	disconnects      map[observe.DisconnectReason]prometheus.Counter
+	received         prometheus.Counter
+	bytesReceived    prometheus.Counter
+	published        prometheus.Counter
+	requestsRejected map[string]prometheus.Counter
+	rateLimited      prometheus.Counter
+	delivered        prometheus.Counter
+	bytesSent        prometheus.Counter
+	framesSent       prometheus.Counter
+	broadcastLatency prometheus.Histogram
+	fanoutDuration   prometheus.Histogram
+	fanoutRecipients prometheus.Histogram
+	writeDuration    prometheus.Histogram
+	queueBytes       prometheus.Histogram
+	rooms            prometheus.Gauge
+	roomMembers      prometheus.Histogram
+	presenceEvents   prometheus.Counter
+	historyReplayed  prometheus.Counter
+	ready            prometheus.Gauge
+	draining         prometheus.Gauge
+	drainRemaining   prometheus.Gauge
 }
 
 var _ observe.Observer = (*Metrics)(nil)
@@ -186,8 +186,14 @@ func (m *Metrics) FrameWritten(bytes, _ int, d time.Duration) {
 	m.writeDuration.Observe(d.Seconds())
 }
 
-func (m *Metrics) Delivered(latency time.Duration) {
+func (m *Metrics) Delivered(latency time.Duration, traceID trace.TraceID) {
 	m.delivered.Inc()
+	if traceID.IsValid() {
+		// Only traced messages pay for the exemplar's label map.
+		m.broadcastLatency.(prometheus.ExemplarObserver).ObserveWithExemplar(
+			latency.Seconds(), prometheus.Labels{"trace_id": traceID.String()})
+		return
+	}
 	m.broadcastLatency.Observe(latency.Seconds())
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/chatgate/chatgate/gateway"
 	"github.com/chatgate/chatgate/metrics"
+	"github.com/chatgate/chatgate/telemetry"
 	"github.com/chatgate/chatgate/web"
 )
 
@@ -100,11 +102,18 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 	m := metrics.New(reg, metrics.BuildInfo{Version: version, Revision: buildRevision()}, func() float64 {
 		return float64(srv.MaxQueueBytes())
 	})
-	srv, err := gateway.New(cfg, gateway.Options{Logger: log, Observer: m, Web: web.Handler()})
+	tracing, err := telemetry.Setup(ctx, version, os.Getenv)
 	if err != nil {
+		return err
+	}
+	log.Info("tracing", "exporter", tracing.Exporter)
+	srv, err = gateway.New(cfg, gateway.Options{Logger: log, Observer: m, Web: web.Handler(), Tracer: tracing.Provider})
+	if err != nil {
+		_ = tracing.Shutdown(context.Background())
 		return err
 	}
 	return gateway.Run(ctx, srv, gateway.RunOptions{
 		AdminRoutes: func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler(reg)) },
+		OnShutdown:  []func(context.Context) error{tracing.Shutdown},
 	})
 }

@@ -28,7 +28,7 @@ func (s *countSub) Enqueue(f *Frame) {
 func roomWith(tb testing.TB, n int) (*Hub, Membership, []*countSub) {
 	tb.Helper()
 	// No presence frame within a test or benchmark: only broadcasts count.
-	h := New(Config{PresenceMaxMembers: 1 << 20, PresenceInterval: time.Hour})
+	h := New(Config{SeqBase: zeroSeqBase, PresenceMaxMembers: 1 << 20, PresenceInterval: time.Hour})
 	subs := make([]*countSub, n)
 	var first Membership
 	for i := range subs {
@@ -63,7 +63,7 @@ func TestFanoutDoesNotAllocatePerRecipient(t *testing.T) {
 			t.Errorf("fanoutLocked to %d members: %v allocs, want 0", n, fan)
 		}
 		publishAllocs[n] = testing.AllocsPerRun(100, func() {
-			if err := m.Publish("hello, room", "ref"); err != nil {
+			if err := publish(m, "hello, room", "ref"); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -104,7 +104,7 @@ func BenchmarkPublish(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				if err := m.Publish("hello, room", "r1"); err != nil {
+				if err := publish(m, "hello, room", "r1"); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -139,7 +139,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 	const members = 10
 	for _, rooms := range []int{1, 256} {
 		b.Run(fmt.Sprint("rooms=", rooms), func(b *testing.B) {
-			h := New(Config{})
+			h := New(Config{SeqBase: zeroSeqBase})
 			defer h.Close()
 			pubs := make([]Membership, rooms)
 			for r := range rooms {
@@ -161,7 +161,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(next.Add(1))
 				for pb.Next() {
-					if err := pubs[i%rooms].Publish("hello, room", ""); err != nil {
+					if err := publish(pubs[i%rooms], "hello, room", ""); err != nil {
 						b.Error(err)
 						return
 					}

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -148,7 +149,7 @@ func mustJoin(t testing.TB, h *Hub, sub Subscriber, room string, since *uint64) 
 
 func mustPublish(t testing.TB, m Membership, text, ref string) {
 	t.Helper()
-	if err := m.Publish(text, ref); err != nil {
+	if err := publish(m, text, ref); err != nil {
 		t.Fatalf("Publish(%q, %q): %v", text, ref, err)
 	}
 }
@@ -171,6 +172,9 @@ func expectJoined(t testing.TB, envs []env, room string) (env, []env) {
 func inBubble(t *testing.T, cfg Config, fn func(t *testing.T, h *Hub)) {
 	t.Helper()
 	synctest.Test(t, func(t *testing.T) {
+		if cfg.SeqBase == nil {
+			cfg.SeqBase = zeroSeqBase
+		}
 		h := New(cfg)
 		defer h.Close()
 		fn(t, h)
@@ -204,3 +208,13 @@ func (o *countObserver) RoomOpened()           { o.opened.Add(1) }
 func (o *countObserver) RoomClosed()           { o.closed.Add(1) }
 func (o *countObserver) PresenceSent(n int)    { o.presence.Add(int64(n)) }
 func (o *countObserver) HistoryReplayed(n int) { o.replayed.Add(int64(n)) }
+
+// zeroSeqBase starts every room at seq 0, so expectations read 1, 2, 3;
+// TestSeqBase covers the real default.
+func zeroSeqBase(time.Time) uint64 { return 0 }
+
+// publish is Publish without a trace context, reporting only the error.
+func publish(m Membership, text, ref string) *protocol.Error {
+	_, err := m.Publish(context.Background(), text, ref)
+	return err
+}

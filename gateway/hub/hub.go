@@ -9,11 +9,14 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
@@ -30,6 +33,9 @@ type Frame struct {
 	// carries; zero for every other frame. Writers use it to measure
 	// broadcast latency.
 	Accepted time.Time
+	// TraceID is the trace of a sampled message, for latency exemplars;
+	// zero otherwise.
+	TraceID trace.TraceID
 }
 
 // Subscriber is the hub's view of one connection.
@@ -54,10 +60,17 @@ type Broker interface {
 // Membership is one subscriber's presence in one room.
 type Membership interface {
 	// Publish sequences text, queues it to every member (the sender
-	// included), then queues an ack carrying ref to the sender.
-	Publish(text, ref string) *protocol.Error
+	// included), then queues an ack carrying ref to the sender. A sampled
+	// span in ctx marks the message's frames with its trace id.
+	Publish(ctx context.Context, text, ref string) (Published, *protocol.Error)
 	// Leave removes the subscriber from the room. It is idempotent.
 	Leave()
+}
+
+// Published describes a sequenced message.
+type Published struct {
+	Seq        uint64
+	Recipients int // local members it was queued to
 }
 
 // Config tunes a Hub. Zero values take the documented defaults.
@@ -68,7 +81,16 @@ type Config struct {
 	PresenceInterval   time.Duration // presence coalescing window (default 250ms)
 	PresenceMaxMembers int           // above this many users, presence is count-only (default 1000)
 	Observer           observe.Observer
+	// SeqBase gives a new room its starting seq (its first message gets
+	// SeqBase+1). The default, unix milliseconds × 1000, makes a room that
+	// is freed and created again (or a restarted gateway) continue above
+	// any seq the room had before, so a client's stale since can never
+	// be mistaken for a position in the new room's history.
+	SeqBase func(now time.Time) uint64
 }
+
+// TimeSeqBase is the default Config.SeqBase.
+func TimeSeqBase(now time.Time) uint64 { return uint64(now.UnixMilli()) * 1000 }
 
 func (c *Config) setDefaults() {
 	if c.History <= 0 {
@@ -88,6 +110,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Observer == nil {
 		c.Observer = observe.Nop{}
+	}
+	if c.SeqBase == nil {
+		c.SeqBase = TimeSeqBase
 	}
 }
 

@@ -147,7 +147,7 @@ func TestLeave(t *testing.T) {
 
 		ma.Leave()
 		ma.Leave() // idempotent
-		err := ma.Publish("hi", "r7")
+		err := publish(ma, "hi", "r7")
 		if err == nil || err.Code != protocol.CodeNotJoined || err.Ref != "r7" {
 			t.Fatalf("Publish after Leave = %v, want not_joined with ref r7", err)
 		}
@@ -292,7 +292,7 @@ func TestRejoinResendsJoined(t *testing.T) {
 		}
 		// One Leave removes it.
 		ma.Leave()
-		if err := ma2.Publish("x", ""); err == nil || err.Code != protocol.CodeNotJoined {
+		if err := publish(ma2, "x", ""); err == nil || err.Code != protocol.CodeNotJoined {
 			t.Fatalf("Publish via second membership after Leave = %v, want not_joined", err)
 		}
 	})
@@ -302,7 +302,7 @@ func TestJoinInvalidRoom(t *testing.T) {
 	tests := []string{"", strings.Repeat("a", 65), "café", "a b", "a/b", "lobby\n"}
 	for _, room := range tests {
 		t.Run(fmt.Sprintf("%q", room), func(t *testing.T) {
-			h := New(Config{})
+			h := New(Config{SeqBase: zeroSeqBase})
 			defer h.Close()
 			s := newSub("a")
 			m, err := h.Join(s, room, nil)
@@ -320,7 +320,7 @@ func TestJoinInvalidRoom(t *testing.T) {
 }
 
 func TestJoinAfterClose(t *testing.T) {
-	h := New(Config{})
+	h := New(Config{SeqBase: zeroSeqBase})
 	s := newSub("a")
 	m := mustJoin(t, h, s, "r", nil)
 	h.Close()
@@ -379,7 +379,7 @@ func TestRoomTTL(t *testing.T) {
 		if h.Rooms() != 0 || obs.closed.Load() != 1 {
 			t.Fatalf("Rooms() = %d, RoomClosed %d after the TTL; want 0 and 1", h.Rooms(), obs.closed.Load())
 		}
-		if err := m.Publish("stale", ""); err == nil || err.Code != protocol.CodeNotJoined {
+		if err := publish(m, "stale", ""); err == nil || err.Code != protocol.CodeNotJoined {
 			t.Fatalf("Publish on a retired room = %v, want not_joined", err)
 		}
 		m.Leave() // harmless on a retired room
@@ -462,7 +462,7 @@ func TestMaxRoomsConcurrentCreation(t *testing.T) {
 	// the cap.
 	const maxRooms = 4
 	for range 20 {
-		h := New(Config{MaxRooms: maxRooms})
+		h := New(Config{SeqBase: zeroSeqBase, MaxRooms: maxRooms})
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		ok := 0
@@ -502,7 +502,7 @@ func TestConcurrentPublishJoinLeave(t *testing.T) {
 		churners   = 6
 		history    = 64
 	)
-	h := New(Config{History: history, PresenceInterval: time.Millisecond})
+	h := New(Config{SeqBase: zeroSeqBase, History: history, PresenceInterval: time.Millisecond})
 	defer h.Close()
 
 	steady := make([]*fakeSub, len(rooms))
@@ -524,7 +524,7 @@ func TestConcurrentPublishJoinLeave(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(p), 1))
 			for n := range perPub {
 				i := rng.IntN(len(rooms))
-				if err := ms[i].Publish(fmt.Sprintf("p%d-%d", p, n), ""); err != nil {
+				if err := publish(ms[i], fmt.Sprintf("p%d-%d", p, n), ""); err != nil {
 					t.Errorf("Publish: %v", err)
 					return
 				}
@@ -560,7 +560,7 @@ func TestConcurrentPublishJoinLeave(t *testing.T) {
 				for range rng.IntN(50) {
 					// Stay a little while traffic flows.
 					if rng.IntN(8) == 0 {
-						_ = m.Publish("churn", "")
+						_ = publish(m, "churn", "")
 					}
 				}
 				m.Leave()
@@ -611,7 +611,7 @@ func TestJoinSinceSeamUnderTraffic(t *testing.T) {
 	const total = 3000
 	for _, since := range []uint64{0, 7} {
 		t.Run(fmt.Sprint("since=", since), func(t *testing.T) {
-			h := New(Config{History: total})
+			h := New(Config{SeqBase: zeroSeqBase, History: total})
 			defer h.Close()
 			pub := newSub("pub")
 			mp := mustJoin(t, h, pub, "r", nil)
@@ -625,7 +625,7 @@ func TestJoinSinceSeamUnderTraffic(t *testing.T) {
 					if n == total/2 {
 						close(joinAt)
 					}
-					if err := mp.Publish("m", ""); err != nil {
+					if err := publish(mp, "m", ""); err != nil {
 						t.Errorf("Publish: %v", err)
 						return
 					}

@@ -351,7 +351,7 @@ func TestPresenceJoinStormIsLinear(t *testing.T) {
 
 func TestPresenceStopsWithHub(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := New(Config{PresenceInterval: interval})
+		h := New(Config{SeqBase: zeroSeqBase, PresenceInterval: interval})
 		a := newSub("a")
 		mustJoin(t, h, a, "r", nil)
 		h.Close() // the armed presence timer must be stopped, not fire later

@@ -1,10 +1,13 @@
 package hub
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -29,12 +32,17 @@ type room struct {
 	// user, so a user with several tabs is online once.
 	users map[string]*userCount
 	// pending presence changes since the last presence frame.
-	pendingJoin  map[string]protocol.User
-	pendingLeave map[string]protocol.User
-	presenceTmr  *time.Timer
-	expiryTmr    *time.Timer
-	expiryArmed  bool
-	emptySince   time.Time
+	// touched holds the users whose presence changed since the last
+	// presence frame, with whether they were present at that frame.
+	// noCancel is set when a subscriber joined while changes were pending:
+	// its member list already shows them, so none may be dropped as
+	// cancelled out.
+	touched     map[string]touch
+	noCancel    bool
+	presenceTmr *time.Timer
+	expiryTmr   *time.Timer
+	expiryArmed bool
+	emptySince  time.Time
 }
 
 type userCount struct {
@@ -44,14 +52,14 @@ type userCount struct {
 
 func newRoom(h *Hub, name string) *room {
 	return &room{
-		name:         name,
-		hub:          h,
-		hist:         newHistory(h.cfg.History),
-		index:        make(map[Subscriber]int),
-		users:        make(map[string]*userCount),
-		pendingJoin:  make(map[string]protocol.User),
-		pendingLeave: make(map[string]protocol.User),
-		emptySince:   time.Now(),
+		name:       name,
+		hub:        h,
+		hist:       newHistory(h.cfg.History),
+		index:      make(map[Subscriber]int),
+		users:      make(map[string]*userCount),
+		touched:    make(map[string]touch),
+		emptySince: time.Now(),
+		seq:        h.cfg.SeqBase(time.Now()),
 	}
 }
 
@@ -68,13 +76,25 @@ func (r *room) join(sub Subscriber, since *uint64) (m Membership, ok bool) {
 	}
 	cfg := &r.hub.cfg
 
+	// The joiner sees the membership as it is now. A pending change it
+	// has thus seen can no longer cancel out: the next presence frame
+	// must list that user by its state then, or this joiner would keep a
+	// stale entry.
+	online := len(r.users)
 	var members []protocol.User
-	if len(r.users) <= cfg.PresenceMaxMembers {
-		members = make([]protocol.User, 0, len(r.users))
+	if online <= cfg.PresenceMaxMembers {
+		self := sub.User().ID
+		for id, t := range r.touched {
+			if _, present := r.users[id]; present != t.wasPresent && id != self && !t.seen {
+				t.seen = true
+				r.touched[id] = t
+			}
+		}
+		members = make([]protocol.User, 0, online)
 		for _, uc := range r.users {
 			members = append(members, uc.user)
 		}
-		slices.SortFunc(members, func(a, b protocol.User) int { return strings.Compare(a.ID, b.ID) })
+		sortUsers(members)
 	}
 	var recovered *bool
 	var replay [][]byte
@@ -83,7 +103,7 @@ func (r *room) join(sub Subscriber, since *uint64) (m Membership, ok bool) {
 		replay, all = r.hist.after(*since, r.seq)
 		recovered = &all
 	}
-	sub.Enqueue(&Frame{Data: protocol.Joined(r.name, r.seq, len(r.users), members, recovered)})
+	sub.Enqueue(&Frame{Data: protocol.Joined(r.name, r.seq, online, members, recovered)})
 	for _, data := range replay {
 		sub.Enqueue(&Frame{Data: data})
 	}
@@ -105,12 +125,7 @@ func (r *room) addLocked(sub Subscriber) {
 	if uc == nil {
 		uc = &userCount{user: u}
 		r.users[u.ID] = uc
-		if _, wasLeaving := r.pendingLeave[u.ID]; wasLeaving {
-			delete(r.pendingLeave, u.ID)
-		} else {
-			r.pendingJoin[u.ID] = u
-		}
-		r.armPresenceLocked()
+		r.touchLocked(u, false)
 	}
 	uc.conns++
 	r.hub.obs.RoomSize(len(r.members))
@@ -134,12 +149,7 @@ func (r *room) removeLocked(sub Subscriber) bool {
 		uc.conns--
 		if uc.conns == 0 {
 			delete(r.users, u.ID)
-			if _, wasJoining := r.pendingJoin[u.ID]; wasJoining {
-				delete(r.pendingJoin, u.ID)
-			} else {
-				r.pendingLeave[u.ID] = u
-			}
-			r.armPresenceLocked()
+			r.touchLocked(u, true)
 		}
 	}
 	if len(r.members) == 0 {
@@ -190,16 +200,33 @@ func (r *room) flushPresence() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.presenceTmr = nil
-	if r.closed || (len(r.pendingJoin) == 0 && len(r.pendingLeave) == 0) {
+	if r.closed {
 		return
 	}
 	var joined, left []protocol.User
-	if len(r.users) <= r.hub.cfg.PresenceMaxMembers {
-		joined = sortedUsers(r.pendingJoin)
-		left = sortedUsers(r.pendingLeave)
+	listed := len(r.users) <= r.hub.cfg.PresenceMaxMembers
+	changed := false
+	for id, t := range r.touched {
+		_, present := r.users[id]
+		if present == t.wasPresent && !t.seen {
+			continue // joined and left (or left and came back) unseen
+		}
+		changed = true
+		if !listed {
+			continue
+		}
+		if present {
+			joined = append(joined, t.user)
+		} else {
+			left = append(left, t.user)
+		}
 	}
-	clear(r.pendingJoin)
-	clear(r.pendingLeave)
+	clear(r.touched)
+	if !changed {
+		return
+	}
+	sortUsers(joined)
+	sortUsers(left)
 	f := &Frame{Data: protocol.Presence(r.name, joined, left, len(r.users))}
 	for _, s := range r.members {
 		s.Enqueue(f)
@@ -207,16 +234,26 @@ func (r *room) flushPresence() {
 	r.hub.obs.PresenceSent(len(r.members))
 }
 
-func sortedUsers(m map[string]protocol.User) []protocol.User {
-	if len(m) == 0 {
-		return nil
+func sortUsers(us []protocol.User) {
+	slices.SortFunc(us, func(a, b protocol.User) int { return strings.Compare(a.ID, b.ID) })
+}
+
+type touch struct {
+	user       protocol.User
+	wasPresent bool // at the last presence frame
+	seen       bool // a joiner's member list showed the changed state
+}
+
+// touchLocked records that u's presence changed; wasPresent is its state
+// before this change, kept from the first change in the interval.
+func (r *room) touchLocked(u protocol.User, wasPresent bool) {
+	if t, ok := r.touched[u.ID]; ok {
+		t.user = u
+		r.touched[u.ID] = t
+	} else {
+		r.touched[u.ID] = touch{user: u, wasPresent: wasPresent}
 	}
-	out := make([]protocol.User, 0, len(m))
-	for _, u := range m {
-		out = append(out, u)
-	}
-	slices.SortFunc(out, func(a, b protocol.User) int { return strings.Compare(a.ID, b.ID) })
-	return out
+	r.armPresenceLocked()
 }
 
 // membership implements Membership for the in-process hub.
@@ -225,29 +262,32 @@ type membership struct {
 	sub Subscriber
 }
 
-func (m *membership) Publish(text, ref string) *protocol.Error {
-	seq, perr := m.sequence(text, ref)
+func (m *membership) Publish(ctx context.Context, text, ref string) (Published, *protocol.Error) {
+	p, perr := m.sequence(ctx, text, ref)
 	if perr != nil {
-		return perr
+		return Published{}, perr
 	}
-	m.sub.Enqueue(&Frame{Data: protocol.Ack(ref, m.r.name, seq)})
-	return nil
+	m.sub.Enqueue(&Frame{Data: protocol.Ack(ref, m.r.name, p.Seq)})
+	return p, nil
 }
 
 // sequence numbers the message, records it and hands it to every member.
-func (m *membership) sequence(text, ref string) (uint64, *protocol.Error) {
+func (m *membership) sequence(ctx context.Context, text, ref string) (Published, *protocol.Error) {
 	r := m.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.index[m.sub]; !ok || r.closed {
-		return 0, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
+		return Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
 	}
 	now := time.Now()
 	r.seq++
 	f := &Frame{Data: protocol.Message(r.name, r.seq, m.sub.User(), text, now.UnixMilli()), Accepted: now}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		f.TraceID = sc.TraceID()
+	}
 	r.hist.push(r.seq, f.Data)
 	r.fanoutLocked(f, now)
-	return r.seq, nil
+	return Published{Seq: r.seq, Recipients: len(r.members)}, nil
 }
 
 // fanoutLocked hands f to every member. It allocates nothing per recipient.

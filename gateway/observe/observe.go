@@ -5,7 +5,11 @@
 // id.
 package observe
 
-import "time"
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
 
 // DisconnectReason says why a connection ended.
 type DisconnectReason string
@@ -77,10 +81,11 @@ type Observer interface {
 	// it took to enqueue to all local members. FrameWritten is called once
 	// per WebSocket frame written with the envelopes it carried. Delivered
 	// is called once per chat message written to a recipient with the time
-	// since the gateway accepted it.
+	// since the gateway accepted it, and the message's trace id when it was
+	// traced (zero otherwise).
 	Fanout(recipients int, d time.Duration)
 	FrameWritten(bytes, envelopes int, d time.Duration)
-	Delivered(latency time.Duration)
+	Delivered(latency time.Duration, trace trace.TraceID)
 	QueueSampled(bytes int)
 
 	// Rooms and presence.
@@ -99,24 +104,24 @@ type Observer interface {
 // Nop is an Observer that does nothing.
 type Nop struct{}
 
-func (Nop) ConnAccepted()                        {}
-func (Nop) ConnRejected(RejectReason)            {}
-func (Nop) Disconnecting(DisconnectReason)       {}
-func (Nop) ConnClosed()                          {}
-func (Nop) FrameReceived(int)                    {}
-func (Nop) MessageAccepted()                     {}
-func (Nop) RequestRejected(string)               {}
-func (Nop) Fanout(int, time.Duration)            {}
-func (Nop) FrameWritten(int, int, time.Duration) {}
-func (Nop) Delivered(time.Duration)              {}
-func (Nop) QueueSampled(int)                     {}
-func (Nop) RoomOpened()                          {}
-func (Nop) RoomClosed()                          {}
-func (Nop) RoomSize(int)                         {}
-func (Nop) PresenceSent(int)                     {}
-func (Nop) HistoryReplayed(int)                  {}
-func (Nop) SetReady(bool)                        {}
-func (Nop) SetDraining(bool)                     {}
-func (Nop) SetDrainRemaining(int)                {}
+func (Nop) ConnAccepted()                          {}
+func (Nop) ConnRejected(RejectReason)              {}
+func (Nop) Disconnecting(DisconnectReason)         {}
+func (Nop) ConnClosed()                            {}
+func (Nop) FrameReceived(int)                      {}
+func (Nop) MessageAccepted()                       {}
+func (Nop) RequestRejected(string)                 {}
+func (Nop) Fanout(int, time.Duration)              {}
+func (Nop) FrameWritten(int, int, time.Duration)   {}
+func (Nop) Delivered(time.Duration, trace.TraceID) {}
+func (Nop) QueueSampled(int)                       {}
+func (Nop) RoomOpened()                            {}
+func (Nop) RoomClosed()                            {}
+func (Nop) RoomSize(int)                           {}
+func (Nop) PresenceSent(int)                       {}
+func (Nop) HistoryReplayed(int)                    {}
+func (Nop) SetReady(bool)                          {}
+func (Nop) SetDraining(bool)                       {}
+func (Nop) SetDrainRemaining(int)                  {}
 
 var _ Observer = Nop{}
