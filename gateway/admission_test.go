@@ -357,22 +357,7 @@ func newCustomTestServer(t *testing.T, mutate func(*Config), obs interface {
 	if obs == nil {
 		obs = plainRec{newRecObserver()}
 	}
-	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	srv, err := New(cfg, Options{Logger: logger, Observer: obs, Web: http.NotFoundHandler()})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	srv.SetReady(true)
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		srv.BeginDrain()
-		srv.ForceClose()
-		ts.Close()
-		srv.Close()
-	})
-	return &testServer{srv: srv, ts: ts, obs: obs.rec()}
+	return startTestServer(t, cfg, Options{Logger: logger, Observer: obs}, obs.rec())
 }
 
 type plainRec struct{ *recObserver }

@@ -46,6 +46,7 @@ type recObserver struct {
 	accepted    int
 	closed      int
 	delivered   int
+	traced      []trace.TraceID // trace ids of traced deliveries
 }
 
 func newRecObserver() *recObserver {
@@ -68,11 +69,18 @@ func (o *recObserver) bump(f func()) {
 func (o *recObserver) Disconnecting(r observe.DisconnectReason) {
 	o.bump(func() { o.disconnects[r]++ })
 }
-func (o *recObserver) ConnRejected(r observe.RejectReason)    { o.bump(func() { o.rejects[r]++ }) }
-func (o *recObserver) RequestRejected(code string)            { o.bump(func() { o.requests[code]++ }) }
-func (o *recObserver) ConnAccepted()                          { o.bump(func() { o.accepted++ }) }
-func (o *recObserver) ConnClosed()                            { o.bump(func() { o.closed++ }) }
-func (o *recObserver) Delivered(time.Duration, trace.TraceID) { o.bump(func() { o.delivered++ }) }
+func (o *recObserver) ConnRejected(r observe.RejectReason) { o.bump(func() { o.rejects[r]++ }) }
+func (o *recObserver) RequestRejected(code string)         { o.bump(func() { o.requests[code]++ }) }
+func (o *recObserver) ConnAccepted()                       { o.bump(func() { o.accepted++ }) }
+func (o *recObserver) ConnClosed()                         { o.bump(func() { o.closed++ }) }
+func (o *recObserver) Delivered(_ time.Duration, id trace.TraceID) {
+	o.bump(func() {
+		o.delivered++
+		if id.IsValid() {
+			o.traced = append(o.traced, id)
+		}
+	})
+}
 
 // waitFor blocks until cond (called with o.mu held) is true.
 func (o *recObserver) waitFor(t testing.TB, what string, cond func() bool) {
@@ -125,11 +133,21 @@ func newTestServer(t *testing.T, mutate func(*Config)) *testServer {
 		mutate(&cfg)
 	}
 	obs := newRecObserver()
-	srv, err := New(cfg, Options{
-		Logger:   slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Observer: obs,
-		Web:      http.NotFoundHandler(),
-	})
+	return startTestServer(t, cfg, Options{Observer: obs}, obs)
+}
+
+// startTestServer starts a gateway with opts (a test logger and a 404 web
+// handler filled in when unset); rec is the recObserver behind
+// opts.Observer.
+func startTestServer(t *testing.T, cfg Config, opts Options, rec *recObserver) *testServer {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if opts.Web == nil {
+		opts.Web = http.NotFoundHandler()
+	}
+	srv, err := New(cfg, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -141,7 +159,7 @@ func newTestServer(t *testing.T, mutate func(*Config)) *testServer {
 		ts.Close()
 		srv.Close()
 	})
-	return &testServer{srv: srv, ts: ts, obs: obs}
+	return &testServer{srv: srv, ts: ts, obs: rec}
 }
 
 func (s *testServer) wsURL(query string) string {

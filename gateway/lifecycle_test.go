@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
@@ -127,10 +129,14 @@ func floodUntil(t *testing.T, sender *wsClient, senderReader *bgReader, room str
 }
 
 func TestSlowConsumerEvicted(t *testing.T) {
-	s := newTestServer(t, func(c *Config) {
-		c.QueueBytes = 64 << 10
-		c.WriteTimeout = 30 * time.Second // the queue cap, not the deadline, must trip
-	})
+	cfg := testConfig()
+	cfg.QueueBytes = 64 << 10
+	cfg.WriteTimeout = 30 * time.Second // the queue cap, not the deadline, must trip
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	defer tp.Shutdown(context.Background())
+	rec := newRecObserver()
+	s := startTestServer(t, cfg, Options{Observer: rec, Tracer: tp}, rec)
 	slow := s.dialWith(t, dialOpts{query: query("name", "slow", "room", "r"), dialer: smallBufferDialer()})
 	slow.expect("joined")
 	healthy := s.dial(t, query("name", "healthy", "room", "r"))
@@ -166,6 +172,10 @@ func TestSlowConsumerEvicted(t *testing.T) {
 	senderR.stop()
 	if n := s.obs.disconnectCount(observe.DisconnectSlowConsumer); n != 1 {
 		t.Fatalf("%d slow-consumer evictions; want exactly 1", n)
+	}
+	evicts := spanNamed(sr.Ended(), "chatgate.evict")
+	if len(evicts) != 1 || attrs(evicts[0])["chatgate.disconnect.reason"].AsString() != "slow_consumer" {
+		t.Fatalf("eviction spans %v; want one slow_consumer", evicts)
 	}
 }
 
