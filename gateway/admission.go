@@ -15,28 +15,33 @@ import (
 // admission decides, before the upgrade, whether a connection may open.
 type admission struct {
 	// static after construction
-	maxConns  int64
-	maxPerIP  int
-	handshake *rate.Limiter
+	maxConns   int64
+	maxPerIP   int
+	maxPerUser int
+	handshake  *rate.Limiter
 
 	conns atomic.Int64
 
-	mu    sync.Mutex
-	perIP map[string]int // guarded by mu; open connections per client IP
+	mu      sync.Mutex
+	perIP   map[string]int // guarded by mu; open connections per client IP
+	perUser map[string]int // guarded by mu; open connections per authenticated user
 }
 
 func newAdmission(cfg *Config) *admission {
 	return &admission{
-		maxConns:  int64(cfg.MaxConns),
-		maxPerIP:  cfg.MaxConnsPerIP,
-		handshake: rate.NewLimiter(rate.Limit(cfg.HandshakeRate), cfg.HandshakeBurst),
-		perIP:     make(map[string]int),
+		maxConns:   int64(cfg.MaxConns),
+		maxPerIP:   cfg.MaxConnsPerIP,
+		maxPerUser: cfg.MaxConnsPerUser,
+		handshake:  rate.NewLimiter(rate.Limit(cfg.HandshakeRate), cfg.HandshakeBurst),
+		perIP:      make(map[string]int),
+		perUser:    make(map[string]int),
 	}
 }
 
-// admit reserves a slot for ip. On success the caller must call release(ip)
-// exactly once; on failure it gets the reject reason and the HTTP status.
-func (a *admission) admit(ip string) (ok bool, reason observe.RejectReason, status int) {
+// admit reserves a slot for ip and (when authenticated) user. On success
+// the caller must call release(ip, user) exactly once; on failure it gets
+// the reject reason and the HTTP status.
+func (a *admission) admit(ip, user string) (ok bool, reason observe.RejectReason, status int) {
 	if !a.handshake.Allow() {
 		return false, observe.RejectRate, http.StatusServiceUnavailable
 	}
@@ -50,20 +55,35 @@ func (a *admission) admit(ip string) (ok bool, reason observe.RejectReason, stat
 		a.conns.Add(-1)
 		return false, observe.RejectPerIP, http.StatusTooManyRequests
 	}
+	if user != "" && a.perUser[user] >= a.maxPerUser {
+		a.mu.Unlock()
+		a.conns.Add(-1)
+		return false, observe.RejectPerUser, http.StatusTooManyRequests
+	}
 	a.perIP[ip]++
+	if user != "" {
+		a.perUser[user]++
+	}
 	a.mu.Unlock()
 	return true, "", 0
 }
 
-func (a *admission) release(ip string) {
+func (a *admission) release(ip, user string) {
 	a.mu.Lock()
-	if n := a.perIP[ip] - 1; n > 0 {
-		a.perIP[ip] = n
-	} else {
-		delete(a.perIP, ip)
+	decrement(a.perIP, ip)
+	if user != "" {
+		decrement(a.perUser, user)
 	}
 	a.mu.Unlock()
 	a.conns.Add(-1)
+}
+
+func decrement(m map[string]int, key string) {
+	if n := m[key] - 1; n > 0 {
+		m[key] = n
+	} else {
+		delete(m, key)
+	}
 }
 
 // clientIP is the TCP peer's address; the gateway does not trust

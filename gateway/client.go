@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
+	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
@@ -49,6 +50,8 @@ type client struct {
 
 	// spanOpts start a message's span: a link to the handshake's.
 	spanOpts []trace.SpanStartOption
+	// ident is the verified token's identity; nil for anonymous users.
+	ident *auth.Identity
 
 	// owned by the read loop
 	rooms   map[string]hub.Membership
@@ -558,6 +561,10 @@ func (c *client) join(room string, since *uint64, ref string) {
 		c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "joining too fast", Ref: ref, RetryAfterMs: retryAfterMs(c.joinLim)})
 		return
 	}
+	if c.ident != nil && !c.ident.MayJoin(room) {
+		c.reject(&protocol.Error{Code: protocol.CodeForbidden, Message: "your token does not allow room " + room, Ref: ref})
+		return
+	}
 	if _, already := c.rooms[room]; !already && len(c.rooms) >= c.srv.cfg.MaxRoomsPerConn {
 		c.reject(&protocol.Error{Code: protocol.CodeRoomLimit, Message: "already in the most rooms a connection may join", Ref: ref})
 		return
@@ -597,6 +604,14 @@ func retryAfterMs(lim *rate.Limiter) int64 {
 		return 1
 	}
 	return int64(math.Ceil(deficit / float64(lim.Limit()) * 1000))
+}
+
+// userKey is what the per-user connection limit counts.
+func (c *client) userKey() string {
+	if c.ident == nil {
+		return ""
+	}
+	return c.ident.UserID
 }
 
 // leaveAll removes the client from every room. Called by the handler once

@@ -18,6 +18,15 @@ type Config struct {
 	AdminAddr string
 	NodeID    string
 
+	// Authentication.
+	Auth            string // "none" or "jwt"
+	JWTSecretFile   string
+	JWTKeysFile     string
+	JWTIssuer       string
+	JWTAudience     string
+	JWTLeeway       time.Duration
+	MaxConnsPerUser int
+
 	// Admission.
 	AllowedOrigins    []string
 	MaxConns          int
@@ -76,6 +85,9 @@ func DefaultConfig() Config {
 		NodeID:             host,
 		MaxConns:           50000,
 		MaxConnsPerIP:      200,
+		Auth:               "none",
+		JWTLeeway:          30 * time.Second,
+		MaxConnsPerUser:    20,
 		HandshakeRate:      500,
 		HandshakeBurst:     1000,
 		ReadHeaderTimeout:  5 * time.Second,
@@ -123,6 +135,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin listener: /livez, /readyz and /metrics (empty disables it)")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this replica's name, sent to clients in welcome.node (defaults to the hostname)")
 
+	fs.StringVar(&c.Auth, "auth", c.Auth, "authentication: none (anonymous users) or jwt (every connection needs a valid token)")
+	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", c.JWTSecretFile, "file holding the HS256 shared secret (at least 32 bytes) for --auth jwt")
+	fs.StringVar(&c.JWTKeysFile, "jwt-keys-file", c.JWTKeysFile, "file of RS256/ES256 public keys (PEM or JWKS) for --auth jwt; reloaded when it changes")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", c.JWTIssuer, "required token issuer (iss) when set")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", c.JWTAudience, "required token audience (aud) when set")
+	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", c.JWTLeeway, "clock skew allowed when checking exp, nbf and iat")
+	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", c.MaxConnsPerUser, "most WebSockets open at once for one authenticated user; above it upgrades get 429")
 	fs.Func("allowed-origins", "comma-separated Origin patterns allowed to open WebSockets, e.g. https://chat.example.com,https://*.example.com; empty allows only the request's own host; requests without Origin (non-browser clients) are always allowed", func(v string) error {
 		c.AllowedOrigins = splitList(v)
 		return nil
@@ -262,6 +281,21 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= c.DrainDelay+c.DrainWindow {
 		bad("--shutdown-timeout (%v) must be longer than --drain-delay + --drain-window (%v), leaving time for the last clients to close", c.ShutdownTimeout, c.DrainDelay+c.DrainWindow)
+	}
+	switch c.Auth {
+	case "none":
+	case "jwt":
+		if c.JWTSecretFile == "" && c.JWTKeysFile == "" {
+			bad("--auth jwt needs --jwt-secret-file or --jwt-keys-file")
+		}
+		if c.JWTLeeway < 0 || c.JWTLeeway > 5*time.Minute {
+			bad("--jwt-leeway must be between 0 and 5m, got %v", c.JWTLeeway)
+		}
+		if c.MaxConnsPerUser <= 0 {
+			bad("--max-conns-per-user must be positive, got %d", c.MaxConnsPerUser)
+		}
+	default:
+		bad("--auth must be none or jwt, got %q", c.Auth)
 	}
 	switch c.LogFormat {
 	case "text", "json":

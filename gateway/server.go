@@ -27,7 +27,9 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/time/rate"
 
+	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
@@ -64,6 +66,9 @@ type Server struct {
 	mux        *http.ServeMux
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
+	auth       *auth.Authenticator // nil without --auth jwt
+	stopAuth   context.CancelFunc  // ends the keys-file watcher
+	authDone   chan struct{}       // closed when the watcher has returned
 
 	queued   atomic.Int64 // bytes queued to all clients
 	ready    atomic.Bool
@@ -123,6 +128,27 @@ func New(cfg Config, opts Options) (*Server, error) {
 		})
 		s.broker = s.ownHub
 	}
+	if cfg.Auth == "jwt" {
+		a, err := auth.New(auth.Config{
+			SecretFile: cfg.JWTSecretFile,
+			KeysFile:   cfg.JWTKeysFile,
+			Issuer:     cfg.JWTIssuer,
+			Audience:   cfg.JWTAudience,
+			Leeway:     cfg.JWTLeeway,
+		}, s.log)
+		if err != nil {
+			return nil, err
+		}
+		s.auth = a
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopAuth, s.authDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.authDone)
+			if err := a.Watch(ctx); err != nil {
+				s.log.Error("cannot watch the jwt keys file; rotation needs a restart", "err", err)
+			}
+		}()
+	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.ReadHeaderTimeout,
 		ReadBufferSize:   1024,
@@ -178,7 +204,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ctx := s.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	_, span := s.tracer.Start(ctx, "chatgate.handshake", trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)))
-	ip, why, status := s.admit(w, r)
+	a, why, status := s.admit(w, r)
 	if why != "" {
 		s.obs.ConnRejected(why)
 		endHandshake(span, status, string(why))
@@ -191,7 +217,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		// The upgrader has already answered with an HTTP error.
-		s.adm.release(ip)
+		s.adm.release(a.ip, a.userKey())
 		s.obs.ConnRejected(observe.RejectBadRequest)
 		s.log.Debug("upgrade failed", "err", err)
 		endHandshake(span, http.StatusBadRequest, string(observe.RejectBadRequest))
@@ -199,40 +225,92 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	endHandshake(span, http.StatusSwitchingProtocols, "accepted")
 	id := newID()
-	user := protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
-	c := newClient(s, conn, "c_"+id, user, ip, span.SpanContext())
+	var user protocol.User
+	if a.ident != nil {
+		// The verified identity, never the name query parameter: nobody
+		// speaks as someone else.
+		user = protocol.User{ID: a.ident.UserID, Name: displayName(a.ident.Name, "")}
+		if user.Name == "" {
+			user.Name = displayName(a.ident.UserID, id)
+		}
+	} else {
+		user = protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
+	}
+	c := newClient(s, conn, "c_"+id, user, a.ip, span.SpanContext())
+	c.ident = a.ident
+	if a.ident != nil && a.ident.SendRate > 0 {
+		burst := a.ident.SendBurst
+		if burst <= 0 {
+			burst = s.cfg.SendBurst
+		}
+		c.sendLim = rate.NewLimiter(rate.Limit(a.ident.SendRate), burst)
+	}
 	s.obs.ConnAccepted()
 	s.run(c, r.URL.Query()["room"])
 }
 
+// admitted is a connection that passed the pre-upgrade checks.
+type admitted struct {
+	ip    string
+	ident *auth.Identity // nil without --auth jwt
+}
+
+// userKey is what the per-user limit counts: empty for anonymous users.
+func (a admitted) userKey() string {
+	if a.ident == nil {
+		return ""
+	}
+	return a.ident.UserID
+}
+
 // admit runs the checks that come before the upgrade. On refusal it has
-// answered the request and returns the reason and status; on success it
-// returns the client IP, whose admission slot the caller must release.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) (ip string, why observe.RejectReason, status int) {
+// answered the request and returns the reason and status; on success the
+// caller must release the admission slot.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (a admitted, why observe.RejectReason, status int) {
 	if !websocket.IsWebSocketUpgrade(r) {
 		reject(w, http.StatusBadRequest, 0, "this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
-		return "", observe.RejectBadRequest, http.StatusBadRequest
+		return a, observe.RejectBadRequest, http.StatusBadRequest
 	}
 	if s.draining.Load() {
 		reject(w, http.StatusServiceUnavailable, 1, "draining: reconnect to another replica")
-		return "", observe.RejectDraining, http.StatusServiceUnavailable
+		return a, observe.RejectDraining, http.StatusServiceUnavailable
 	}
 	if !s.origins.check(r) {
 		s.log.Debug("origin refused", "origin", r.Header.Get("Origin"))
 		reject(w, http.StatusForbidden, 0, "origin not allowed")
-		return "", observe.RejectOrigin, http.StatusForbidden
+		return a, observe.RejectOrigin, http.StatusForbidden
 	}
-	ip = clientIP(r)
-	ok, why, status := s.adm.admit(ip)
+	if s.auth != nil {
+		ident, err := s.auth.Authenticate(auth.TokenFromRequest(r))
+		if err != nil {
+			// Only a short code goes back; the token is never logged.
+			challenge := `Bearer realm="chatgate"`
+			code := "missing_token"
+			if !errors.Is(err, auth.ErrMissing) {
+				code = "invalid_token"
+				challenge += `, error="invalid_token"`
+			}
+			s.log.Debug("authentication failed", "err", errors.Unwrap(err), "code", code)
+			w.Header().Set("WWW-Authenticate", challenge)
+			reject(w, http.StatusUnauthorized, 0, code)
+			return a, observe.RejectAuth, http.StatusUnauthorized
+		}
+		a.ident = &ident
+	}
+	a.ip = clientIP(r)
+	ok, why, status := s.adm.admit(a.ip, a.userKey())
 	if !ok {
 		msg := "at capacity"
-		if why == observe.RejectPerIP {
+		switch why {
+		case observe.RejectPerIP:
 			msg = "too many connections from this address"
+		case observe.RejectPerUser:
+			msg = "too many connections for this user"
 		}
 		reject(w, status, 1+rand.IntN(5), msg)
-		return "", why, status
+		return admitted{}, why, status
 	}
-	return ip, "", 0
+	return a, "", 0
 }
 
 func endHandshake(span trace.Span, status int, outcome string) {
@@ -273,7 +351,7 @@ func (s *Server) run(c *client, autoJoin []string) {
 	<-c.writerDone
 	// Free the admission slot before anyone can see the connection gone,
 	// so an immediate reconnect is never refused for it.
-	s.adm.release(c.ip)
+	s.adm.release(c.ip, c.userKey())
 	_ = c.conn.NetConn().Close()
 
 	s.unregister(c)
@@ -413,6 +491,10 @@ func (s *Server) ForceClose() {
 func (s *Server) Close() {
 	if s.ownHub != nil {
 		s.ownHub.Close()
+	}
+	if s.stopAuth != nil {
+		s.stopAuth()
+		<-s.authDone
 	}
 }
 

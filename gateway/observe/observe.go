@@ -31,6 +31,7 @@ const (
 	DisconnectDrain          DisconnectReason = "drain"
 	DisconnectShutdownForced DisconnectReason = "shutdown_forced"
 	DisconnectInternal       DisconnectReason = "internal"
+	DisconnectTokenExpired   DisconnectReason = "token_expired"
 )
 
 // DisconnectReasons lists every DisconnectReason.
@@ -38,7 +39,7 @@ var DisconnectReasons = []DisconnectReason{
 	DisconnectClientClose, DisconnectReadError, DisconnectPingTimeout, DisconnectWriteTimeout,
 	DisconnectWriteError, DisconnectSlowConsumer, DisconnectOverloaded, DisconnectRateAbuse,
 	DisconnectProtocolError, DisconnectTooLarge, DisconnectBinaryFrame, DisconnectInvalidUTF8,
-	DisconnectDrain, DisconnectShutdownForced, DisconnectInternal,
+	DisconnectDrain, DisconnectShutdownForced, DisconnectInternal, DisconnectTokenExpired,
 }
 
 // RejectReason says why a connection attempt was refused before upgrade.
@@ -52,11 +53,14 @@ const (
 	RejectRate       RejectReason = "rate"
 	RejectDraining   RejectReason = "draining"
 	RejectBadRequest RejectReason = "bad_request"
+	RejectAuth       RejectReason = "auth"
+	RejectPerUser    RejectReason = "per_user"
 )
 
 // RejectReasons lists every RejectReason.
 var RejectReasons = []RejectReason{
 	RejectOrigin, RejectCapacity, RejectPerIP, RejectRate, RejectDraining, RejectBadRequest,
+	RejectAuth, RejectPerUser,
 }
 
 // Observer receives the gateway's events. Implementations must be safe for

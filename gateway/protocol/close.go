@@ -18,6 +18,7 @@ const (
 	CloseTryAgainLater    = 1013 // overloaded; reason carries retry_ms
 	CloseHeartbeatTimeout = 4001
 	CloseSlowConsumer     = 4008 // reason carries retry_ms
+	CloseTokenExpired     = 4401 // the token expired; reconnect with a fresh one
 )
 
 // MaxCloseReasonBytes is the most a close frame's reason may hold (RFC 6455:

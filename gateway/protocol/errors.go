@@ -15,12 +15,13 @@ const (
 	CodeRoomLimit   ErrorCode = "room_limit"
 	CodeUnavailable ErrorCode = "unavailable"
 	CodeInternal    ErrorCode = "internal"
+	CodeForbidden   ErrorCode = "forbidden"
 )
 
 // ErrorCodes lists every ErrorCode, for pre-initialising metric labels.
 var ErrorCodes = []ErrorCode{
 	CodeBadRequest, CodeUnknownType, CodeTooLarge, CodeRateLimited, CodeNotJoined,
-	CodeInvalidRoom, CodeRoomLimit, CodeUnavailable, CodeInternal,
+	CodeInvalidRoom, CodeRoomLimit, CodeUnavailable, CodeInternal, CodeForbidden,
 }
 
 // Error is an error envelope: it is both a Go error and a wire frame.

@@ -287,9 +287,9 @@ func TestEncodersEscapeNewlines(t *testing.T) {
 
 func TestErrorCodesComplete(t *testing.T) {
 	want := []protocol.ErrorCode{"bad_request", "unknown_type", "too_large", "rate_limited", "not_joined",
-		"invalid_room", "room_limit", "unavailable", "internal"}
+		"invalid_room", "room_limit", "unavailable", "internal", "forbidden"}
 	if !reflect.DeepEqual(protocol.ErrorCodes, want) {
-		t.Fatalf("ErrorCodes = %v, want the spec's %v", protocol.ErrorCodes, want)
+		t.Fatalf("ErrorCodes = %v, want the spec's (plus forbidden from authorization) %v", protocol.ErrorCodes, want)
 	}
 }
 
