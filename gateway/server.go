@@ -229,9 +229,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if a.ident != nil {
 		// The verified identity, never the name query parameter: nobody
 		// speaks as someone else.
-		user = protocol.User{ID: a.ident.UserID, Name: displayName(a.ident.Name, "")}
-		if user.Name == "" {
-			user.Name = displayName(a.ident.UserID, id)
+		user = protocol.User{ID: a.ident.UserID, Name: displayName(a.ident.Name, id)}
+		if _, ok := validName(a.ident.Name); !ok {
+			user.Name = displayName(a.ident.UserID, id) // the user id, when presentable
 		}
 	} else {
 		user = protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
@@ -345,6 +345,14 @@ func (s *Server) run(c *client, autoJoin []string) {
 	}
 	c.log.Debug("connected", "ip", c.ip, "user", c.user.ID)
 
+	if c.ident != nil && !c.ident.Expires.IsZero() {
+		// A token that expires while connected ends the connection then;
+		// the client reconnects with a fresh one.
+		expiry := time.AfterFunc(time.Until(c.ident.Expires), func() {
+			c.closeWith(protocol.CloseTokenExpired, protocol.CloseReason{R: "token_expired"}, observe.DisconnectTokenExpired, true)
+		})
+		defer expiry.Stop()
+	}
 	go c.writeLoop()
 	c.readLoop()
 	c.leaveAll()
@@ -512,10 +520,17 @@ func newID() string {
 // displayName trims name and returns it if it is 1-32 runes with no control
 // characters, else a generated guest-XXXX name.
 func displayName(name, id string) string {
-	name = strings.TrimSpace(name)
-	if n := utf8.RuneCountInString(name); n >= 1 && n <= 32 && utf8.ValidString(name) &&
-		strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) < 0 {
-		return name
+	if n, ok := validName(name); ok {
+		return n
 	}
 	return "guest-" + id[:4]
+}
+
+// validName trims name and reports whether it is 1-32 runes of valid UTF-8
+// with no control characters.
+func validName(name string) (string, bool) {
+	name = strings.TrimSpace(name)
+	n := utf8.RuneCountInString(name)
+	return name, n >= 1 && n <= 32 && utf8.ValidString(name) &&
+		strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) < 0
 }

@@ -1,7 +1,8 @@
 // Command chatgate runs the chatgate WebSocket chat gateway.
 //
 // Every flag has an environment fallback: --send-rate is also read from
-// CHATGATE_SEND_RATE. Run `chatgate --help` for the list.
+// CHATGATE_SEND_RATE. Run `chatgate --help` for the list. `chatgate token`
+// mints a development token for --auth jwt.
 package main
 
 import (
@@ -15,6 +16,15 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		if err := runToken(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			if !errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(os.Stderr, "chatgate token: %v\n", err)
+			}
+			os.Exit(2)
+		}
+		return
+	}
 	cfg, err := parseConfig(os.Args[1:], os.LookupEnv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

@@ -70,7 +70,10 @@ chatgate is a WebSocket chat gateway. With no flags it serves the chat page and
 /ws on :8080 and /livez, /readyz on :9090 with an in-process hub.
 
 Every flag can also be set from the environment: --send-rate from
-CHATGATE_SEND_RATE, and so on. A flag on the command line wins.
+CHATGATE_SEND_RATE, and so on. A flag on the command line wins. Secrets
+are read from files (--jwt-secret-file), never from flag values.
+
+Run "chatgate token --help" to mint a development token for --auth jwt.
 
 Flags:
 `)
