@@ -124,6 +124,7 @@ func (c *client) Enqueue(f *hub.Frame) {
 	}
 	c.queued += n
 	total := c.srv.queued.Add(int64(n))
+	queued := c.queued // before an eviction drops the queue
 	var evicted observe.DisconnectReason
 	switch {
 	case c.queued > cfg.QueueBytes:
@@ -135,7 +136,6 @@ func (c *client) Enqueue(f *hub.Frame) {
 	default:
 		c.queue = append(c.queue, f)
 	}
-	queued := c.queued
 	c.mu.Unlock()
 	c.srv.obs.QueueSampled(queued)
 	c.poke()
@@ -471,8 +471,9 @@ func (c *client) readFailed(err error) {
 	var ce *websocket.CloseError
 	var ne net.Error
 	switch {
-	case errors.As(err, &ce):
-		reason = observe.DisconnectClientClose // the library already answered the close
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
+		// The peer sent a close frame; the library has answered it.
+		reason = observe.DisconnectClientClose
 	case errors.As(err, &ne) && ne.Timeout():
 		code, why, reason = protocol.CloseHeartbeatTimeout, protocol.CloseReason{R: "heartbeat_timeout"}, observe.DisconnectPingTimeout
 	}
@@ -541,11 +542,14 @@ func (c *client) handle(data []byte) {
 				attribute.String("messaging.system", "chatgate"),
 				attribute.String("messaging.operation.type", "send"),
 				attribute.String("messaging.operation.name", "send"),
-				attribute.Int("messaging.batch.message_count", 1),
-				attribute.String("chatgate.room_size", sizeBucket(p.Recipients)),
-				attribute.Int("chatgate.recipients", p.Recipients),
 				attribute.String("chatgate.outcome", outcome),
 			)
+			if perr == nil {
+				span.SetAttributes(
+					attribute.String("chatgate.room_size", sizeBucket(p.Recipients)),
+					attribute.Int("chatgate.recipients", p.Recipients),
+				)
+			}
 		}
 		span.End()
 		if perr != nil {

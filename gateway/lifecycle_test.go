@@ -311,3 +311,19 @@ func TestDrainDeliversAckedMessagesBeforeClose(t *testing.T) {
 		t.Fatalf("%d drain disconnects; want %d", got, n)
 	}
 }
+
+func TestDisconnectReasons(t *testing.T) {
+	s := newTestServer(t, nil)
+	t.Run("close frame is a client close", func(t *testing.T) {
+		c := s.dial(t, "")
+		before := s.obs.disconnectCount(observe.DisconnectClientClose)
+		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		s.obs.waitFor(t, "client_close", func() bool { return s.obs.disconnects[observe.DisconnectClientClose] == before+1 })
+	})
+	t.Run("vanished peer is a read error", func(t *testing.T) {
+		c := s.dial(t, "")
+		before := s.obs.disconnectCount(observe.DisconnectReadError)
+		c.conn.NetConn().Close() // no close frame
+		s.obs.waitFor(t, "read_error", func() bool { return s.obs.disconnects[observe.DisconnectReadError] == before+1 })
+	})
+}

@@ -21,7 +21,8 @@ type RunOptions struct {
 	// Listening, if set, is called once both listeners are bound.
 	Listening func(chat, admin net.Addr)
 	// OnShutdown hooks run last, after every connection is closed and the
-	// drain span has ended (flush trace exporters here). Each gets a context bounded by the time left.
+	// drain span has ended (flush trace exporters here). Together they get
+	// five seconds, even when the drain used up the shutdown timeout.
 	OnShutdown []func(context.Context) error
 }
 
@@ -114,13 +115,20 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	if adminHTTP != nil {
 		_ = adminHTTP.Shutdown(hard)
 	}
+	// The hooks get time of their own: after an overrun drain the hard
+	// deadline has passed, and the drain span must still be flushed.
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), hookTimeout)
+	defer cancelFlush()
 	for _, f := range opts.OnShutdown {
-		if err := f(hard); err != nil {
+		if err := f(flushCtx); err != nil {
 			log.Warn("shutdown hook failed", "err", err)
 		}
 	}
 	return failure
 }
+
+// hookTimeout bounds the shutdown hooks (exporter flushes) together.
+const hookTimeout = 5 * time.Second
 
 func sleepCtx(ctx context.Context, d time.Duration) {
 	if d <= 0 {

@@ -99,7 +99,7 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 		rooms: f.gauge("rooms", "Rooms held in memory (including empty rooms kept for their history)."),
 		roomMembers: f.histogram("room_members",
 			"Room member counts, sampled at each join.", prometheus.ExponentialBuckets(1, 4, 8)),
-		presenceEvents:  f.counter("presence_events_total", "Presence frames delivered (one per recipient)."),
+		presenceEvents:  f.counter("presence_events_total", "Presence frames queued to members (one per recipient)."),
 		historyReplayed: f.counter("history_replayed_total", "Messages replayed from room history on join with since."),
 		ready:           f.gauge("ready", "1 while /readyz reports ready."),
 		draining:        f.gauge("draining", "1 while the gateway drains."),

@@ -16,6 +16,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -47,9 +48,13 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 }
 
 // Setup builds the tracer provider described by the environment (looked up
-// with getenv) and installs the W3C propagators.
-func Setup(ctx context.Context, version string, getenv func(string) string) (*Tracing, error) {
+// with getenv), installs the W3C propagators, and sends OpenTelemetry's own
+// errors (an unreachable collector, say) to log.
+func Setup(ctx context.Context, version string, getenv func(string) string, log *slog.Logger) (*Tracing, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	if log != nil {
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("opentelemetry", "err", err) }))
+	}
 
 	exporterKind := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")))
 	endpoint := getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") + getenv("OTEL_EXPORTER_OTLP_ENDPOINT")

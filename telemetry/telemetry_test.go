@@ -34,7 +34,7 @@ func TestSetupChoosesExporter(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tr, err := Setup(context.Background(), "test", env(tc.env))
+			tr, err := Setup(context.Background(), "test", env(tc.env), nil)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v; want one naming %s", err, tc.wantErr)

@@ -67,7 +67,7 @@ func usage(fs *flag.FlagSet, out io.Writer) {
 	fmt.Fprint(out, `Usage: chatgate [flags]
 
 chatgate is a WebSocket chat gateway. With no flags it serves the chat page and
-/ws on :8080 and /livez, /readyz on :9090 with an in-process hub.
+/ws on :8080 and /livez, /readyz and /metrics on :9090, with an in-process hub.
 
 Every flag can also be set from the environment: --send-rate from
 CHATGATE_SEND_RATE, and so on. A flag on the command line wins. Secrets
@@ -105,7 +105,7 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 	m := metrics.New(reg, metrics.BuildInfo{Version: version, Revision: buildRevision()}, func() float64 {
 		return float64(srv.MaxQueueBytes())
 	})
-	tracing, err := telemetry.Setup(ctx, version, os.Getenv)
+	tracing, err := telemetry.Setup(ctx, version, os.Getenv, log)
 	if err != nil {
 		return err
 	}

@@ -61,8 +61,10 @@ func (id Identity) MayJoin(room string) bool {
 // Claims are the token claims chatgate reads.
 type Claims struct {
 	jwt.RegisteredClaims
-	Name      string   `json:"name,omitempty"`
-	Rooms     []string `json:"rooms,omitempty"`
+	Name string `json:"name,omitempty"`
+	// Rooms is omitted when nil (every room) but kept when empty (no room):
+	// omitempty would turn "no room" into "every room".
+	Rooms     []string `json:"rooms,omitzero"`
 	SendRate  float64  `json:"send_rate,omitempty"`
 	SendBurst int      `json:"send_burst,omitempty"`
 }

@@ -6,9 +6,13 @@ type history struct {
 	buf  [][]byte // encoded message frames; buf[i] holds seq where seq%cap == i
 	last uint64   // seq of the newest entry; 0 when empty
 	n    int      // entries held, ≤ len(buf)
+	base uint64   // the room's seq before its first message
 }
 
-func newHistory(size int) history { return history{buf: make([][]byte, size)} }
+// newHistory makes a ring for a room whose seqs start after base.
+func newHistory(size int, base uint64) history {
+	return history{buf: make([][]byte, size), base: base}
+}
 
 func (h *history) push(seq uint64, data []byte) {
 	h.buf[seq%uint64(len(h.buf))] = data
@@ -21,10 +25,15 @@ func (h *history) push(seq uint64, data []byte) {
 // after returns the held messages with seq > since, oldest first, and
 // whether that is every message in (since, current]. current is the room's
 // newest seq; a since beyond it (from an older life of the room) recovers
-// nothing.
+// nothing. since 0 means "from the beginning": complete when the ring still
+// holds the room's first message.
 func (h *history) after(since, current uint64) (msgs [][]byte, complete bool) {
 	if since > current {
 		return nil, false
+	}
+	if since == 0 && h.base > 0 {
+		msgs, _ = h.after(h.base, current)
+		return msgs, h.n == 0 || h.last-uint64(h.n) == h.base
 	}
 	if since == current {
 		return nil, true

@@ -106,8 +106,15 @@ func TestSeqBase(t *testing.T) {
 		for i := 0; i < 50; i++ {
 			mustPublish(t, m, "old life", "")
 		}
+		// since 0 means "from the beginning": the ring (100) holds it all.
+		early := newSub("early")
+		me := mustJoin(t, h, early, "r", ptr[uint64](0))
+		if j, rest := expectJoined(t, early.take(t), "r"); j.Recovered == nil || !*j.Recovered || len(rest) != 50 {
+			t.Fatalf("since 0 on an untrimmed room: %s with %d replayed; want recovered and all 50", j.frame.Data, len(rest))
+		}
 		last := seqs(ofType(a.take(t), "message"))[49]
 		m.Leave()
+		me.Leave()
 		time.Sleep(time.Minute + time.Second) // expire the room
 		if h.Rooms() != 0 {
 			t.Fatal("room not expired")

@@ -51,15 +51,16 @@ type userCount struct {
 }
 
 func newRoom(h *Hub, name string) *room {
+	base := h.cfg.SeqBase(time.Now())
 	return &room{
 		name:       name,
 		hub:        h,
-		hist:       newHistory(h.cfg.History),
+		hist:       newHistory(h.cfg.History, base),
 		index:      make(map[Subscriber]int),
 		users:      make(map[string]*userCount),
 		touched:    make(map[string]touch),
 		emptySince: time.Now(),
-		seq:        h.cfg.SeqBase(time.Now()),
+		seq:        base,
 	}
 }
 
