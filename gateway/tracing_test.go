@@ -25,6 +25,27 @@ func spanNamed(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySp
 	return out
 }
 
+// waitSpans polls until n spans called name have ended.
+func waitSpans(t *testing.T, sr *tracetest.SpanRecorder, name string, n int) []sdktrace.ReadOnlySpan {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(waitTimeout)
+	for {
+		if got := spanNamed(sr.Ended(), name); len(got) >= n {
+			if len(got) > n {
+				t.Fatalf("%d %s spans; want %d", len(got), name, n)
+			}
+			return got
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %d %s spans", n, name)
+		}
+	}
+}
+
 func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 	m := map[attribute.Key]attribute.Value{}
 	for _, kv := range s.Attributes() {
@@ -61,10 +82,8 @@ func TestTracingSpans(t *testing.T) {
 	c.send(map[string]any{"type": "send", "room": "r", "text": "traced", "ref": "1"})
 	c.expect("message")
 	c.expect("ack")
-	sends := spanNamed(sr.Ended(), "chatgate.send")
-	if len(sends) != 1 {
-		t.Fatalf("%d send spans; want 1", len(sends))
-	}
+	// The ack can overtake the span's end: wait for it.
+	sends := waitSpans(t, sr, "chatgate.send", 1)
 	sp := sends[0]
 	a := attrs(sp)
 	for k, want := range map[attribute.Key]string{
