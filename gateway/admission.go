@@ -42,9 +42,6 @@ func newAdmission(cfg *Config) *admission {
 // the caller must call release(ip, user) exactly once; on failure it gets
 // the reject reason and the HTTP status.
 func (a *admission) admit(ip, user string) (ok bool, reason observe.RejectReason, status int) {
-	if !a.handshake.Allow() {
-		return false, observe.RejectRate, http.StatusServiceUnavailable
-	}
 	if a.conns.Add(1) > a.maxConns {
 		a.conns.Add(-1)
 		return false, observe.RejectCapacity, http.StatusServiceUnavailable
@@ -67,6 +64,10 @@ func (a *admission) admit(ip, user string) (ok bool, reason observe.RejectReason
 	a.mu.Unlock()
 	return true, "", 0
 }
+
+// allowHandshake spends one token of the gateway-wide handshake rate. It
+// runs before token verification, so a flood of bad tokens is throttled too.
+func (a *admission) allowHandshake() bool { return a.handshake.Allow() }
 
 func (a *admission) release(ip, user string) {
 	a.mu.Lock()

@@ -280,6 +280,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (a admitted, why 
 		reject(w, http.StatusForbidden, 0, "origin not allowed")
 		return a, observe.RejectOrigin, http.StatusForbidden
 	}
+	if !s.adm.allowHandshake() {
+		reject(w, http.StatusServiceUnavailable, 1+rand.IntN(5), "at capacity")
+		return a, observe.RejectRate, http.StatusServiceUnavailable
+	}
 	if s.auth != nil {
 		ident, err := s.auth.Authenticate(auth.TokenFromRequest(r))
 		if err != nil {
@@ -290,7 +294,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (a admitted, why 
 				code = "invalid_token"
 				challenge += `, error="invalid_token"`
 			}
-			s.log.Debug("authentication failed", "err", errors.Unwrap(err), "code", code)
+			// The cause names what failed (signature, expiry, issuer...),
+			// never the token itself.
+			s.log.Debug("authentication failed", "code", code, "cause", err.Error())
 			w.Header().Set("WWW-Authenticate", challenge)
 			reject(w, http.StatusUnauthorized, 0, code)
 			return a, observe.RejectAuth, http.StatusUnauthorized
@@ -328,8 +334,8 @@ func (s *Server) run(c *client, autoJoin []string) {
 	lateToDrain := !s.register(c)
 
 	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
-		SendPerSec:   s.cfg.SendRate,
-		SendBurst:    s.cfg.SendBurst,
+		SendPerSec:   float64(c.sendLim.Limit()), // a token may override the defaults
+		SendBurst:    c.sendLim.Burst(),
 		MaxTextBytes: s.cfg.MaxTextBytes,
 		MaxRooms:     s.cfg.MaxRoomsPerConn,
 	}))
