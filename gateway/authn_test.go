@@ -191,3 +191,14 @@ func TestAuthNameFallsBackToSubject(t *testing.T) {
 		t.Fatalf("welcome user %v; want erin/erin", u)
 	}
 }
+
+// TestAuthFailuresSpendHandshakeTokens: a flood of bad tokens is throttled
+// by the handshake rate like any other handshake.
+func TestAuthFailuresSpendHandshakeTokens(t *testing.T) {
+	s := jwtServer(t, func(c *Config) { c.HandshakeRate, c.HandshakeBurst = 0.001, 2 })
+	for i, want := range []int{http.StatusUnauthorized, http.StatusUnauthorized, http.StatusServiceUnavailable} {
+		if got := s.dialStatus(t, "token=forged", nil).StatusCode; got != want {
+			t.Fatalf("attempt %d: %d; want %d", i+1, got, want)
+		}
+	}
+}
