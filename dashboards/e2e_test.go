@@ -1,0 +1,904 @@
+package dashboards
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const (
+	e2eNamespace = "e2e"
+	e2ePod       = "p1"
+	waitLimit    = 20 * time.Second
+	// floodTextBytes is the flooder's message size: large, so the slow
+	// consumer's socket buffers fill quickly (--max-text-bytes allows it).
+	floodTextBytes = 16000
+)
+
+// grafanaVars are the substitutions Grafana would make, longest names first.
+var grafanaVars = strings.NewReplacer(
+	"${namespace}", e2eNamespace, "${pod}", e2ePod,
+	"$namespace", e2eNamespace, "$pod", e2ePod,
+	"$__rate_interval", "1m", "$__interval_ms", "15000", "$__interval", "15s",
+	"$__range_ms", "300000", "$__range_s", "300", "$__range", "5m",
+)
+
+// TestE2EDashboardAndAlerts runs the real gateway binary, scraped every
+// second by a real Prometheus, and drives it through chat, a slow consumer,
+// a rate-limit abuser, a refused origin, a history replay and a drain. Then
+// every dashboard query and every alert expression is evaluated through
+// Prometheus's HTTP API, at the moment a scrape showed the drain.
+//
+// Dashboard queries get Grafana's variables substituted ($namespace → e2e,
+// $pod → p1, $__rate_interval → 1m, …) and must return at least one series
+// with a number (not NaN). Alert expressions are evaluated twice: as
+// written (logged: an empty result just means "not firing"), and with every
+// comparison turned into its bool form (x > 0.25 → x > bool 0.25), which
+// keeps the series and yields 0 or 1 instead of filtering; that form must
+// return series, proving each alert reads data that exists. The rules are
+// also loaded into the Prometheus, which must evaluate them without error,
+// and the drain must make ChatgateDrainOverrunning and
+// ChatgateNoReadyReplicas pending there.
+func TestE2EDashboardAndAlerts(t *testing.T) {
+	promBin, err := exec.LookPath("/usr/bin/prometheus")
+	if err != nil {
+		promBin, err = exec.LookPath("prometheus")
+	}
+	switch {
+	case err != nil && os.Getenv("CHATGATE_E2E") == "1":
+		t.Fatalf("CHATGATE_E2E=1 but no prometheus binary (%v); install the Debian package prometheus (.ci/run does)", err)
+	case err != nil:
+		t.Skip("skipping: needs a Prometheus server binary (apt-get install prometheus); set CHATGATE_E2E=1 to make its absence fail")
+	case testing.Short() && os.Getenv("CHATGATE_E2E") != "1":
+		t.Skip("skipping in -short mode: starts the gateway and Prometheus")
+	}
+	started := time.Now()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	t.Cleanup(hc.CloseIdleConnections)
+
+	gw := startGatewayProc(t, buildGateway(t),
+		"--send-rate", "200", "--send-burst", "10",
+		"--max-text-bytes", strconv.Itoa(floodTextBytes), "--max-frame-bytes", "32768",
+		"--abuse-strikes", "3",
+		"--queue-bytes", "65536",
+		"--drain-delay", "2s", "--drain-window", "3s", "--shutdown-timeout", "15s",
+		"--presence-interval", "100ms",
+	)
+	prom := startPrometheus(t, promBin, gw.adminAddr, hc)
+	t.Logf("gateway built and started, Prometheus ready after %v", time.Since(started).Round(time.Millisecond))
+	prom.waitFor(t, "the gateway being scraped", `up{job="chatgate"} == 1`)
+
+	driveTraffic(t, gw, hc)
+	t.Logf("traffic done after %v", time.Since(started).Round(time.Millisecond))
+
+	// Wait until Prometheus has scraped the state the traffic left.
+	sel := func(metric, extra string) string {
+		s := fmt.Sprintf(`%s{namespace=%q, pod=%q`, metric, e2eNamespace, e2ePod)
+		if extra != "" {
+			s += ", " + extra
+		}
+		return s + "}"
+	}
+	for _, q := range []string{
+		sel("chatgate_messages_published_total", "") + " > 0",
+		sel("chatgate_messages_delivered_total", "") + " > 0",
+		sel("chatgate_broadcast_latency_seconds_count", "") + " > 0",
+		sel("chatgate_disconnects_total", `reason="slow_consumer"`) + " > 0",
+		sel("chatgate_disconnects_total", `reason="rate_abuse"`) + " > 0",
+		sel("chatgate_rate_limited_total", "") + " > 0",
+		sel("chatgate_messages_rejected_total", `reason="rate_limited"`) + " > 0",
+		sel("chatgate_connections_rejected_total", `reason="origin"`) + " > 0",
+		sel("chatgate_history_replayed_total", "") + " > 0",
+		sel("chatgate_presence_events_total", "") + " > 0",
+		sel("chatgate_rooms", "") + " > 0",
+		sel("chatgate_connections", "") + " > 0",
+		sel("chatgate_ready", "") + " == 1",
+	} {
+		prom.waitFor(t, "the traffic to be scraped", q)
+	}
+	t.Logf("Prometheus saw the traffic after %v", time.Since(started).Round(time.Millisecond))
+
+	// Drain: readiness fails at once, a new connection is refused, and the
+	// clients are closed over the drain window while /metrics stays up.
+	if err := gw.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "/readyz to fail after SIGTERM", func() bool { return gw.status(hc, "/readyz") == http.StatusServiceUnavailable })
+	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+gw.chatAddr+"/ws", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("dial while draining: err=%v resp=%v; want 503", err, resp)
+	}
+	at := prom.waitFor(t, "a scrape of the drain",
+		sel("chatgate_draining", "")+" == 1"+
+			" and on (instance) "+sel("chatgate_ready", "")+" == 0"+
+			" and on (instance) "+sel("chatgate_disconnects_total", `reason="drain"`)+" > 0"+
+			" and on (instance) "+sel("chatgate_connections_rejected_total", `reason="draining"`)+" > 0")
+	evalTime := at.Time
+	t.Logf("evaluating every query at %s, the scrape showing the drain", evalTime.Format(time.RFC3339Nano))
+	for _, alert := range []string{"ChatgateDrainOverrunning", "ChatgateNoReadyReplicas"} {
+		prom.waitFor(t, alert+" pending in Prometheus",
+			fmt.Sprintf(`max_over_time(ALERTS{alertname=%q, alertstate="pending", namespace=%q}[5m])`, alert, e2eNamespace))
+	}
+	select {
+	case <-gw.exited:
+		if gw.exitErr != nil {
+			t.Errorf("gateway exited with %v after the drain; want 0", gw.exitErr)
+		}
+	case <-time.After(waitLimit):
+		t.Error("gateway did not exit after the drain")
+	}
+
+	var failures []string
+	fail := func(format string, args ...any) { failures = append(failures, fmt.Sprintf(format, args...)) }
+
+	// The dashboard's variables resolve the way Grafana asks for them.
+	for _, v := range []struct{ label, match, want string }{
+		{"namespace", "chatgate_build_info", e2eNamespace},
+		{"pod", grafanaVars.Replace(`chatgate_build_info{namespace=~"$namespace"}`), e2ePod},
+	} {
+		vals, err := prom.labelValues(v.label, v.match)
+		if err != nil || !slices.Contains(vals, v.want) {
+			fail("variable %s: label_values(%s, %s) = %q, %v; want %q", v.label, v.match, v.label, vals, err, v.want)
+		}
+	}
+
+	// Every dashboard query returns numbers.
+	d := loadDashboard(t)
+	queries := 0
+	for _, p := range dataPanels(d) {
+		for _, tg := range p.Targets {
+			queries++
+			expr := grafanaVars.Replace(tg.Expr)
+			name := fmt.Sprintf("panel %q target %s", p.Title, tg.RefID)
+			if strings.Contains(expr, "$") {
+				fail("%s: unsubstituted variable in %s", name, expr)
+				continue
+			}
+			res, err := prom.query(expr, evalTime)
+			switch {
+			case err != nil:
+				fail("%s: %v\n    %s", name, err, expr)
+			case len(res) == 0:
+				fail("%s: no series\n    %s", name, expr)
+			case res.allNaN():
+				fail("%s: only NaN (no data in the window)\n    %s", name, expr)
+			default:
+				t.Logf("ok  %s: %d series, first %s", name, len(res), res[0])
+			}
+		}
+	}
+
+	// Every alert expression parses, runs, and reads existing data.
+	for _, r := range loadRules(t).Groups[0].Rules {
+		queries++
+		res, err := prom.query(r.Expr, evalTime)
+		if err != nil {
+			fail("alert %s: %v\n    %s", r.Alert, err, r.Expr)
+			continue
+		}
+		state := "not firing"
+		if len(res) > 0 {
+			state = "condition true for " + res[0].String()
+		}
+		inner, err := boolComparisons(r.Expr)
+		if err != nil {
+			fail("alert %s: %v", r.Alert, err)
+			continue
+		}
+		res, err = prom.query(inner, evalTime)
+		switch {
+		case err != nil:
+			fail("alert %s (bool form): %v\n    %s", r.Alert, err, inner)
+		case len(res) == 0:
+			fail("alert %s (bool form): no series\n    %s", r.Alert, inner)
+		default:
+			t.Logf("ok  alert %s: %s; bool form %s", r.Alert, state, res[0])
+		}
+	}
+
+	// Prometheus itself loaded and evaluated every rule.
+	health, err := prom.ruleHealth()
+	if err != nil {
+		fail("rules API: %v", err)
+	}
+	for _, name := range wantAlerts {
+		if h := health[name]; h != "ok" {
+			fail("alert %s: Prometheus reports rule health %q", name, h)
+		}
+	}
+
+	if len(failures) > 0 {
+		t.Errorf("%d of %d queries and checks failed:\n  %s", len(failures), queries, strings.Join(failures, "\n  "))
+	}
+	t.Logf("%d queries evaluated; whole run took %v", queries, time.Since(started).Round(time.Millisecond))
+}
+
+// ---- the traffic ----
+
+// driveTraffic runs every scenario the dashboard has panels for and leaves
+// three chatters and a history reader connected for the drain.
+func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) {
+	t.Helper()
+	base := "ws://" + gw.chatAddr + "/ws"
+
+	// Chatters in the lobby, each acking its own messages.
+	var chatters []*wsClient
+	for i := range 3 {
+		c := dialClient(t, base+fmt.Sprintf("?room=lobby&name=chatter%d", i), nil)
+		c.waitFor(t, "joined lobby", func(e envelope) bool { return e.Type == "joined" && e.Room == "lobby" })
+		chatters = append(chatters, c)
+	}
+	for i, c := range chatters {
+		for j := range 3 {
+			c.send(t, map[string]any{"type": "send", "room": "lobby", "text": fmt.Sprintf("hello %d", j), "ref": fmt.Sprintf("c%d-%d", i, j)})
+		}
+	}
+	for i, c := range chatters {
+		c.waitFor(t, "acks", func(e envelope) bool { return e.Type == "ack" && e.Ref == fmt.Sprintf("c%d-2", i) })
+	}
+
+	// A slow consumer: a tiny receive buffer and no reading, in a room
+	// where a flooder sends large messages until the gateway evicts it.
+	// The flooder paces itself under --send-rate and keeps at most
+	// floodWindow of its own messages undelivered to itself, so its own
+	// queue stays far below --queue-bytes however the machine is loaded:
+	// only the slow consumer can be evicted.
+	const floodWindow = 3
+	flooder := dialClient(t, base+"?room=flood&name=flooder", nil)
+	flooder.waitFor(t, "joined flood", func(e envelope) bool { return e.Type == "joined" && e.Room == "flood" })
+	slow := dialSlowConsumer(t, base+"?room=flood&name=slow")
+	flooder.waitFor(t, "the slow consumer's presence", func(e envelope) bool { return e.Type == "presence" && e.Online >= 2 })
+	text := strings.Repeat("x", floodTextBytes)
+	floodStart := time.Now()
+	evicted := func() bool { return gw.metric(hc, `chatgate_disconnects_total{reason="slow_consumer"}`) >= 1 }
+	sent := 0
+	func() {
+		tick := time.NewTicker(10 * time.Millisecond) // 100/s, under --send-rate
+		defer tick.Stop()
+		deadline := time.NewTimer(waitLimit)
+		defer deadline.Stop()
+		for i := 0; i%10 != 0 || !evicted(); i++ {
+			select {
+			case <-deadline.C:
+				t.Fatalf("the slow consumer was not evicted after %d messages of %d bytes", sent, len(text))
+			case <-tick.C:
+			}
+			echoed := flooder.count(func(e envelope) bool { return e.Type == "message" && e.Room == "flood" })
+			if sent-echoed < floodWindow {
+				flooder.send(t, map[string]any{"type": "send", "room": "flood", "text": text})
+				sent++
+			}
+		}
+	}()
+	t.Logf("traffic: slow consumer evicted after %d messages in %v", sent, time.Since(floodStart).Round(time.Millisecond))
+	if code := slow.drainToClose(t); code != 4008 {
+		t.Errorf("slow consumer closed with %d; want 4008", code)
+	}
+	if n := gw.metric(hc, `chatgate_disconnects_total{reason="slow_consumer"}`); n != 1 {
+		t.Errorf("%v slow-consumer evictions; want exactly the slow consumer's", n)
+	}
+	if rl := flooder.count(func(e envelope) bool { return e.Type == "error" }); rl > 0 {
+		t.Errorf("the flooder got %d error envelopes while pacing under the limits", rl)
+	}
+
+	// A rate-limit abuser: a burst far over --send-burst earns rate_limited
+	// errors, then 1008 after --abuse-strikes.
+	abuser := dialClient(t, base+"?room=abuse&name=abuser", nil)
+	abuser.waitFor(t, "joined abuse", func(e envelope) bool { return e.Type == "joined" })
+	for i := range 60 {
+		if abuser.trySend(map[string]any{"type": "send", "room": "abuse", "text": "spam", "ref": strconv.Itoa(i)}) != nil {
+			break
+		}
+	}
+	abuser.waitFor(t, "a rate_limited error", func(e envelope) bool { return e.Type == "error" && e.Code == "rate_limited" })
+	if code := abuser.waitClosed(t); code != websocket.ClosePolicyViolation {
+		t.Errorf("abuser closed with %d; want 1008", code)
+	}
+	t.Logf("traffic: abuser closed with 1008")
+
+	// A browser from a foreign origin is refused before the upgrade.
+	_, resp, err := websocket.DefaultDialer.Dial(base, http.Header{"Origin": {"https://evil.example"}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("foreign origin: err=%v resp=%v; want 403", err, resp)
+	}
+
+	// A late joiner replays the last messages from history.
+	last := chatters[0].lastSeq("lobby")
+	late := dialClient(t, base+"?name=late", nil)
+	late.waitFor(t, "welcome", func(e envelope) bool { return e.Type == "welcome" })
+	late.send(t, map[string]any{"type": "join", "room": "lobby", "since": last - 5})
+	late.waitFor(t, "the replayed messages", func(e envelope) bool { return e.Type == "message" && e.Seq == last })
+	if n := late.count(func(e envelope) bool { return e.Type == "message" }); n < 5 {
+		t.Errorf("late joiner got %d messages; want the 5 since %d replayed", n, last-5)
+	}
+}
+
+// envelope is the part of a server envelope the test looks at.
+type envelope struct {
+	Type   string `json:"type"`
+	Room   string `json:"room"`
+	Ref    string `json:"ref"`
+	Code   string `json:"code"`
+	Seq    int64  `json:"seq"`
+	Online int    `json:"online"`
+}
+
+// wsClient reads every envelope in the background, so it never becomes a
+// slow consumer itself.
+type wsClient struct {
+	conn    *websocket.Conn
+	writeMu sync.Mutex
+	done    chan struct{} // closed when the reader stops
+	mu      sync.Mutex
+	envs    []envelope
+	changed chan struct{} // closed and replaced when envs grows or the reader stops
+	closeCd int           // close code once done; 1006 when dropped without one
+}
+
+func dialClient(t *testing.T, u string, d *websocket.Dialer) *wsClient {
+	t.Helper()
+	if d == nil {
+		d = &websocket.Dialer{HandshakeTimeout: waitLimit}
+	}
+	conn, resp, err := d.Dial(u, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v (resp %v)", u, err, resp)
+	}
+	c := &wsClient{conn: conn, done: make(chan struct{}), changed: make(chan struct{})}
+	t.Cleanup(func() {
+		conn.Close()
+		<-c.done
+	})
+	go c.read()
+	return c
+}
+
+func (c *wsClient) read() {
+	defer close(c.done)
+	for {
+		_, data, err := c.conn.ReadMessage()
+		c.mu.Lock()
+		if err != nil {
+			c.closeCd = websocket.CloseAbnormalClosure
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				c.closeCd = ce.Code
+			}
+			close(c.changed)
+			c.changed = make(chan struct{})
+			c.mu.Unlock()
+			return
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			var e envelope
+			if json.Unmarshal([]byte(line), &e) == nil {
+				c.envs = append(c.envs, e)
+			}
+		}
+		close(c.changed)
+		c.changed = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+func (c *wsClient) trySend(v any) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(waitLimit))
+	return c.conn.WriteJSON(v)
+}
+
+func (c *wsClient) send(t *testing.T, v any) {
+	t.Helper()
+	if err := c.trySend(v); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+}
+
+// waitFor waits for an envelope matching pred, seen at any time.
+func (c *wsClient) waitFor(t *testing.T, what string, pred func(envelope) bool) envelope {
+	t.Helper()
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	for i := 0; ; {
+		c.mu.Lock()
+		for ; i < len(c.envs); i++ {
+			if pred(c.envs[i]) {
+				e := c.envs[i]
+				c.mu.Unlock()
+				return e
+			}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-c.done:
+			c.mu.Lock()
+			n := len(c.envs)
+			c.mu.Unlock()
+			if i >= n {
+				t.Fatalf("connection closed (%d) while waiting for %s", c.closeCd, what)
+			}
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (c *wsClient) count(pred func(envelope) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, e := range c.envs {
+		if pred(e) {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *wsClient) lastSeq(room string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var last int64
+	for _, e := range c.envs {
+		if e.Type == "message" && e.Room == room {
+			last = max(last, e.Seq)
+		}
+	}
+	return last
+}
+
+// waitClosed waits for the server to close the connection and returns the
+// close code.
+func (c *wsClient) waitClosed(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(waitLimit):
+		t.Fatal("timed out waiting for the server to close the connection")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCd
+}
+
+// slowClient is a connection with a tiny receive buffer that reads nothing
+// until told to.
+type slowClient struct{ conn *websocket.Conn }
+
+func dialSlowConsumer(t *testing.T, u string) *slowClient {
+	t.Helper()
+	nd := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	d := &websocket.Dialer{NetDialContext: nd.DialContext, ReadBufferSize: 1024, HandshakeTimeout: waitLimit}
+	conn, resp, err := d.Dial(u, nil)
+	if err != nil {
+		t.Fatalf("dial slow consumer: %v (resp %v)", err, resp)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &slowClient{conn: conn}
+}
+
+// drainToClose reads everything left, fast, and returns the close code.
+func (s *slowClient) drainToClose(t *testing.T) int {
+	t.Helper()
+	if tc, ok := s.conn.NetConn().(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4 << 20)
+	}
+	_ = s.conn.SetReadDeadline(time.Now().Add(waitLimit))
+	for {
+		if _, _, err := s.conn.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				return ce.Code
+			}
+			t.Errorf("slow consumer: %v; want a close frame", err)
+			return 0
+		}
+	}
+}
+
+// ---- the gateway process ----
+
+// buildGateway compiles cmd/chatgate into the test's temp dir.
+func buildGateway(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go toolchain: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "chatgate")
+	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/chatgate")
+	cmd.Dir = ".." // the module root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/chatgate: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type gatewayProc struct {
+	cmd       *exec.Cmd
+	chatAddr  string
+	adminAddr string
+	exited    chan struct{}
+	exitErr   error // valid once exited is closed
+}
+
+// startGatewayProc runs the binary on loopback ports of its choosing and
+// learns them from its "listening" log line; its log goes to t.Logf.
+func startGatewayProc(t *testing.T, bin string, args ...string) *gatewayProc {
+	t.Helper()
+	args = append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
+	cmd := exec.Command(bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &gatewayProc{cmd: cmd, exited: make(chan struct{})}
+	listening := make(chan map[string]any, 1)
+	logged := make(chan struct{})
+	go func() {
+		defer close(logged)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			t.Logf("gateway: %s", line)
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
+				listening <- rec
+			}
+		}
+	}()
+	go func() {
+		<-logged
+		p.exitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+	})
+	select {
+	case rec := <-listening:
+		p.chatAddr, _ = rec["addr"].(string)
+		p.adminAddr, _ = rec["admin_addr"].(string)
+	case <-p.exited:
+		t.Fatalf("gateway exited before listening: %v", p.exitErr)
+	case <-time.After(waitLimit):
+		t.Fatal("gateway did not log listening")
+	}
+	return p
+}
+
+func (p *gatewayProc) status(hc *http.Client, path string) int {
+	resp, err := hc.Get("http://" + p.adminAddr + path)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// metric reads one sample, e.g. `name{label="v"}`, from the gateway's
+// /metrics in the text format; -1 if absent.
+func (p *gatewayProc) metric(hc *http.Client, series string) float64 {
+	resp, err := hc.Get("http://" + p.adminAddr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// ---- the Prometheus process ----
+
+type promProc struct {
+	base string
+	hc   *http.Client
+}
+
+// startPrometheus runs Prometheus on a free loopback port with a temporary
+// TSDB, scraping adminAddr every second as pod p1 in namespace e2e and
+// evaluating alerts.yaml every second. Its log goes to t.Logf.
+func startPrometheus(t *testing.T, bin, adminAddr string, hc *http.Client) *promProc {
+	t.Helper()
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "alerts.yaml")
+	if err := os.WriteFile(rules, AlertRules, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	config := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files:
+  - %q
+scrape_configs:
+  - job_name: chatgate
+    static_configs:
+      - targets: [%q]
+        labels:
+          namespace: %q
+          pod: %q
+`, rules, adminAddr, e2eNamespace, e2ePod)
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeLoopbackAddr(t)
+	cmd := exec.Command(bin,
+		"--config.file="+cfgPath,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr,
+		"--log.level=info",
+	)
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = nil
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logged := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(logged)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			t.Logf("prometheus: %s", sc.Text())
+		}
+	}()
+	go func() {
+		<-logged
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	p := &promProc{base: "http://" + addr, hc: hc}
+	waitUntil(t, "Prometheus to be ready", func() bool {
+		select {
+		case <-exited:
+			t.Fatal("prometheus exited during startup (see its log above)")
+		default:
+		}
+		resp, err := hc.Get(p.base + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return p
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type sample struct {
+	Metric map[string]string
+	Time   time.Time
+	Value  string
+}
+
+func (s sample) String() string {
+	var labels []string
+	for k, v := range s.Metric {
+		labels = append(labels, k+"="+strconv.Quote(v))
+	}
+	slices.Sort(labels)
+	return "{" + strings.Join(labels, ", ") + "} " + s.Value
+}
+
+type vector []sample
+
+func (v vector) allNaN() bool {
+	for _, s := range v {
+		if s.Value != "NaN" {
+			return false
+		}
+	}
+	return true
+}
+
+type apiResponse struct {
+	Status    string          `json:"status"`
+	ErrorType string          `json:"errorType"`
+	Error     string          `json:"error"`
+	Data      json.RawMessage `json:"data"`
+}
+
+func (p *promProc) get(path string, params url.Values) (json.RawMessage, error) {
+	resp, err := p.hc.Get(p.base + path + "?" + params.Encode())
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r apiResponse
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, fmt.Errorf("HTTP %d: %v", resp.StatusCode, err)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("%s: %s", r.ErrorType, r.Error)
+	}
+	return r.Data, nil
+}
+
+// query runs an instant query at the given time (now if zero).
+func (p *promProc) query(expr string, at time.Time) (vector, error) {
+	params := url.Values{"query": {expr}}
+	if !at.IsZero() {
+		params.Set("time", strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64))
+	}
+	data, err := p.get("/api/v1/query", params)
+	if err != nil {
+		return nil, err
+	}
+	var d struct {
+		ResultType string          `json:"resultType"`
+		Result     json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, err
+	}
+	point := func(raw [2]any) (time.Time, string) {
+		ts, _ := raw[0].(float64)
+		v, _ := raw[1].(string)
+		return time.UnixMilli(int64(ts * 1000)), v
+	}
+	switch d.ResultType {
+	case "vector":
+		var rs []struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		}
+		if err := json.Unmarshal(d.Result, &rs); err != nil {
+			return nil, err
+		}
+		out := make(vector, 0, len(rs))
+		for _, r := range rs {
+			ts, v := point(r.Value)
+			out = append(out, sample{Metric: r.Metric, Time: ts, Value: v})
+		}
+		return out, nil
+	case "scalar":
+		var raw [2]any
+		if err := json.Unmarshal(d.Result, &raw); err != nil {
+			return nil, err
+		}
+		ts, v := point(raw)
+		return vector{{Time: ts, Value: v}}, nil
+	default:
+		return nil, fmt.Errorf("result type %q; want a vector", d.ResultType)
+	}
+}
+
+// waitFor polls an instant query until it returns a series and returns the
+// first one.
+func (p *promProc) waitFor(t *testing.T, what, expr string) sample {
+	t.Helper()
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		res, err := p.query(expr, time.Time{})
+		if err == nil && len(res) > 0 {
+			return res[0]
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s: %s\n  last result %v, error %v", what, expr, res, err)
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *promProc) labelValues(label, match string) ([]string, error) {
+	data, err := p.get("/api/v1/label/"+label+"/values", url.Values{"match[]": {match}})
+	if err != nil {
+		return nil, err
+	}
+	var vals []string
+	err = json.Unmarshal(data, &vals)
+	return vals, err
+}
+
+// ruleHealth returns each alerting rule's health as Prometheus evaluates it.
+func (p *promProc) ruleHealth() (map[string]string, error) {
+	data, err := p.get("/api/v1/rules", url.Values{"type": {"alert"}})
+	if err != nil {
+		return nil, err
+	}
+	var d struct {
+		Groups []struct {
+			Rules []struct {
+				Name      string `json:"name"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, g := range d.Groups {
+		for _, r := range g.Rules {
+			out[r.Name] = r.Health
+			if r.LastError != "" {
+				out[r.Name] += ": " + r.LastError
+			}
+		}
+	}
+	return out, nil
+}
+
+// waitUntil polls cond every 50ms until it holds or the deadline passes.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
