@@ -1,5 +1,10 @@
-// Package web is chatgate's minimal browser client: a static page, embedded
-// in the binary, that joins a room over /ws using wire protocol v1.
+// Package web is chatgate's browser client: a chat page, embedded in the
+// binary, that speaks wire protocol v1 over /ws (several rooms per
+// connection, optimistic sending, reconnects that rejoin with since).
+// It is plain JavaScript modules under static/ with no build step;
+// static/js/wire.js holds the protocol helpers, static/js/connection.js the
+// reconnecting socket, static/app.js the app. The e2e directory drives it
+// in a real Chromium against a real gateway.
 //
 // Handler serves the page's files with a strict Content-Security-Policy.
 // The page uses no inline script, inline style or third-party asset, so the
@@ -24,7 +29,7 @@ var embedded embed.FS
 
 // ContentSecurityPolicy is sent with every response from Handler.
 const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; " +
-	"connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; " +
+	"connect-src 'self' ws: wss:; img-src 'self' data:; object-src 'none'; base-uri 'none'; " +
 	"form-action 'none'; frame-ancestors 'none'"
 
 // contentTypes pins the types of the files we ship so that they do not

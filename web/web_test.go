@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"regexp"
 	"strings"
 	"testing"
@@ -158,17 +159,169 @@ func TestConditionalGet(t *testing.T) {
 	}
 }
 
-// The page must build its DOM from text only. Any HTML-parsing sink in the
-// script is a regression, even in a comment (grep cannot tell them apart,
+// scripts returns the embedded JavaScript modules, by path under static/.
+func scripts(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := fs.WalkDir(embedded, "static", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".js") {
+			b, err := fs.ReadFile(embedded, p)
+			if err != nil {
+				return err
+			}
+			out[strings.TrimPrefix(p, "static/")] = string(b)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := out["app.js"]; !ok || len(out) < 2 {
+		t.Fatalf("embedded scripts: %v", out)
+	}
+	return out
+}
+
+// The page must build its DOM from text only. Any HTML-parsing sink in any
+// module is a regression, even in a comment (grep cannot tell them apart,
 // and neither can a reviewer skimming a diff).
 func TestScriptHasNoHTMLSinks(t *testing.T) {
-	src := staticFile(t, "app.js")
-	for _, sink := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "createContextualFragment", "DOMParser", "eval(", "new Function"} {
-		t.Run(sink, func(t *testing.T) {
+	sinks := []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "createContextualFragment",
+		"DOMParser", "eval(", "new Function", "setHTML", "parseHTMLUnsafe", "srcdoc", ".style.cssText", "setAttribute('style'",
+		"setAttribute(\"on", "setAttribute('on", "javascript:"}
+	for name, src := range scripts(t) {
+		for _, sink := range sinks {
 			if strings.Contains(src, sink) {
-				t.Errorf("app.js uses %s; build DOM nodes with textContent instead", sink)
+				t.Errorf("%s uses %s; build DOM nodes with textContent instead", name, sink)
 			}
-		})
+		}
+		// setTimeout/setInterval with a string argument is eval too.
+		if m := regexp.MustCompile("set(Timeout|Interval)\\(\\s*['\"`]").FindString(src); m != "" {
+			t.Errorf("%s: %s… evaluates a string", name, m)
+		}
+	}
+}
+
+// Every import in every module is relative and names an embedded file, so
+// a renamed module cannot leave the page blank; nothing comes from
+// elsewhere.
+func TestModuleImportsResolve(t *testing.T) {
+	importRE := regexp.MustCompile(`(?m)(?:^\s*import\b[^'"]*|\bimport\s*\(\s*)['"]([^'"]+)['"]`)
+	all := scripts(t)
+	for name, src := range all {
+		for _, m := range importRE.FindAllStringSubmatch(src, -1) {
+			spec := m[1]
+			if !strings.HasPrefix(spec, "./") && !strings.HasPrefix(spec, "../") {
+				t.Errorf("%s imports %q: only relative imports of embedded modules are allowed", name, spec)
+				continue
+			}
+			target := path.Join(path.Dir(name), spec)
+			if _, ok := all[target]; !ok {
+				t.Errorf("%s imports %q, which is not embedded (%s)", name, spec, target)
+			}
+		}
+	}
+}
+
+// The page works offline on a LAN: no asset, font, stylesheet or script
+// from another origin, in any file.
+func TestNoExternalAssets(t *testing.T) {
+	external := regexp.MustCompile(`(?i)(@import|url\(\s*['"]?(https?:)?//|(src|href)\s*=\s*['"]?(https?:)?//|from\s+['"](https?:)?//|import\(\s*['"](https?:)?//)`)
+	err := fs.WalkDir(embedded, "static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(embedded, p)
+		if err != nil {
+			return err
+		}
+		if m := external.FindString(string(b)); m != "" && !strings.HasSuffix(p, ".svg") {
+			t.Errorf("%s refers to another origin: %q", p, m)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every form control has a label, every button an accessible name, every
+// id is unique and every id reference points somewhere.
+func TestIndexIsLabelled(t *testing.T) {
+	page := staticFile(t, "index.html")
+	attr := func(tag, name string) (string, bool) {
+		m := regexp.MustCompile(`\s` + name + `="([^"]*)"`).FindStringSubmatch(tag)
+		if m == nil {
+			return "", false
+		}
+		return m[1], true
+	}
+	ids := map[string]int{}
+	for _, m := range regexp.MustCompile(`\sid="([^"]+)"`).FindAllStringSubmatch(page, -1) {
+		ids[m[1]]++
+	}
+	for id, n := range ids {
+		if n > 1 {
+			t.Errorf("id %q is used %d times", id, n)
+		}
+	}
+	labelled := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<label[^>]*\sfor="([^"]+)"`).FindAllStringSubmatch(page, -1) {
+		labelled[m[1]] = true
+		if ids[m[1]] == 0 {
+			t.Errorf("label for %q: no such element", m[1])
+		}
+	}
+	for _, tag := range regexp.MustCompile(`<(input|textarea|select)\b[^>]*>`).FindAllString(page, -1) {
+		id, _ := attr(tag, "id")
+		_, aria := attr(tag, "aria-label")
+		if !labelled[id] && !aria {
+			t.Errorf("control without a label: %s", tag)
+		}
+	}
+	for _, m := range regexp.MustCompile(`(?s)<button\b([^>]*)>(.*?)</button>`).FindAllStringSubmatch(page, -1) {
+		_, aria := attr(m[1], "aria-label")
+		text := strings.TrimSpace(regexp.MustCompile(`(?s)<[^>]*>`).ReplaceAllString(m[2], ""))
+		if !aria && text == "" {
+			t.Errorf("button without an accessible name: <button%s>", m[1])
+		}
+	}
+	for _, m := range regexp.MustCompile(`\s(aria-describedby|aria-labelledby|aria-controls)="([^"]+)"`).FindAllStringSubmatch(page, -1) {
+		for _, ref := range strings.Fields(m[2]) {
+			if ids[ref] == 0 {
+				t.Errorf("%s refers to missing id %q", m[1], ref)
+			}
+		}
+	}
+	if !strings.Contains(page, `<html lang="`) {
+		t.Error("the page does not declare its language")
+	}
+	if !regexp.MustCompile(`<meta name="viewport" content="[^"]*width=device-width`).MatchString(page) {
+		t.Error("no mobile viewport")
+	}
+}
+
+// Light and dark follow the system; reduced motion is honoured.
+func TestStylesheetThemes(t *testing.T) {
+	css := staticFile(t, "style.css")
+	for _, want := range []string{"@media (prefers-color-scheme: dark)", "@media (prefers-reduced-motion: reduce)", "color-scheme: light dark", ":focus-visible"} {
+		if !strings.Contains(css, want) {
+			t.Errorf("style.css lacks %q", want)
+		}
+	}
+}
+
+// The policy must never be loosened for the page.
+func TestPolicyIsStrict(t *testing.T) {
+	for _, bad := range []string{"unsafe-inline", "unsafe-eval", "unsafe-hashes", "*", "http:", "https:"} {
+		if strings.Contains(ContentSecurityPolicy, bad) {
+			t.Errorf("Content-Security-Policy contains %q", bad)
+		}
+	}
+	for _, want := range []string{"default-src 'self'", "script-src 'self'", "style-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'", "form-action 'none'"} {
+		if !strings.Contains(ContentSecurityPolicy, want) {
+			t.Errorf("Content-Security-Policy lacks %q", want)
+		}
 	}
 }
 

@@ -1,818 +1,1067 @@
-// chatgate — minimal browser client for wire protocol v1 (docs/protocol.md).
+// chatgate — the browser client for wire protocol v1 (docs/protocol.md).
 //
-// One room per page. Everything a user or the server supplies is put into
-// the DOM with textContent / createTextNode only; no HTML is ever parsed.
+// Several rooms over one WebSocket, optimistic sending, reconnects that
+// lose nothing and show nothing twice. Everything a user or the server
+// supplies reaches the DOM as text (textContent / text nodes) only.
 
-const SUBPROTOCOL = 'chatgate.v1';
-const NAME_KEY = 'chatgate.name';
-const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+import { $, el, timeEl, dayKey, dayLabel, avatar, richText } from './js/dom.js';
+import { Connection } from './js/connection.js';
+import {
+  CLIENT_FAULT_CODES, byteLength, joinEnvelope, leaveEnvelope, nameProblem,
+  sendEnvelope, socketURL, validRoom,
+} from './js/wire.js';
+
+const GROUP_GAP_MS = 5 * 60_000; // a pause this long starts a new group
+const MAX_ITEMS = 1000; // per room; older items are dropped from the DOM
+const REPLAY_FALLBACK_MS = 2500; // a replay that never reaches joined.seq
+const RESYNC_MIN_MS = 10_000; // at most one member-list resync per room
+const TOAST_MS = 8000;
+const SLOW_MODE_MS = 10_000;
+const FRAME_LIMIT = 16 << 10; // the gateway's default --max-frame-bytes
 const DEFAULT_ROOM = 'lobby';
+const KEYS = { name: 'chatgate.name', rooms: 'chatgate.rooms', active: 'chatgate.active' };
 
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_CAP_MS = 30_000;
-const SERVER_RETRY_CAP_MS = 5 * 60_000; // never trust a retry_ms beyond this
-const JOIN_TIMEOUT_MS = 15_000; // socket open → joined, else start over
-const REPLAY_TIMEOUT_MS = 5_000; // a replay that never reaches joined.seq
-const MAX_LOG_ITEMS = 500;
-const MAX_NAMES_IN_NOTICE = 3;
-// Close codes whose JSON reason may carry retry_ms (drain, overloaded, slow consumer).
-const CODES_WITH_RETRY = new Set([1001, 1013, 4008]);
-
-const $ = (id) => document.getElementById(id);
 const ui = {
-  status: $('status'),
-  statusText: $('status-text'),
-  statusCount: $('status-count'),
-  retryNow: $('retry-now'),
-  joinForm: $('join-form'),
-  name: $('name'),
-  room: $('room'),
-  joinError: $('join-error'),
-  chat: $('chat'),
-  roomTitle: $('room-title'),
-  me: $('me'),
-  leave: $('leave'),
-  scroller: $('scroller'),
-  log: $('log'),
-  outbox: $('outbox'),
-  membersBox: $('members-box'),
-  members: $('members'),
-  membersNote: $('members-note'),
-  onlineCount: $('online-count'),
-  sendForm: $('send-form'),
-  text: $('text'),
-  send: $('send'),
+  welcome: $('welcome'), welcomeForm: $('welcome-form'), welcomeName: $('welcome-name'),
+  welcomeRoom: $('welcome-room'), welcomeError: $('welcome-error'),
+  shell: $('shell'), sidebar: $('sidebar'), scrim: $('scrim'), members: $('members'),
+  openRooms: $('open-rooms'), openRoomsBadge: $('open-rooms-badge'), closeRooms: $('close-rooms'),
+  roomList: $('room-list'), joinForm: $('join-form'), joinRoom: $('join-room'), joinError: $('join-error'),
+  meAvatar: $('me-avatar'), meName: $('me-name'), changeName: $('change-name'),
+  roomTitle: $('room-title'), roomSub: $('room-sub'),
+  status: $('status'), statusText: $('status-text'), statusCount: $('status-count'), retryNow: $('retry-now'),
+  toggleMembers: $('toggle-members'), memberCountBadge: $('member-count-badge'), leaveRoom: $('leave-room'),
+  toast: $('toast'), toastText: $('toast-text'), toastClose: $('toast-close'),
+  scroller: $('scroller'), panes: $('panes'), empty: $('empty'), emptyJoin: $('empty-join'), jump: $('jump'),
+  ratelimit: $('ratelimit'), ratelimitText: $('ratelimit-text'),
+  composer: $('composer'), text: $('composer-text'), send: $('send'), count: $('composer-count'),
+  onlineCount: $('online-count'), memberList: $('member-list'), membersNote: $('members-note'),
+  closeMembers: $('close-members'),
+  nameDialog: $('name-dialog'), nameForm: $('name-form'), nameInput: $('name-input'),
+  nameError: $('name-error'), nameCancel: $('name-cancel'),
 };
 
-// Session: from pressing Join until pressing Leave; survives reconnects.
-const session = {
-  active: false,
-  name: '',
-  room: '',
-  sockets: 0, // sockets opened so far; 0 means the next one is the first
-  joins: 0, // successful joins so far
-  attempt: 0, // consecutive failures, the backoff exponent
-  lastSeq: null, // highest seq shown for the room
-  baseSeq: null, // joined.seq of the latest join
-  myIds: new Set(), // user ids this page has had (one per anonymous connection)
-  members: null, // Map id → name, or null when the room only reports a count
-  online: 0,
-  pending: new Map(), // ref → outgoing message awaiting its ack / echo
-  refs: 0,
+const state = {
+  name: '', // the name asked for (may be '' for a guest name)
+  me: null, // {id, name} of the current connection
+  myIds: new Set(), // every user id this page has had (one per connection)
   limits: null,
-  retryTimer: 0,
-  countdownTimer: 0,
-  retryAt: 0,
-  retryIsServerHint: false,
+  rooms: new Map(), // name → room, in sidebar order
+  active: null, // name of the room on screen
+  pending: [], // outgoing messages not yet confirmed, oldest first
+  refs: 0,
+  joinRefs: new Map(), // join ref → room name
+  cooldownUntil: 0, // after rate_limited: no send before this
+  cooldownTimer: 0,
+  slowUntil: 0, // after a rate_limited error, pace every send for a while
+  flushTimer: 0,
+  bucket: { tokens: 0, at: 0 }, // mirror of the server's send bucket, for backlogs
+  statusTimer: 0,
+  toastTimer: 0,
 };
 
-// Connection: one WebSocket and what it has learned.
-let conn = null;
+// ---------------------------------------------------------------- storage
 
-// ---------------------------------------------------------------- helpers
+const store = {
+  get(key) {
+    try {
+      return localStorage.getItem(key);
+    } catch {
+      return null; // storage disabled
+    }
+  },
+  set(key, value) {
+    try {
+      if (value === null) localStorage.removeItem(key);
+      else localStorage.setItem(key, value);
+    } catch {
+      // disabled or full: not remembered, not fatal
+    }
+  },
+};
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
+function saveRooms() {
+  store.set(KEYS.rooms, JSON.stringify([...state.rooms.keys()]));
+  store.set(KEYS.active, state.active);
 }
 
-function str(v, fallback = '') {
-  return typeof v === 'string' ? v : fallback;
-}
-
-function int(v) {
-  return Number.isSafeInteger(v) ? v : null;
-}
-
-function validUser(u) {
-  return u !== null && typeof u === 'object' && typeof u.id === 'string' && u.id !== '';
-}
-
-function displayName(u) {
-  return str(u && u.name).trim() || 'someone';
-}
-
-function loadName() {
+function savedRooms() {
   try {
-    return localStorage.getItem(NAME_KEY) || '';
+    const list = JSON.parse(store.get(KEYS.rooms) || '[]');
+    return Array.isArray(list) ? list.filter(validRoom) : [];
   } catch {
-    return ''; // storage disabled
+    return [];
   }
 }
 
-function saveName(name) {
-  try {
-    if (name) localStorage.setItem(NAME_KEY, name);
-    else localStorage.removeItem(NAME_KEY);
-  } catch {
-    // storage disabled or full: the name just is not remembered
-  }
-}
+// ------------------------------------------------------------ connection
 
-// Mirrors the gateway's rule: trimmed, 1–32 runes, no control characters.
-// An empty name is fine: the gateway then picks a guest name.
-function nameProblem(name) {
-  if (name === '') return '';
-  if ([...name].length > 32) return 'Display names can be at most 32 characters.';
-  if (/\p{Cc}/u.test(name)) return 'Display names cannot contain control characters.';
-  return '';
-}
-
-const utf8 = new TextEncoder();
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const dateTimeFmt = new Intl.DateTimeFormat(undefined, {
-  month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+const conn = new Connection({
+  url: () => socketURL(location, state.name),
+  onWelcome,
+  onEnvelope,
+  onClose,
+  onStatus: renderStatus,
 });
-const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
 
-function timeElement(ms) {
-  const node = el('time', 'ts');
-  if (!Number.isFinite(ms)) return node;
-  const d = new Date(ms);
-  if (Number.isNaN(d.getTime())) return node;
-  const today = new Date().toDateString() === d.toDateString();
-  node.dateTime = d.toISOString();
-  node.textContent = (today ? timeFmt : dateTimeFmt).format(d);
-  node.title = fullFmt.format(d);
-  return node;
+function user(u) {
+  if (u === null || typeof u !== 'object' || typeof u.id !== 'string') return { id: '', name: 'someone' };
+  const name = typeof u.name === 'string' && u.name.trim() !== '' ? u.name : 'someone';
+  return { id: u.id, name };
 }
 
-// ----------------------------------------------------------------- status
-
-function setStatus(state, text) {
-  ui.status.dataset.state = state;
-  ui.statusText.textContent = text;
-  ui.statusCount.textContent = '';
-  ui.retryNow.hidden = state !== 'reconnecting';
-  // The member list is only live while connected.
-  ui.chat.classList.toggle('stale', state !== 'connected');
+function onWelcome(w) {
+  state.me = user(w.user);
+  state.myIds.add(state.me.id);
+  const l = w.limits && typeof w.limits === 'object' ? w.limits : {};
+  state.limits = {
+    maxText: Number.isSafeInteger(l.max_text_bytes) && l.max_text_bytes > 0 ? l.max_text_bytes : null,
+    maxRooms: Number.isSafeInteger(l.max_rooms) && l.max_rooms > 0 ? l.max_rooms : null,
+    rate: Number.isFinite(l.send_per_sec) && l.send_per_sec > 0 ? l.send_per_sec : null,
+    burst: Number.isSafeInteger(l.send_burst) && l.send_burst > 0 ? l.send_burst : null,
+  };
+  state.bucket = { tokens: state.limits.burst ?? 1, at: Date.now() };
+  renderMe();
+  renderComposer();
+  for (const room of state.rooms.values()) sendJoin(room);
 }
 
-function updateCountdown() {
-  const secs = Math.max(1, Math.ceil((session.retryAt - Date.now()) / 1000));
-  // Kept out of the live region's announced text: it changes every second.
-  ui.statusCount.textContent = ` in ${secs}s`;
+function onEnvelope(env) {
+  switch (env.type) {
+    case 'joined': return onJoined(env);
+    case 'message': return onMessage(env);
+    case 'ack': return onAck(env);
+    case 'presence': return onPresence(env);
+    case 'error': return onError(env);
+    default: return undefined; // 'left' and unknown types: nothing to do
+  }
 }
 
-function setSendEnabled(on) {
-  ui.send.disabled = !on;
+// The socket is gone. Decide what each unconfirmed message became.
+function onClose(info) {
+  for (const room of state.rooms.values()) {
+    room.inRoom = false;
+    room.joining = false;
+    endReplayTimer(room);
+    room.replayUntil = null;
+  }
+  state.joinRefs.clear();
+  for (const p of state.pending) {
+    if (p.state !== 'sending') continue;
+    if (CLIENT_FAULT_CODES.has(info.code)) {
+      failPending(p, 'The server closed the connection while this was being sent.');
+      continue;
+    }
+    // Sent but not acknowledged: after rejoining with since, look for it in
+    // the replay (it carries this socket's user id) before sending it again.
+    // A drain (a clean 1001) writes every ack before its close frame, so
+    // then it was not sent even if the replay cannot tell.
+    p.drained = info.code === 1001 && info.wasClean === true;
+    setPending(p, 'unknown');
+  }
+  if (info.code === 1008) showToast('The server disconnected this page for sending too much. Reconnecting shortly.');
+  renderAll();
 }
 
-// -------------------------------------------------------------- rendering
+// ----------------------------------------------------------------- rooms
+
+function makeRoom(name) {
+  const log = el('ol', { class: 'log', role: 'log', 'aria-label': `Messages in #${name}` });
+  const outbox = el('ol', { class: 'log outbox', 'aria-label': 'Your messages being sent' });
+  const intro = el('div', { class: 'intro' },
+    el('div', { class: 'intro-icon', 'aria-hidden': 'true' }, '#'),
+    el('h2', { class: 'intro-title' }, `Welcome to #${name}`),
+    el('p', { class: 'intro-text' }, 'This is the start of the conversation the server still remembers. Everyone in the room sees what you write here.'));
+  const pane = el('section', { class: 'pane', hidden: true, dataset: { room: name }, 'aria-label': `#${name}` }, intro, log, outbox);
+  ui.panes.append(pane);
+  return {
+    name, pane, log, outbox,
+    lastSeq: null, // highest seq shown (dedupe)
+    syncedTo: null, // joined.seq of the last join whose replay is over
+    joinedOnce: false,
+    inRoom: false, // joined on the current socket
+    sinceSent: null,
+    replayUntil: null, replayTimer: 0, replayFirst: false, replayRecovered: true,
+    members: new Map(), online: 0,
+    unread: 0,
+    lastGroup: null, lastDay: '',
+    lastResync: 0,
+    scrollTop: null,
+    item: null, // its entry in the room list
+    joining: false, // a join is in flight
+  };
+}
+
+function addRoom(name, activate) {
+  let room = state.rooms.get(name);
+  if (!room) {
+    const max = state.limits && state.limits.maxRooms;
+    if (max && state.rooms.size >= max) {
+      showToast(`You can be in at most ${max} rooms at once. Leave one first.`);
+      return null;
+    }
+    room = makeRoom(name);
+    state.rooms.set(name, room);
+    if (conn.connected) sendJoin(room);
+  }
+  if (activate || state.active === null) setActive(name);
+  saveRooms();
+  renderRoomList();
+  return room;
+}
+
+function leaveRoom(name) {
+  const room = state.rooms.get(name);
+  if (!room) return;
+  // A join in flight is answered before a leave sent after it.
+  if (room.inRoom || room.joining) conn.send(leaveEnvelope(name, `l${++state.refs}`));
+  endReplayTimer(room);
+  room.pane.remove();
+  const names = [...state.rooms.keys()];
+  const i = names.indexOf(name);
+  state.rooms.delete(name);
+  state.pending = state.pending.filter((p) => p.room !== name);
+  if (state.active === name) {
+    const next = names[i + 1] ?? names[i - 1] ?? null;
+    state.active = null;
+    if (next && next !== name) setActive(next);
+  }
+  saveRooms();
+  renderAll();
+  if (state.rooms.size === 0) ui.emptyJoin.focus();
+}
+
+function setActive(name) {
+  const prev = state.rooms.get(state.active);
+  if (prev) {
+    prev.scrollTop = nearBottom() ? null : ui.scroller.scrollTop;
+    prev.pane.hidden = true;
+  }
+  state.active = name;
+  const room = state.rooms.get(name);
+  if (room) {
+    room.pane.hidden = false;
+    room.unread = 0;
+    if (room.scrollTop === null) scrollToBottom();
+    else ui.scroller.scrollTop = room.scrollTop;
+    try {
+      history.replaceState(null, '', `#${name}`);
+    } catch {
+      // sandboxed frames: not important
+    }
+  }
+  ui.jump.hidden = true;
+  store.set(KEYS.active, name);
+  renderAll();
+}
+
+function activeRoom() {
+  return state.rooms.get(state.active) || null;
+}
+
+function sinceFor(room) {
+  if (!room.joinedOnce) return 0n; // first join: the history the room still holds
+  let s = room.lastSeq;
+  if (room.syncedTo !== null && (s === null || room.syncedTo > s)) s = room.syncedTo;
+  return s ?? 0n;
+}
+
+function sendJoin(room) {
+  const ref = `j${++state.refs}`;
+  state.joinRefs.set(ref, room.name);
+  room.sinceSent = sinceFor(room);
+  room.joining = conn.send(joinEnvelope(room.name, room.sinceSent, ref));
+}
+
+function onJoined(m) {
+  const room = state.rooms.get(m.room);
+  if (!room || m.seq === null) return;
+  const S = m.seq;
+  const since = room.sinceSent;
+  const first = !room.joinedOnce;
+  const repeat = room.inRoom; // a resync on the same socket
+  room.inRoom = true;
+  room.joining = false;
+  room.joinedOnce = true;
+  room.online = Number.isSafeInteger(m.online) ? m.online : room.online;
+  if (Array.isArray(m.members)) {
+    room.members = new Map();
+    for (const u of m.members.map(user)) if (u.id) room.members.set(u.id, u);
+  } else {
+    room.members = null; // count-only: the room is too big for a list
+  }
+
+  if (!first && !repeat) {
+    if (since !== null && S < since) {
+      // The room was freed and created again: its counter restarted.
+      room.lastSeq = S;
+      room.syncedTo = S;
+      addMarker(room, 'The room was restarted on the server. Earlier messages are no longer available.');
+    } else if (m.recovered === false) {
+      addMarker(room, 'You were disconnected for a while. Some messages sent meanwhile could not be recovered.');
+    }
+  }
+
+  endReplayTimer(room);
+  if (since !== null && since < S) {
+    room.replayUntil = S;
+    room.replayFirst = first;
+    room.replayRecovered = m.recovered !== false;
+    room.replayTimer = setTimeout(() => finishReplay(room), REPLAY_FALLBACK_MS);
+  } else {
+    room.replayUntil = S;
+    room.replayRecovered = m.recovered !== false;
+    finishReplay(room);
+  }
+  if (room.name === state.active) renderMembers();
+  renderRoomList();
+}
+
+function endReplayTimer(room) {
+  clearTimeout(room.replayTimer);
+  room.replayTimer = 0;
+}
+
+// The replay after a join is over: everything up to joined.seq is known.
+function finishReplay(room) {
+  if (room.replayUntil === null || !state.rooms.has(room.name)) return;
+  endReplayTimer(room);
+  const S = room.replayUntil;
+  room.replayUntil = null;
+  room.replayFirst = false;
+  if (room.syncedTo === null || S > room.syncedTo) room.syncedTo = S;
+  // Messages whose fate was unknown and that the replay did not contain.
+  for (const p of state.pending) {
+    if (p.room !== room.name || p.state !== 'unknown') continue;
+    if (room.replayRecovered || p.drained) setPending(p, 'queued'); // not sent: send it now
+    else failPending(p, 'The connection dropped before the server confirmed this message. It may not have been delivered.');
+  }
+  flush();
+}
+
+function onMessage(m) {
+  const room = state.rooms.get(m.room);
+  if (!room || m.seq === null || typeof m.text !== 'string') return;
+  // Drop anything already shown: replays can overlap what arrived live.
+  if (room.lastSeq !== null && m.seq <= room.lastSeq) return;
+  room.lastSeq = m.seq;
+  const from = user(m.from);
+  const own = state.myIds.has(from.id);
+  settleEcho(room.name, from.id, m.text);
+  const replaying = room.replayUntil !== null;
+  // History shown on a first join is not "unread"; what arrives live is.
+  const history = replaying && room.replayFirst && m.seq <= room.replayUntil;
+  const visible = room.name === state.active && !document.hidden;
+  const stick = room.name !== state.active || nearBottom();
+  appendMessage(room, m.seq, from, m.text, Number.isFinite(m.ts) ? m.ts : Date.now(), own);
+  if (!own && !history && !visible) room.unread++;
+  if (room.name === state.active) {
+    if (own || stick) scrollToBottom();
+    else ui.jump.hidden = false;
+  }
+  if (replaying && m.seq >= room.replayUntil) finishReplay(room);
+  renderRoomList();
+  renderTitle();
+}
+
+function onPresence(m) {
+  const room = state.rooms.get(m.room);
+  if (!room || !room.inRoom) return;
+  const joined = Array.isArray(m.joined) ? m.joined.map(user) : null;
+  const left = Array.isArray(m.left) ? m.left.map(user) : null;
+  if (!joined && !left) {
+    room.members = null; // the room went count-only
+  } else if (room.members) {
+    // Idempotent set operations keyed by user id.
+    for (const u of joined || []) if (u.id) room.members.set(u.id, u);
+    for (const u of left || []) room.members.delete(u.id);
+  }
+  if (Number.isSafeInteger(m.online)) room.online = m.online;
+  // A list that disagrees with the authoritative count is stale, and deltas
+  // after count-only mode are only changes: a repeated join re-sends the
+  // full list.
+  const now = Date.now();
+  const stale = room.members ? room.members.size !== room.online : Boolean(joined || left);
+  if (stale && now - room.lastResync > RESYNC_MIN_MS) {
+    room.lastResync = now;
+    sendJoin(room);
+  }
+  if (room.name === state.active) renderMembers();
+}
+
+// ------------------------------------------------------------- rendering
+
+// setText changes a node's text only when it differs (no needless
+// mutations, no repeated announcements in live regions).
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
 
 function nearBottom() {
   const s = ui.scroller;
-  return s.scrollHeight - s.scrollTop - s.clientHeight < 48;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
 }
 
 function scrollToBottom() {
   ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  ui.jump.hidden = true;
 }
 
-function appendToLog(item) {
-  const stick = nearBottom();
-  ui.log.append(item);
-  while (ui.log.childElementCount > MAX_LOG_ITEMS) ui.log.firstElementChild.remove();
-  if (stick) scrollToBottom();
+function trim(room) {
+  while (room.log.childElementCount > MAX_ITEMS) room.log.firstElementChild.remove();
 }
 
-function notice(text, kind = 'info') {
-  const li = el('li', `notice notice-${kind}`);
-  li.append(el('span', 'notice-text', text));
-  li.append(timeElement(Date.now()));
-  appendToLog(li);
+function addDayIfNeeded(room, ts) {
+  const day = dayKey(ts);
+  if (day && day !== room.lastDay) {
+    room.lastDay = day;
+    room.lastGroup = null;
+    room.log.append(el('li', { class: 'day', role: 'separator' }, el('span', null, dayLabel(ts))));
+  }
 }
 
-function messageItem(from, text, ts, own) {
-  const li = el('li', own ? 'msg own' : 'msg');
-  const meta = el('div', 'meta');
-  meta.append(el('span', 'author', displayName(from)));
-  meta.append(timeElement(ts));
-  li.append(meta, el('p', 'text', text));
-  return li;
+function appendMessage(room, seq, from, text, ts, own) {
+  addDayIfNeeded(room, ts);
+  const key = own ? 'me' : from.id;
+  const g = room.lastGroup;
+  const cont = g !== null && g.key === key && g.name === from.name && ts - g.ts < GROUP_GAP_MS && ts >= g.ts;
+  const li = el('li', {
+    class: `msg ${cont ? 'cont' : 'head'}${own ? ' own' : ''}`,
+    dataset: { seq: seq.toString(), author: from.id },
+  });
+  if (cont) {
+    li.append(timeEl(ts, 'ts gutter'));
+    // Screen readers read each item alone: say who wrote it.
+    li.append(el('span', { class: 'visually-hidden' }, `${from.name}: `));
+  } else {
+    li.append(avatar(from), el('div', { class: 'msg-head' },
+      el('span', { class: 'author' }, from.name),
+      own ? el('span', { class: 'tag' }, 'you') : null,
+      timeEl(ts)));
+  }
+  li.append(el('div', { class: 'text' }, richText(text)));
+  room.log.append(li);
+  room.lastGroup = { key, name: from.name, ts };
+  trim(room);
+  renderOutboxHeads(room);
 }
 
-function renderMessage(m) {
-  const own = validUser(m.from) && session.myIds.has(m.from.id);
-  appendToLog(messageItem(m.from, str(m.text), m.ts, own));
+function addMarker(room, text) {
+  room.lastGroup = null;
+  room.log.append(el('li', { class: 'marker', role: 'note' }, el('span', null, text)));
+  trim(room);
+}
+
+// The status is a live region: its words are announced when the state
+// changes; the ticking seconds are shown but kept out of the announcement.
+function renderStatus({ state: s, retryAt }) {
+  clearInterval(state.statusTimer);
+  ui.status.dataset.state = s;
+  ui.retryNow.hidden = !(s === 'reconnecting' || s === 'offline');
+  const waiting = s === 'reconnecting' && retryAt > Date.now();
+  const words = {
+    connected: 'Connected',
+    connecting: 'Connecting…',
+    offline: 'Offline',
+    reconnecting: waiting ? 'Reconnecting' : 'Reconnecting…',
+  };
+  setText(ui.statusText, words[s] || s);
+  const tick = () => {
+    const secs = Math.ceil((retryAt - Date.now()) / 1000);
+    setText(ui.statusCount, waiting && secs > 0 ? ` in ${secs}s` : '');
+  };
+  tick();
+  if (waiting) state.statusTimer = setInterval(tick, 200);
+  ui.shell.classList.toggle('disconnected', s !== 'connected');
+  renderComposer();
+  renderMembers();
+  renderRoomList();
+  for (const p of state.pending) if (p.state === 'queued') setPending(p, 'queued');
+  if (s === 'connected') flush();
+}
+
+function renderMe() {
+  const me = state.me || { id: 'me', name: state.name || 'guest' };
+  ui.meAvatar.replaceChildren(avatar(me));
+  ui.meName.textContent = me.name;
+}
+
+// The room list is updated in place, so a focused room button keeps focus
+// while messages arrive.
+function renderRoomList() {
+  let otherUnread = 0;
+  const wanted = [];
+  for (const room of state.rooms.values()) {
+    const active = room.name === state.active;
+    if (!active) otherUnread += room.unread;
+    if (!room.item) {
+      const badge = el('span', { class: 'badge', 'aria-hidden': 'true', hidden: true });
+      const btn = el('button', {
+        type: 'button', class: 'room-btn', dataset: { room: room.name },
+        on: { click: () => { setActive(room.name); closeDrawers(); ui.text.focus(); } },
+      }, el('span', { class: 'hash', 'aria-hidden': 'true' }, '#'), el('span', { class: 'room-name' }, room.name), badge);
+      const leave = el('button', {
+        type: 'button', class: 'room-leave', 'aria-label': `Leave #${room.name}`, title: `Leave #${room.name}`,
+        on: { click: () => leaveRoom(room.name) },
+      }, '×');
+      room.item = { li: el('li', { class: 'room-item' }, btn, leave), btn, badge };
+    }
+    const { li, btn, badge } = room.item;
+    if (active) btn.setAttribute('aria-current', 'page');
+    else btn.removeAttribute('aria-current');
+    btn.dataset.state = room.inRoom ? 'joined' : 'joining';
+    btn.setAttribute('aria-label', room.unread > 0 ? `#${room.name}, ${room.unread} unread` : `#${room.name}`);
+    badge.hidden = room.unread === 0;
+    badge.textContent = room.unread > 99 ? '99+' : String(room.unread);
+    wanted.push(li);
+  }
+  // Reconcile the list's children with the wanted order.
+  wanted.forEach((li, i) => {
+    if (ui.roomList.children[i] !== li) ui.roomList.insertBefore(li, ui.roomList.children[i] || null);
+  });
+  while (ui.roomList.children.length > wanted.length) ui.roomList.lastElementChild.remove();
+  ui.openRoomsBadge.hidden = otherUnread === 0;
+  ui.openRooms.setAttribute('aria-label', otherUnread > 0 ? `Rooms (${otherUnread} unread elsewhere)` : 'Rooms');
+  renderTitle();
+}
+
+function renderTitle() {
+  let unread = 0;
+  for (const r of state.rooms.values()) unread += r.unread;
+  const room = activeRoom();
+  document.title = `${unread > 0 ? `(${unread}) ` : ''}${room ? `#${room.name} · ` : ''}chatgate`;
+}
+
+function sortedMembers(room) {
+  return [...room.members.values()].sort((a, b) =>
+    a.name.localeCompare(b.name, undefined, { sensitivity: 'base' }) || (a.id < b.id ? -1 : 1));
 }
 
 function renderMembers() {
-  ui.onlineCount.textContent = String(session.online);
-  const frag = document.createDocumentFragment();
-  if (session.members) {
-    const people = [...session.members].sort((a, b) => a[1].localeCompare(b[1]));
-    for (const [id, name] of people) {
-      const li = el('li', null, name);
-      if (session.myIds.has(id)) {
-        li.className = 'me';
-        li.append(el('span', 'you', ' (you)'));
-      }
-      frag.append(li);
+  const room = activeRoom();
+  const online = room ? room.online : 0;
+  ui.onlineCount.textContent = String(online);
+  ui.memberCountBadge.textContent = String(online);
+  ui.toggleMembers.setAttribute('aria-label', `People in this room: ${online} online`);
+  let sub = '';
+  if (room && room.inRoom) sub = `${online} online`;
+  else if (room) sub = conn.connected ? 'Joining…' : 'Not connected';
+  ui.roomSub.textContent = sub;
+  const items = [];
+  if (room && room.members) {
+    for (const u of sortedMembers(room)) {
+      const me = state.myIds.has(u.id);
+      items.push(el('li', { class: me ? 'member me' : 'member', dataset: { id: u.id } },
+        el('span', { class: 'avatar-wrap' }, avatar(u, 'sm'), el('span', { class: 'presence-dot', 'aria-hidden': 'true' })),
+        el('span', { class: 'member-name' }, u.name),
+        me ? el('span', { class: 'tag' }, 'you') : null));
     }
   }
-  ui.members.replaceChildren(frag);
-  ui.membersNote.hidden = session.members !== null;
+  ui.memberList.replaceChildren(...items);
+  ui.membersNote.hidden = !room || room.members !== null;
 }
 
-function namesSentence(users, verb) {
-  const names = users.map(displayName);
-  if (names.length <= MAX_NAMES_IN_NOTICE) {
-    const list = names.length === 1 ? names[0]
-      : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
-    return `${list} ${verb}`;
-  }
-  const more = names.length - MAX_NAMES_IN_NOTICE;
-  return `${names.slice(0, MAX_NAMES_IN_NOTICE).join(', ')} and ${more} others ${verb}`;
-}
-
-// ---------------------------------------------------------- outgoing queue
-
-function pendingItem(p) {
-  const li = messageItem({ name: p.name }, p.text, p.sentAt, true);
-  li.classList.add('pending');
-  const state = el('span', 'state', 'sending…');
-  li.querySelector('.meta').append(state);
-  p.li = li;
-  p.stateEl = state;
-  return li;
-}
-
-function setPendingState(p, state, label) {
-  p.state = state;
-  p.li.dataset.state = state;
-  p.stateEl.textContent = label;
-}
-
-function dropPending(p) {
-  session.pending.delete(p.ref);
-  p.li.remove();
-}
-
-function markFailed(p, reason) {
-  setPendingState(p, 'failed', 'not sent');
-  p.li.classList.add('failed');
-  p.li.querySelector('.why')?.remove();
-  p.li.querySelector('.actions')?.remove();
-  const why = el('p', 'why', reason);
-  const actions = el('div', 'actions');
-  const retry = el('button', 'small', 'Retry');
-  retry.type = 'button';
-  retry.setAttribute('aria-label', `Retry sending: ${p.text.slice(0, 60)}`);
-  retry.addEventListener('click', () => {
-    if (!canSend()) {
-      notice('Not connected yet — try again once the status says connected.', 'error');
-      return;
-    }
-    dropPending(p);
-    sendText(p.text);
-  });
-  const dismiss = el('button', 'small secondary', 'Dismiss');
-  dismiss.type = 'button';
-  dismiss.addEventListener('click', () => dropPending(p));
-  actions.append(retry, dismiss);
-  p.li.append(why, actions);
-}
-
-// A message we sent has shown up in the room: take it out of the outbox.
-// Match by the seq the ack gave us, else (echo before ack, or an echo
-// replayed after a reconnect) by author id and text, oldest first — one
-// connection's sends are sequenced in the order they were written.
-function settleOwn(m) {
-  for (const p of session.pending.values()) {
-    if (p.seq !== null && p.seq === m.seq) {
-      dropPending(p);
-      return;
-    }
-  }
-  if (!validUser(m.from)) return;
-  for (const p of session.pending.values()) {
-    if (p.seq === null && p.state !== 'failed' && p.userId === m.from.id && p.text === m.text) {
-      dropPending(p);
-      return;
-    }
-  }
-}
-
-function canSend() {
-  return conn !== null && conn.joined && conn.ws.readyState === WebSocket.OPEN;
-}
-
-function sendText(text) {
-  const p = {
-    ref: `r${++session.refs}`,
-    room: session.room,
-    text,
-    name: conn.me ? conn.me.name : session.name,
-    userId: conn.me ? conn.me.id : '',
-    sentAt: Date.now(),
-    seq: null,
-    state: 'sending',
-    li: null,
-    stateEl: null,
-  };
-  session.pending.set(p.ref, p);
-  const stick = nearBottom();
-  ui.outbox.append(pendingItem(p));
-  if (stick) scrollToBottom();
-  if (!wsSend({ type: 'send', room: p.room, text: p.text, ref: p.ref })) {
-    markFailed(p, 'Not connected.');
-  }
-}
-
-function onSendSubmit(ev) {
-  ev.preventDefault();
-  const text = ui.text.value.trim();
-  if (text === '') return;
-  if (!canSend()) {
-    notice('Not connected — your message is still in the box.', 'error');
-    return;
-  }
-  const max = session.limits && int(session.limits.max_text_bytes);
-  const size = utf8.encode(text).length;
-  if (max && size > max) {
-    notice(`That message is too long (${size} bytes; the limit is ${max}).`, 'error');
-    return;
-  }
-  sendText(text);
-  ui.text.value = '';
-  autosize();
-  ui.text.focus();
-}
-
-// ------------------------------------------------------------- connection
-
-function wsSend(obj) {
-  if (conn === null || conn.ws.readyState !== WebSocket.OPEN) return false;
-  conn.ws.send(JSON.stringify(obj));
-  return true;
-}
-
-function socketURL(first) {
-  const q = new URLSearchParams();
-  if (session.name) q.set('name', session.name);
-  // Only the first socket auto-joins via the query; later ones send an
-  // explicit join carrying `since`, so nothing is replayed twice or missed.
-  if (first) q.set('room', session.room);
-  const query = q.toString();
-  return (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/ws' +
-    (query ? `?${query}` : '');
-}
-
-function clearRetryTimers() {
-  clearTimeout(session.retryTimer);
-  clearInterval(session.countdownTimer);
-  session.retryTimer = 0;
-  session.countdownTimer = 0;
-}
-
-function connect() {
-  clearRetryTimers();
-  const first = session.sockets === 0;
-  session.sockets++;
-  setStatus('connecting', 'Connecting…');
-  let ws;
-  try {
-    ws = new WebSocket(socketURL(first), SUBPROTOCOL);
-  } catch (err) {
-    console.error('chatgate: cannot open WebSocket', err);
-    conn = null;
-    scheduleReconnect(null);
-    return;
-  }
-  const c = {
-    ws,
-    first,
-    me: null,
-    joined: false,
-    sinceSent: null,
-    replayUntil: null,
-    joinTimer: 0,
-    replayTimer: 0,
-  };
-  conn = c;
-  armJoinTimer(c);
-  ws.addEventListener('message', (ev) => {
-    if (conn !== c || typeof ev.data !== 'string') return;
-    for (const line of ev.data.split('\n')) {
-      if (conn !== c) return; // a frame handler ended this connection
-      if (line.trim() === '') continue;
-      let obj;
-      try {
-        obj = JSON.parse(line);
-      } catch {
-        console.warn('chatgate: ignoring a malformed server line');
-        continue;
-      }
-      if (obj !== null && typeof obj === 'object') handleServer(c, obj);
-    }
-  });
-  ws.addEventListener('close', (ev) => {
-    if (conn === c) onClosed(c, ev);
-  });
-}
-
-// If the socket does not get to `joined` in time, drop it and start over.
-function armJoinTimer(c, ms = JOIN_TIMEOUT_MS) {
-  clearTimeout(c.joinTimer);
-  c.joinTimer = setTimeout(() => {
-    if (conn === c && !c.joined) c.ws.close(4000, 'join timeout');
-  }, ms);
-}
-
-function sendJoin(c) {
-  const msg = { type: 'join', room: session.room };
-  const since = session.lastSeq ?? session.baseSeq;
-  if (since !== null) msg.since = since;
-  c.sinceSent = since;
-  wsSend(msg);
-}
-
-function retryHint(ev) {
-  if (!CODES_WITH_RETRY.has(ev.code) || !ev.reason) return null;
-  try {
-    const r = JSON.parse(ev.reason);
-    const ms = r && r.retry_ms;
-    if (typeof ms === 'number' && Number.isFinite(ms) && ms >= 0) {
-      return Math.min(ms, SERVER_RETRY_CAP_MS);
-    }
-  } catch {
-    // not JSON: fall back to our own backoff
-  }
-  return null;
-}
-
-function closeExplanation(code) {
-  switch (code) {
-    case 1000: return 'The connection was closed.';
-    case 1001: return 'The server is restarting.';
-    case 1003:
-    case 1007:
-    case 1009: return 'The server rejected something this page sent.';
-    case 1008: return 'The server closed the connection (too many requests or errors).';
-    case 1011: return 'The server hit an internal error.';
-    case 1013: return 'The server is overloaded.';
-    case 4001: return 'The connection went quiet for too long.';
-    case 4008: return 'The connection could not keep up with the room.';
-    default: return 'The connection was lost.';
-  }
-}
-
-function onClosed(c, ev) {
-  clearTimeout(c.joinTimer);
-  clearTimeout(c.replayTimer);
-  conn = null;
-  setSendEnabled(false);
-  // Anything not yet acked may or may not have reached the server; the
-  // replay after rejoining tells which (see settleOwn / finishReplay).
-  for (const p of session.pending.values()) {
-    if (p.state === 'sending') setPendingState(p, 'unconfirmed', 'waiting for connection…');
-  }
-  if (!session.active) return;
-  if (c.joined) notice(`${closeExplanation(ev.code)} Reconnecting…`, 'warn');
-  const hint = retryHint(ev);
-  scheduleReconnect(hint);
-}
-
-// Full jitter: a uniform wait in [0, min(cap, base·2^attempt)), unless the
-// server said how long to wait (drain, overload, slow consumer).
-function scheduleReconnect(serverDelay) {
-  let delay = serverDelay;
-  if (delay === null) {
-    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(session.attempt, 16));
-    delay = Math.random() * ceiling;
-    session.attempt++;
-  }
-  session.retryIsServerHint = serverDelay !== null;
-  session.retryAt = Date.now() + delay;
-  clearRetryTimers();
-  session.retryTimer = setTimeout(connect, delay);
-  if (navigator.onLine === false) {
-    setStatus('offline', 'Offline — waiting for the network');
-    return;
-  }
-  setStatus('reconnecting', 'Reconnecting');
-  updateCountdown();
-  session.countdownTimer = setInterval(updateCountdown, 1000);
-}
-
-function reconnectNow() {
-  if (session.active && conn === null) connect();
-}
-
-// ---------------------------------------------------------- server frames
-
-function handleServer(c, m) {
-  switch (m.type) {
-    case 'welcome': onWelcome(c, m); break;
-    case 'joined': onJoined(c, m); break;
-    case 'message': onMessage(c, m); break;
-    case 'ack': onAck(m); break;
-    case 'presence': onPresence(c, m); break;
-    case 'left': onLeft(c, m); break;
-    case 'error': onError(c, m); break;
-    default: break; // newer server: ignore what we do not know
-  }
-}
-
-function onWelcome(c, m) {
-  if (!validUser(m.user)) return;
-  c.me = { id: m.user.id, name: displayName(m.user) };
-  session.myIds.add(c.me.id);
-  if (m.limits && typeof m.limits === 'object') session.limits = m.limits;
-  ui.me.textContent = `You are ${c.me.name}`;
-  if (!c.first) sendJoin(c);
-}
-
-function onJoined(c, m) {
-  if (m.room !== session.room) return;
-  const seq = int(m.seq);
-  c.joined = true;
-  clearTimeout(c.joinTimer);
-  session.attempt = 0;
-
-  if (seq !== null && session.lastSeq !== null && seq < session.lastSeq) {
-    // The room's sequence went backwards: it was recreated (server restart
-    // or the empty room expired). Start counting again from here.
-    session.lastSeq = seq;
-    notice('This room was restarted on the server; earlier messages are gone.', 'marker');
-  } else if (c.sinceSent !== null && m.recovered === false) {
-    notice('Some messages sent while you were away could not be recovered.', 'marker');
-  }
-  if (seq !== null) session.baseSeq = seq;
-
-  if (Array.isArray(m.members)) {
-    session.members = new Map();
-    for (const u of m.members) if (validUser(u)) session.members.set(u.id, displayName(u));
+function renderComposer() {
+  const room = activeRoom();
+  ui.composer.hidden = !room;
+  ui.leaveRoom.hidden = !room;
+  ui.toggleMembers.hidden = !room;
+  if (!room) return;
+  ui.text.placeholder = conn.connected ? `Message #${room.name}` : `Message #${room.name} (sent when you are back online)`;
+  const text = ui.text.value;
+  const max = state.limits && state.limits.maxText;
+  const bytes = byteLength(text.trim());
+  const over = max !== null && max !== undefined && bytes > max;
+  if (max && text !== '') {
+    ui.count.textContent = over ? `${bytes - max} bytes over the ${max}-byte limit` : `${bytes} / ${max}`;
+    ui.count.dataset.level = over ? 'over' : bytes > max * 0.9 ? 'near' : 'ok';
   } else {
-    session.members = null; // large room: count only
+    ui.count.textContent = '';
+    ui.count.dataset.level = 'ok';
   }
-  session.online = int(m.online) ?? (session.members ? session.members.size : 0);
-  renderMembers();
-
-  // After a rejoin the replay runs up to joined.seq; only then do we know
-  // which of our unconfirmed messages never made it.
-  const have = session.lastSeq ?? c.sinceSent;
-  if (c.sinceSent === null || seq === null || have === null || seq <= have) finishReplay(c);
-  else {
-    c.replayUntil = seq;
-    // Normally the replay follows at once; with history turned off it never
-    // comes, so do not leave messages "waiting" forever.
-    c.replayTimer = setTimeout(() => {
-      if (conn === c && c.replayUntil !== null) finishReplay(c);
-    }, REPLAY_TIMEOUT_MS);
-  }
-
-  setStatus('connected', 'Connected');
-  setSendEnabled(true);
-  notice(session.joins === 0 ? `You joined #${session.room}.` : 'Reconnected.', 'info');
-  session.joins++;
+  ui.text.setAttribute('aria-invalid', String(over));
+  ui.send.disabled = text.trim() === '' || over;
 }
 
-function finishReplay(c) {
-  c.replayUntil = null;
-  clearTimeout(c.replayTimer);
-  for (const p of [...session.pending.values()]) {
-    if (c.me && p.userId === c.me.id) continue; // sent on this connection
-    if (p.seq !== null) {
-      // Acked before the drop but not in the replay (history ran out):
-      // it was delivered, so show it from what we sent.
-      dropPending(p);
-      appendToLog(messageItem({ name: p.name }, p.text, p.sentAt, true));
-    } else if (p.state === 'unconfirmed') {
-      markFailed(p, 'The connection dropped before the server confirmed this message.');
+function renderAll() {
+  const room = activeRoom();
+  ui.empty.hidden = state.rooms.size > 0;
+  ui.roomTitle.textContent = room ? `#${room.name}` : 'chatgate';
+  renderRoomList();
+  renderMembers();
+  renderComposer();
+}
+
+// --------------------------------------------------------- outgoing queue
+
+const PENDING_LABEL = {
+  queued: () => (!conn.connected ? 'Waiting for connection…' : 'Waiting to send…'),
+  sending: () => 'Sending…',
+  unknown: () => 'Checking whether it was delivered…',
+  failed: () => 'Not sent',
+};
+
+function enqueue(roomName, text) {
+  const room = state.rooms.get(roomName);
+  if (!room) return;
+  const me = state.me || { id: '', name: state.name || 'you' };
+  const p = {
+    ref: null, room: roomName, text, at: Date.now(), state: 'queued', userId: '', name: me.name, drained: false,
+    li: null, stateEl: null, whyEl: null,
+  };
+  const stateEl = el('span', { class: 'pending-state' });
+  const li = el('li', { class: 'msg own pending', dataset: { state: 'queued' } },
+    el('span', { class: 'pending-gutter', 'aria-hidden': 'true' }),
+    el('div', { class: 'text' }, richText(text)),
+    el('div', { class: 'pending-foot' }, stateEl));
+  p.li = li;
+  p.stateEl = stateEl;
+  state.pending.push(p);
+  room.outbox.append(li);
+  setPending(p, 'queued');
+  renderOutboxHeads(room);
+  if (roomName === state.active) scrollToBottom();
+  flush();
+}
+
+// The first pending item carries the author header unless it continues
+// the user's own group in the log.
+function renderOutboxHeads(room) {
+  const first = room.outbox.firstElementChild;
+  for (const li of room.outbox.children) {
+    const wantHead = li === first && !(room.lastGroup && room.lastGroup.key === 'me');
+    const hasHead = li.classList.contains('head');
+    if (wantHead === hasHead) continue;
+    li.classList.toggle('head', wantHead);
+    li.classList.toggle('cont', !wantHead);
+    li.querySelector('.avatar')?.remove();
+    li.querySelector('.msg-head')?.remove();
+    if (wantHead) {
+      const me = state.me || { id: 'me', name: state.name || 'you' };
+      li.prepend(avatar(me), el('div', { class: 'msg-head' }, el('span', { class: 'author' }, me.name), el('span', { class: 'tag' }, 'you')));
     }
   }
 }
 
-function onMessage(c, m) {
-  if (m.room !== session.room) return;
-  const seq = int(m.seq);
-  if (seq === null) return;
-  // Drop anything already shown: replays can overlap what we saw live.
-  if (session.lastSeq !== null && seq <= session.lastSeq) return;
-  session.lastSeq = seq;
-  renderMessage(m);
-  settleOwn({ seq, from: m.from, text: str(m.text) });
-  if (c.replayUntil !== null && seq >= c.replayUntil) finishReplay(c);
+function setPending(p, s) {
+  p.state = s;
+  p.li.dataset.state = s;
+  p.stateEl.textContent = PENDING_LABEL[s]();
+  if (s !== 'failed') {
+    p.li.classList.remove('failed');
+    p.whyEl?.remove();
+    p.whyEl = null;
+  }
+}
+
+function removePending(p) {
+  state.pending = state.pending.filter((q) => q !== p);
+  const room = state.rooms.get(p.room);
+  p.li.remove();
+  if (room) renderOutboxHeads(room);
+}
+
+function failPending(p, why) {
+  setPending(p, 'failed');
+  p.li.classList.add('failed');
+  p.whyEl?.remove();
+  const retry = el('button', {
+    type: 'button', class: 'btn link small',
+    'aria-label': `Retry sending “${p.text.slice(0, 40)}”`,
+    on: { click: () => { setPending(p, 'queued'); flush(); } },
+  }, 'Retry');
+  const del = el('button', {
+    type: 'button', class: 'btn link small danger',
+    'aria-label': `Delete the unsent message “${p.text.slice(0, 40)}”`,
+    on: { click: () => removePending(p) },
+  }, 'Delete');
+  p.whyEl = el('span', { class: 'pending-why' }, el('span', { class: 'why' }, why), retry, del);
+  p.stateEl.after(p.whyEl);
+}
+
+// Our own message came back: it is in the log now, drop its placeholder.
+// A connection's sends are sequenced in order, so the oldest match is it.
+function settleEcho(roomName, fromId, text) {
+  const p = state.pending.find((q) =>
+    q.room === roomName && (q.state === 'sending' || q.state === 'unknown') && q.userId === fromId && q.text === text);
+  if (p) removePending(p);
 }
 
 function onAck(m) {
-  const p = session.pending.get(m.ref);
-  if (!p) return; // already settled by the echo
-  const seq = int(m.seq);
-  if (seq !== null && session.lastSeq !== null && seq <= session.lastSeq) {
-    dropPending(p); // its echo is already on screen (or was skipped)
+  const p = state.pending.find((q) => q.ref === m.ref && q.state === 'sending');
+  if (p) removePending(p); // the echo went unmatched; the ack settles it
+}
+
+function takeToken() {
+  const b = state.bucket;
+  const l = state.limits || {};
+  const now = Date.now();
+  if (l.rate && l.burst) {
+    b.tokens = Math.min(l.burst, b.tokens + ((now - b.at) / 1000) * l.rate);
+  }
+  b.at = now;
+  b.tokens -= 1;
+}
+
+function tokenWaitMs(backlog) {
+  // A backlog (several messages waiting, e.g. after a reconnect) and
+  // everything sent shortly after a rate_limited error are paced by the
+  // advertised limits; otherwise a message typed by hand goes out at once
+  // and the server is the judge.
+  const l = state.limits || {};
+  if (!(backlog || Date.now() < state.slowUntil) || !l.rate || !l.burst) return 0;
+  const b = state.bucket;
+  const tokens = Math.min(l.burst, b.tokens + ((Date.now() - b.at) / 1000) * l.rate);
+  return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / l.rate) * 1000);
+}
+
+// Send what is queued, oldest first, once its room is joined and settled.
+function flush() {
+  clearTimeout(state.flushTimer);
+  if (!conn.connected) return;
+  const now = Date.now();
+  if (now < state.cooldownUntil) {
+    state.flushTimer = setTimeout(flush, state.cooldownUntil - now);
     return;
   }
-  p.seq = seq;
-  setPendingState(p, 'sent', 'sent');
-}
-
-function onPresence(c, m) {
-  if (m.room !== session.room || !c.joined) return;
-  const hasLists = Array.isArray(m.joined) || Array.isArray(m.left);
-  const joinedUsers = (Array.isArray(m.joined) ? m.joined : []).filter(validUser);
-  const leftUsers = (Array.isArray(m.left) ? m.left : []).filter(validUser);
-  // Someone in both lists came and went (or went and came) within one
-  // presence interval: their state is unchanged.
-  const inLeft = new Set(leftUsers.map((u) => u.id));
-  const inJoined = new Set(joinedUsers.map((u) => u.id));
-  const arrived = [];
-  const departed = [];
-
-  if (!hasLists) {
-    session.members = null; // the room grew past the list threshold
-  } else {
-    for (const u of joinedUsers) {
-      if (inLeft.has(u.id)) continue;
-      if (session.members) {
-        if (session.members.has(u.id)) continue; // idempotent
-        session.members.set(u.id, displayName(u));
-      }
-      arrived.push(u);
+  const blocked = new Set(); // rooms with an earlier message still unsettled
+  const queued = state.pending.filter((p) => p.state === 'queued');
+  for (const p of state.pending) {
+    const room = state.rooms.get(p.room);
+    if (!room) continue;
+    // Our sends are handled after our join, so they need not wait for the
+    // replay, but they must not overtake a message whose fate is unknown.
+    if (p.state === 'unknown' || !room.inRoom) blocked.add(p.room);
+    if (p.state !== 'queued' || blocked.has(p.room)) continue;
+    const wait = tokenWaitMs(queued.length > 1);
+    if (wait > 0) {
+      state.flushTimer = setTimeout(flush, wait);
+      return;
     }
-    for (const u of leftUsers) {
-      if (inJoined.has(u.id)) continue;
-      if (session.members && !session.members.delete(u.id)) continue;
-      departed.push(u);
-    }
+    p.ref = `s${++state.refs}`;
+    p.userId = state.me.id;
+    if (!conn.send(sendEnvelope(p.room, p.text, p.ref))) return;
+    takeToken();
+    setPending(p, 'sending');
   }
-  session.online = int(m.online) ?? (session.members ? session.members.size : session.online);
-  renderMembers();
-
-  const others = (u) => !session.myIds.has(u.id);
-  const a = arrived.filter(others);
-  const d = departed.filter(others);
-  if (a.length) notice(namesSentence(a, 'joined'), 'presence');
-  if (d.length) notice(namesSentence(d, 'left'), 'presence');
 }
 
-function onLeft(c, m) {
-  if (m.room !== session.room) return;
-  // We never ask to leave without closing, so the server removed us.
-  notice(`You are no longer in #${session.room}.`, 'warn');
-  endSession();
+function onError(m) {
+  const text = friendlyError(m);
+  const wait = Number.isFinite(m.retry_after_ms) && m.retry_after_ms > 0 ? m.retry_after_ms : null;
+  const ref = typeof m.ref === 'string' ? m.ref : '';
+  const p = ref ? state.pending.find((q) => q.ref === ref && q.state === 'sending') : null;
+  if (p) {
+    failPending(p, text);
+    if (m.code === 'rate_limited') startCooldown(wait ?? 1000);
+    return;
+  }
+  if (ref.startsWith('l')) return; // a leave racing a failed join: nothing to undo
+  const roomName = ref ? state.joinRefs.get(ref) : undefined;
+  if (roomName !== undefined) {
+    state.joinRefs.delete(ref);
+    const room = state.rooms.get(roomName);
+    if (!room) return;
+    room.joining = false;
+    if (m.code === 'rate_limited' || m.code === 'unavailable' || (m.code === 'room_limit' && wait)) {
+      setTimeout(() => {
+        if (state.rooms.get(roomName) === room && conn.connected && !room.inRoom) sendJoin(room);
+      }, wait ?? 1000);
+      return;
+    }
+    showToast(`Could not join #${roomName}: ${text}`);
+    leaveRoom(roomName);
+    return;
+  }
+  showToast(text);
 }
 
 function friendlyError(m) {
-  const wait = int(m.retry_after_ms);
-  const secs = wait !== null ? Math.max(1, Math.ceil(wait / 1000)) : null;
+  const secs = Number.isFinite(m.retry_after_ms) ? Math.max(1, Math.ceil(m.retry_after_ms / 1000)) : null;
   switch (m.code) {
     case 'rate_limited':
-      return secs !== null
-        ? `You're sending messages too quickly. Try again in ${secs}s.`
-        : "You're sending messages too quickly. Slow down a little.";
-    case 'too_large': return 'That message is too long.';
-    case 'not_joined': return "You're not in this room (yet).";
+      return secs ? `You’re sending messages too quickly. Try again in ${secs}s.` : 'You’re sending messages too quickly.';
+    case 'too_large': return 'This message is too long.';
+    case 'not_joined': return 'You’re not in this room any more.';
     case 'invalid_room': return 'That room name is not allowed.';
-    case 'room_limit': return "You've joined too many rooms.";
-    case 'unavailable': return 'The server is busy. Please try again shortly.';
+    case 'room_limit': return secs ? 'The server is full right now. Try again shortly.' : 'You’re in too many rooms already.';
+    case 'unavailable': return 'The server is busy. Try again shortly.';
     case 'internal': return 'Something went wrong on the server.';
     case 'bad_request':
     case 'unknown_type': return 'The server did not understand a request from this page.';
-    default: return str(m.message) || 'Something went wrong.';
+    default: return typeof m.message === 'string' && m.message ? m.message : 'Something went wrong.';
   }
 }
 
-function onError(c, m) {
-  const text = friendlyError(m);
-  const p = typeof m.ref === 'string' ? session.pending.get(m.ref) : undefined;
-  if (p) {
-    markFailed(p, text);
+function startCooldown(ms) {
+  const now = Date.now();
+  state.cooldownUntil = Math.max(state.cooldownUntil, now + ms);
+  state.slowUntil = state.cooldownUntil + SLOW_MODE_MS;
+  // The refused send used no token; the server's bucket reaches one token
+  // in ms: set the mirror to match.
+  const rate = state.limits && state.limits.rate;
+  if (rate) state.bucket = { tokens: 1 - (ms / 1000) * rate, at: now };
+  clearInterval(state.cooldownTimer);
+  const tick = () => {
+    const left = state.cooldownUntil - Date.now();
+    if (left <= 0) {
+      clearInterval(state.cooldownTimer);
+      ui.ratelimit.hidden = true;
+      flush();
+      return;
+    }
+    setText(ui.ratelimitText, `Slow down — you’re sending messages faster than this server allows. You can send again in ${Math.ceil(left / 1000)}s. Messages you write meanwhile wait their turn.`);
+    ui.ratelimit.hidden = false;
+  };
+  tick();
+  state.cooldownTimer = setInterval(tick, 250);
+  for (const q of state.pending) if (q.state === 'queued') setPending(q, 'queued');
+}
+
+// ------------------------------------------------------------------ toast
+
+function showToast(text) {
+  clearTimeout(state.toastTimer);
+  ui.toastText.textContent = text;
+  ui.toast.hidden = false;
+  state.toastTimer = setTimeout(() => {
+    ui.toast.hidden = true;
+  }, TOAST_MS);
+}
+
+// ---------------------------------------------------------------- drawers
+
+const narrow = window.matchMedia('(max-width: 759px)');
+const mediumOrNarrow = window.matchMedia('(max-width: 1099px)');
+
+function closeDrawers() {
+  ui.shell.classList.remove('rooms-open');
+  if (mediumOrNarrow.matches) ui.shell.classList.remove('members-open');
+  syncDrawers();
+}
+
+function syncDrawers() {
+  const roomsOpen = ui.shell.classList.contains('rooms-open') && narrow.matches;
+  const membersShown = mediumOrNarrow.matches
+    ? ui.shell.classList.contains('members-open')
+    : !ui.shell.classList.contains('members-closed');
+  ui.openRooms.setAttribute('aria-expanded', String(roomsOpen));
+  ui.toggleMembers.setAttribute('aria-expanded', String(membersShown));
+  ui.scrim.hidden = !(roomsOpen || (mediumOrNarrow.matches && membersShown));
+}
+
+function toggleMembers() {
+  if (mediumOrNarrow.matches) {
+    ui.shell.classList.remove('rooms-open');
+    ui.shell.classList.toggle('members-open');
+  } else {
+    ui.shell.classList.toggle('members-closed');
+  }
+  syncDrawers();
+  if (ui.shell.classList.contains('members-open')) ui.closeMembers.focus();
+}
+
+// ------------------------------------------------------------------- forms
+
+function roomProblem(name) {
+  return validRoom(name) ? '' : 'Room names use letters, digits, “.”, “_” and “-” (up to 64).';
+}
+
+function autosize() {
+  if (window.CSS && CSS.supports('field-sizing', 'content')) return;
+  ui.text.style.height = 'auto';
+  ui.text.style.height = `${Math.min(ui.text.scrollHeight, 200)}px`;
+}
+
+function submitComposer() {
+  const room = activeRoom();
+  const text = ui.text.value.trim();
+  if (!room || text === '') return;
+  const max = state.limits && state.limits.maxText;
+  if (max && byteLength(text) > max) {
+    showToast(`This message is too long: the limit is ${max} bytes.`);
     return;
   }
-  if (!c.joined) {
-    if (m.code === 'invalid_room' || m.code === 'room_limit') {
-      notice(text, 'error');
-      endSession();
-      return;
-    }
-    if (m.code === 'rate_limited' || m.code === 'unavailable') {
-      // The join itself was refused for now: ask again when allowed.
-      const wait = Math.min(int(m.retry_after_ms) ?? 1000, SERVER_RETRY_CAP_MS);
-      setTimeout(() => {
-        if (conn === c && !c.joined) sendJoin(c);
-      }, wait);
-      armJoinTimer(c, wait + JOIN_TIMEOUT_MS);
-      return;
-    }
+  // Escapes make the JSON frame longer than the text; a frame over the
+  // server's frame limit (not announced; 16 KiB by default) closes the
+  // connection, so refuse it here.
+  if (byteLength(sendEnvelope(room.name, text, 's0000000000')) > Math.max(FRAME_LIMIT, (max || 0) + 256)) {
+    showToast('This message has too many special characters to send. Please shorten it.');
+    return;
   }
-  notice(text, 'error');
+  ui.text.value = '';
+  autosize();
+  renderComposer();
+  enqueue(room.name, text);
 }
 
-// --------------------------------------------------------------- session
-
-function startSession(name, room) {
-  clearRetryTimers();
-  Object.assign(session, {
-    active: true,
-    name,
-    room,
-    sockets: 0,
-    joins: 0,
-    attempt: 0,
-    lastSeq: null,
-    baseSeq: null,
-    members: null,
-    online: 0,
-    limits: null,
-  });
-  session.myIds.clear();
-  session.pending.clear();
-  ui.log.replaceChildren();
-  ui.outbox.replaceChildren();
-  ui.me.textContent = '';
-  ui.roomTitle.textContent = `#${room}`;
-  document.title = `#${room} · chatgate`;
-  renderMembers();
-  ui.joinForm.hidden = true;
-  ui.chat.hidden = false;
+function start(name, room) {
+  state.name = name;
+  store.set(KEYS.name, name);
+  ui.welcome.hidden = true;
+  ui.shell.hidden = false;
+  renderMe();
+  const rooms = savedRooms();
+  const active = room || store.get(KEYS.active);
+  for (const r of rooms) addRoom(r, false);
+  if (room) addRoom(room, true);
+  if (state.rooms.size === 0) addRoom(DEFAULT_ROOM, true);
+  if (active && state.rooms.has(active)) setActive(active);
+  renderAll();
+  syncDrawers();
+  conn.start();
   ui.text.focus();
-  connect();
 }
 
-// Stop for good: close the socket, stop retrying, go back to the form.
-function endSession() {
-  session.active = false;
-  clearRetryTimers();
-  if (conn) {
-    const c = conn;
-    conn = null; // its close event is now ignored
-    clearTimeout(c.joinTimer);
-    clearTimeout(c.replayTimer);
-    c.ws.close(1000, 'bye');
-  }
-  setSendEnabled(false);
-  setStatus('offline', 'Offline');
-  ui.chat.hidden = true;
-  ui.joinForm.hidden = false;
-  document.title = 'chatgate';
-  ui.room.focus();
-}
-
-function onJoinSubmit(ev) {
-  ev.preventDefault();
-  const name = ui.name.value.trim();
-  const room = ui.room.value.trim() || DEFAULT_ROOM;
-  const problem = nameProblem(name) ||
-    (ROOM_RE.test(room) ? '' : 'Room names use letters, digits, “.”, “_” and “-” (up to 64).');
-  ui.joinError.textContent = problem;
-  ui.name.setAttribute('aria-invalid', String(nameProblem(name) !== ''));
-  ui.room.setAttribute('aria-invalid', String(!ROOM_RE.test(room)));
-  if (problem) return;
-  saveName(name);
-  ui.room.value = room;
+function roomFromHash() {
   try {
-    history.replaceState(null, '', `#${room}`);
+    const name = decodeURIComponent(location.hash.slice(1));
+    return validRoom(name) ? name : '';
   } catch {
-    // sandboxed: not important
+    return ''; // a malformed escape in the URL
   }
-  startSession(name, room);
-}
-
-// Grow the message box with its content where CSS field-sizing is missing.
-const needsAutosize = !(window.CSS && CSS.supports('field-sizing', 'content'));
-function autosize() {
-  if (!needsAutosize) return;
-  ui.text.style.height = 'auto';
-  ui.text.style.height = `${Math.min(ui.text.scrollHeight, 160)}px`;
 }
 
 function init() {
-  ui.name.value = loadName();
-  let fromHash = '';
-  try {
-    fromHash = decodeURIComponent(location.hash.slice(1));
-  } catch {
-    // malformed escape in the URL: ignore it
-  }
-  if (ROOM_RE.test(fromHash)) ui.room.value = fromHash;
-  ui.membersBox.open = window.matchMedia('(min-width: 720px)').matches;
+  const fromHash = roomFromHash();
+  const savedName = store.get(KEYS.name);
 
-  ui.joinForm.addEventListener('submit', onJoinSubmit);
-  ui.sendForm.addEventListener('submit', onSendSubmit);
-  ui.leave.addEventListener('click', endSession);
-  ui.retryNow.addEventListener('click', reconnectNow);
-  ui.text.addEventListener('input', autosize);
+  ui.welcomeForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = ui.welcomeName.value.trim();
+    const room = ui.welcomeRoom.value.trim() || DEFAULT_ROOM;
+    const nProblem = nameProblem(name);
+    const rProblem = roomProblem(room);
+    ui.welcomeName.setAttribute('aria-invalid', String(nProblem !== ''));
+    ui.welcomeRoom.setAttribute('aria-invalid', String(rProblem !== ''));
+    ui.welcomeError.textContent = nProblem || rProblem;
+    if (nProblem) ui.welcomeName.focus();
+    else if (rProblem) ui.welcomeRoom.focus();
+    else start(name, room);
+  });
+
+  ui.joinForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = ui.joinRoom.value.trim().replace(/^#/, '');
+    const problem = name === '' ? 'Type a room name first.' : roomProblem(name);
+    ui.joinError.textContent = problem;
+    ui.joinRoom.setAttribute('aria-invalid', String(problem !== ''));
+    if (problem) return;
+    if (addRoom(name, true)) {
+      ui.joinRoom.value = '';
+      closeDrawers();
+      ui.text.focus();
+    }
+  });
+  ui.emptyJoin.addEventListener('click', () => {
+    addRoom(DEFAULT_ROOM, true);
+    ui.text.focus();
+  });
+
+  ui.composer.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    submitComposer();
+    ui.text.focus();
+  });
   ui.text.addEventListener('keydown', (ev) => {
     // Enter sends; Shift+Enter is a new line; never interrupt an IME.
     if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
       ev.preventDefault();
-      ui.sendForm.requestSubmit();
+      submitComposer();
     }
   });
-  window.addEventListener('online', () => {
-    // Back on the network: skip our own backoff (never a server's hint).
-    if (session.active && conn === null && !session.retryIsServerHint) reconnectNow();
+  ui.text.addEventListener('input', () => {
+    autosize();
+    renderComposer();
   });
-  window.addEventListener('offline', () => {
-    if (session.active && conn === null) setStatus('offline', 'Offline — waiting for the network');
+
+  ui.leaveRoom.addEventListener('click', () => {
+    if (state.active) leaveRoom(state.active);
   });
-  setStatus('offline', 'Offline');
-  ui.name.focus();
+  ui.retryNow.addEventListener('click', () => conn.reconnectNow());
+  ui.jump.addEventListener('click', scrollToBottom);
+  ui.scroller.addEventListener('scroll', () => {
+    if (nearBottom()) ui.jump.hidden = true;
+  }, { passive: true });
+  ui.toastClose.addEventListener('click', () => {
+    ui.toast.hidden = true;
+  });
+
+  ui.openRooms.addEventListener('click', () => {
+    ui.shell.classList.remove('members-open');
+    ui.shell.classList.add('rooms-open');
+    syncDrawers();
+    ui.roomList.querySelector('button')?.focus();
+  });
+  ui.closeRooms.addEventListener('click', () => {
+    closeDrawers();
+    ui.openRooms.focus();
+  });
+  ui.toggleMembers.addEventListener('click', toggleMembers);
+  ui.closeMembers.addEventListener('click', () => {
+    closeDrawers();
+    ui.toggleMembers.focus();
+  });
+  ui.scrim.addEventListener('click', closeDrawers);
+  narrow.addEventListener('change', syncDrawers);
+  mediumOrNarrow.addEventListener('change', syncDrawers);
+
+  ui.changeName.addEventListener('click', () => {
+    ui.nameInput.value = state.name;
+    ui.nameError.textContent = '';
+    ui.nameDialog.showModal();
+  });
+  ui.nameCancel.addEventListener('click', () => ui.nameDialog.close());
+  ui.nameForm.addEventListener('submit', (ev) => {
+    const name = ui.nameInput.value.trim();
+    const problem = nameProblem(name);
+    ui.nameError.textContent = problem;
+    ui.nameInput.setAttribute('aria-invalid', String(problem !== ''));
+    if (problem) {
+      ev.preventDefault();
+      return;
+    }
+    if (name !== state.name) {
+      state.name = name;
+      store.set(KEYS.name, name);
+      renderMe();
+      conn.restart();
+    }
+  });
+
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && (ui.shell.classList.contains('rooms-open') || ui.shell.classList.contains('members-open'))) {
+      closeDrawers();
+      return;
+    }
+    // Alt+↑ / Alt+↓ switch rooms from anywhere.
+    if (ev.altKey && (ev.key === 'ArrowUp' || ev.key === 'ArrowDown') && state.rooms.size > 1) {
+      ev.preventDefault();
+      const names = [...state.rooms.keys()];
+      const i = names.indexOf(state.active);
+      const next = names[(i + (ev.key === 'ArrowDown' ? 1 : names.length - 1)) % names.length];
+      setActive(next);
+    }
+  });
+  document.addEventListener('visibilitychange', () => {
+    const room = activeRoom();
+    if (!document.hidden && room && room.unread) {
+      room.unread = 0;
+      renderRoomList();
+    }
+  });
+  window.addEventListener('hashchange', () => {
+    const name = roomFromHash();
+    if (!ui.shell.hidden && name && name !== state.active) addRoom(name, true);
+  });
+
+  if (savedName !== null) {
+    start(savedName, fromHash);
+  } else {
+    if (fromHash) ui.welcomeRoom.value = fromHash;
+    ui.welcome.hidden = false;
+    ui.welcomeName.focus();
+  }
 }
 
 init();

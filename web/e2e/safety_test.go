@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// HTML and script in a display name and in messages show up as the literal
+// text that was typed, create no elements and run nothing. Each payload
+// would set window.__pwned if it ever ran; the CSP would block most of
+// them anyway, so the test also checks that no element was created at all
+// (and the harness fails on any CSP violation report).
+func TestXSSPayloadsStayText(t *testing.T) {
+	g := startGateway(t, testConfig("gw-xss"), "gateway.log", nil)
+	const evilName = `<img src=x onerror=__pwned=1>`
+	payloads := []string{
+		`<script>window.__pwned=2</script>`,
+		`<img src=x onerror="window.__pwned=3">`,
+		`"><svg onload=window.__pwned=4></svg>`,
+		`javascript:window.__pwned=5`,
+		`https://example.com/"><img src=x onerror=window.__pwned=6>`,
+		`<a href="javascript:window.__pwned=7">click me</a> &amp; &lt;b&gt;`,
+		`<iframe srcdoc="<script>parent.__pwned=8</script>"></iframe>`,
+	}
+
+	victim := newPage(t, "victim")
+	mallory := newPage(t, "mallory")
+	// A hostile room name in the link is not a room: the form keeps its default.
+	victim.do("loading a hostile link", chromedp.Navigate(g.url()+`#%3Cimg%20src%3Dx%20onerror%3D__pwned%3D9%3E`), chromedp.WaitVisible(chromedp.ID("welcome-name")))
+	if v := eval[string](victim, `document.getElementById('welcome-room').value`); v != "lobby" {
+		t.Errorf("room field = %q after a hostile #fragment, want lobby", v)
+	}
+	victim.do("joining", chromedp.SendKeys(chromedp.ID("welcome-name"), "Victor"), chromedp.SendKeys(chromedp.ID("welcome-room"), "\r"))
+	victim.waitJoined("lobby")
+	mallory.open(g, evilName, "lobby")
+
+	victim.waitFor("the hostile name in the member list, as text", memberShown(evilName))
+	for _, p := range payloads {
+		mallory.say(p)
+	}
+	for _, p := range payloads {
+		victim.waitFor("payload shown as text: "+p, hasText("lobby", p))
+	}
+	mallory.waitFor("all confirmed", `!document.querySelector('.outbox > li')`)
+
+	for _, p := range []*pg{victim, mallory} {
+		if pwned := eval[bool](p, `typeof window.__pwned !== 'undefined'`); pwned {
+			t.Errorf("%s: a payload ran (window.__pwned = %v)", p.name, eval[any](p, `window.__pwned`))
+		}
+		if n := eval[int](p, `document.querySelectorAll('.pane img, .pane script, .pane iframe, .pane svg, #member-list img, #member-list svg, #me-name *').length`); n != 0 {
+			t.Errorf("%s: %d elements were created from user text", p.name, n)
+		}
+		got := transcript(p, "lobby")
+		if !slices.Equal(texts(got), payloads) {
+			t.Errorf("%s sees %q, want the payloads verbatim", p.name, texts(got))
+		}
+		for _, m := range got {
+			if m.Name != evilName {
+				t.Errorf("%s: author shown as %q, want %q", p.name, m.Name, evilName)
+			}
+		}
+	}
+	// The only link is the http(s) URL, cut where the markup starts.
+	links := eval[[]string](victim, `[...document.querySelectorAll('.pane .text a')].map((a) => a.href + ' ' + a.textContent + ' ' + a.rel)`)
+	if len(links) != 1 || !strings.HasPrefix(links[0], "https://example.com/ https://example.com/ noopener") {
+		t.Errorf("links = %q, want just https://example.com/ with rel=noopener", links)
+	}
+	if name := eval[string](mallory, `document.getElementById('me-name').textContent`); name != evilName {
+		t.Errorf("mallory's own name shows as %q", name)
+	}
+}
+
+// Sending faster than --send-rate/--send-burst: the refused message is
+// marked failed with a friendly notice that counts down from the server's
+// retry_after_ms, a message typed during the wait goes out once it is
+// over, and Retry delivers the failed one. Nothing is lost silently.
+func TestRateLimitNoticeAndRetry(t *testing.T) {
+	cfg := testConfig("gw-rate")
+	cfg.SendRate, cfg.SendBurst = 0.5, 2 // a token every 2 s, 2 at once
+	g := startGateway(t, cfg, "gateway.log", nil)
+	rita := newPage(t, "rita")
+	rita.open(g, "Rita", "lobby")
+
+	// Three messages in one quick burst: the third is over the limit.
+	steps := []chromedp.Action[chromedp.Void]{chromedp.Focus(chromedp.ID("composer-text"))}
+	for _, m := range []string{"one", "two", "three"} {
+		steps = append(steps, insertText(m), pressEnter(false))
+	}
+	rita.do("typing three messages quickly", steps...)
+
+	rita.waitFor("one and two delivered", hasText("lobby", "one")+" && "+hasText("lobby", "two"))
+	rita.waitFor("three marked failed", `(() => {
+	  const li = [...document.querySelectorAll('.outbox > li')].find((li) => li.querySelector('.text').textContent === 'three');
+	  return li && li.dataset.state === 'failed';
+	})()`)
+	why := eval[string](rita, `document.querySelector('.outbox > li[data-state=failed] .why').textContent`)
+	if !strings.Contains(why, "too quickly") {
+		t.Errorf("failed message explains %q, want the rate limit", why)
+	}
+	notice := eval[string](rita, `(() => { const n = document.getElementById('ratelimit'); return n.hidden ? '' : n.textContent; })()`)
+	if !regexp.MustCompile(`send again in [12]s`).MatchString(notice) {
+		t.Errorf("rate-limit notice = %q, want a countdown from retry_after_ms (about 2 s)", notice)
+	}
+	if !eval[bool](rita, `!!document.querySelector('.outbox > li[data-state=failed] button')`) {
+		t.Fatal("no Retry button on the failed message")
+	}
+
+	// Typed while the notice is up: it waits its turn instead of failing.
+	rita.say("four")
+	rita.screenshot(artifactDir(t), "rate-limited.png")
+	rita.waitFor("four delivered after the wait", hasText("lobby", "four"))
+	rita.waitFor("notice gone", `document.getElementById('ratelimit').hidden`)
+
+	rita.do("retrying three", chromedp.Click(chromedp.CSS(`.outbox > li[data-state=failed] button`)))
+	rita.waitFor("three delivered on retry", hasText("lobby", "three"))
+	rita.waitFor("nothing pending", `!document.querySelector('.outbox > li')`)
+	if got, want := texts(transcript(rita, "lobby")), []string{"one", "two", "four", "three"}; !slices.Equal(got, want) {
+		t.Errorf("transcript %q, want %q", got, want)
+	}
+}
