@@ -82,6 +82,17 @@ type client struct {
 	closeCode int
 	closeWhy  protocol.CloseReason
 	reason    observe.DisconnectReason
+	// handling is set while the reader carries out a client frame; a
+	// graceful close requested meanwhile waits in deferred until it is
+	// done, so a send being handled is acked before the close frame.
+	handling bool
+	deferred *closeRequest
+}
+
+type closeRequest struct {
+	code   int
+	why    protocol.CloseReason
+	reason observe.DisconnectReason
 }
 
 func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, ip string, handshake trace.SpanContext) *client {
@@ -210,6 +221,13 @@ func sizeBucket(n int) string {
 // already queued is written before the close frame.
 func (c *client) closeWith(code int, why protocol.CloseReason, reason observe.DisconnectReason, flush bool) {
 	c.mu.Lock()
+	if flush && c.handling && !c.closing {
+		if c.deferred == nil {
+			c.deferred = &closeRequest{code: code, why: why, reason: reason}
+		}
+		c.mu.Unlock()
+		return
+	}
 	started := c.beginCloseLocked(code, why, reason, flush)
 	c.mu.Unlock()
 	if started {
@@ -218,10 +236,29 @@ func (c *client) closeWith(code int, why protocol.CloseReason, reason observe.Di
 	}
 }
 
-func (c *client) isClosing() bool {
+// beginHandling marks the reader busy with a frame; it reports false, and
+// the frame is to be discarded, once the client is closing.
+func (c *client) beginHandling() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.closing
+	if c.closing {
+		return false
+	}
+	c.handling = true
+	return true
+}
+
+// endHandling clears the busy mark and carries out a graceful close that
+// was requested meanwhile.
+func (c *client) endHandling() {
+	c.mu.Lock()
+	c.handling = false
+	d := c.deferred
+	c.deferred = nil
+	c.mu.Unlock()
+	if d != nil {
+		c.closeWith(d.code, d.why, d.reason, true)
+	}
 }
 
 // ---- write loop ----
@@ -439,11 +476,12 @@ func (c *client) readLoop() {
 			return
 		}
 		extend()
-		if c.isClosing() {
-			continue // NextReader discards the unread message
+		if !c.beginHandling() {
+			continue // closing: NextReader discards the unread message
 		}
 		if mt == websocket.BinaryMessage {
 			c.closeWith(protocol.CloseUnsupportedData, protocol.CloseReason{R: "binary_frame"}, observe.DisconnectBinaryFrame, true)
+			c.endHandling()
 			continue
 		}
 		buf := readBufs.Get().(*bytes.Buffer)
@@ -463,6 +501,7 @@ func (c *client) readLoop() {
 		if buf.Cap() <= 64<<10 {
 			readBufs.Put(buf)
 		}
+		c.endHandling()
 	}
 }
 
