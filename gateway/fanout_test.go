@@ -1,9 +1,13 @@
 package gateway
 
 import (
+	"net/http/httptest"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/gateway/hub"
@@ -87,4 +91,53 @@ func BenchmarkFanoutEnqueue(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/recipient")
 		})
 	}
+}
+
+// BenchmarkIdleConnMemory reports heap plus stack per idle WebSocket, with
+// the test's own gorilla clients (about 9 KiB each with default buffers) in
+// the same process; chatbench's connect scenario measures the server alone.
+// Run with -bench IdleConnMemory -benchtime 1x.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	const n = 2000
+	cfg := testConfig()
+	cfg.MaxConnsPerIP = 1 << 20
+	cfg.HandshakeRate, cfg.HandshakeBurst = 1e6, 1<<20
+	for i := 0; i < b.N; i++ {
+		srv, err := New(cfg, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ts := httptest.NewServer(srv)
+		url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+		before := memNow()
+		conns := make([]*websocket.Conn, 0, n)
+		for j := 0; j < n; j++ {
+			c, _, err := websocket.DefaultDialer.Dial(url, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		for srv.Conns() < n {
+			runtime.Gosched()
+		}
+		after := memNow()
+		b.ReportMetric(float64(after-before)/n, "B/conn(server+client)")
+		for _, c := range conns {
+			c.Close()
+		}
+		srv.BeginDrain()
+		srv.ForceClose()
+		ts.Close()
+		srv.Close()
+	}
+}
+
+// memNow is heap plus stack in use after a full collection.
+func memNow() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
 }

@@ -40,8 +40,13 @@ type Options struct {
 	Logger   *slog.Logger
 	Observer observe.Observer
 	// Broker routes room traffic. Nil means the in-process hub, which the
-	// Server then owns and closes.
+	// Server then owns and closes. A Broker given here is the caller's to
+	// close, after Run (or ForceClose) has returned.
 	Broker hub.Broker
+	// Ready, if set, is consulted by /readyz: while it reports false the
+	// gateway answers 503 "backplane down" (a cluster backplane that lost
+	// NATS). Liveness is not affected.
+	Ready func() bool
 	// Web serves everything on the chat listener but /ws (the web page).
 	Web http.Handler
 	// Tracer provides spans (handshakes, sampled messages, evictions,
@@ -59,7 +64,8 @@ type Server struct {
 	log        *slog.Logger
 	obs        observe.Observer
 	broker     hub.Broker
-	ownHub     *hub.Hub // the in-process hub when the Server made it; nil otherwise
+	brokerOK   func() bool // Options.Ready; nil means always
+	ownHub     *hub.Hub    // the in-process hub when the Server made it; nil otherwise
 	origins    originChecker
 	adm        *admission
 	upgrader   websocket.Upgrader
@@ -94,13 +100,14 @@ func New(cfg Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     opts.Logger,
-		obs:     opts.Observer,
-		broker:  opts.Broker,
-		origins: origins,
-		adm:     newAdmission(&cfg),
-		clients: make(map[*client]struct{}),
+		cfg:      cfg,
+		log:      opts.Logger,
+		obs:      opts.Observer,
+		broker:   opts.Broker,
+		brokerOK: opts.Ready,
+		origins:  origins,
+		adm:      newAdmission(&cfg),
+		clients:  make(map[*client]struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -191,6 +198,8 @@ func (s *Server) AdminHandler() *http.ServeMux {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 		case !s.ready.Load():
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		case s.brokerOK != nil && !s.brokerOK():
+			http.Error(w, "backplane down", http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("ok\n"))
 		}
@@ -212,10 +221,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Counted from here so that shutdown waits for failed upgrades too.
 	s.conns.Add(1)
-	defer s.conns.Done()
-
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		defer s.conns.Done()
 		// The upgrader has already answered with an HTTP error.
 		s.adm.release(a.ip, a.userKey())
 		s.obs.ConnRejected(observe.RejectBadRequest)
@@ -246,7 +254,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.sendLim = rate.NewLimiter(rate.Limit(a.ident.SendRate), burst)
 	}
 	s.obs.ConnAccepted()
-	s.run(c, r.URL.Query()["room"])
+	// The connection gets a goroutine of its own and the HTTP handler
+	// returns: its goroutine's stack, grown while parsing the request, and
+	// the hijacked HTTP connection's buffers are then freed instead of
+	// being held for the connection's whole life.
+	autoJoin := r.URL.Query()["room"]
+	go func() {
+		defer s.conns.Done()
+		s.run(c, autoJoin)
+	}()
 }
 
 // admitted is a connection that passed the pre-upgrade checks.
