@@ -139,7 +139,7 @@ func newTestServer(t *testing.T, mutate func(*Config)) *testServer {
 // startTestServer starts a gateway with opts (a test logger and a 404 web
 // handler filled in when unset); rec is the recObserver behind
 // opts.Observer.
-func startTestServer(t *testing.T, cfg Config, opts Options, rec *recObserver) *testServer {
+func startTestServer(t testing.TB, cfg Config, opts Options, rec *recObserver) *testServer {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -160,6 +160,20 @@ func startTestServer(t *testing.T, cfg Config, opts Options, rec *recObserver) *
 		srv.Close()
 	})
 	return &testServer{srv: srv, ts: ts, obs: rec}
+}
+
+// onlyClient returns the server side of the one connection open.
+func (s *testServer) onlyClient(t testing.TB) *client {
+	t.Helper()
+	s.srv.mu.Lock()
+	defer s.srv.mu.Unlock()
+	if len(s.srv.clients) != 1 {
+		t.Fatalf("%d connections; want 1", len(s.srv.clients))
+	}
+	for c := range s.srv.clients {
+		return c
+	}
+	return nil
 }
 
 func (s *testServer) wsURL(query string) string {
