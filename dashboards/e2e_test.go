@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/chatgate/chatgate/internal/gatewaytest"
 )
 
 func TestMain(m *testing.M) {
@@ -79,7 +80,7 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 	t.Cleanup(hc.CloseIdleConnections)
 
-	gw := startGatewayProc(t, buildGateway(t),
+	gw := startGatewayProc(t, gatewaytest.Build(t),
 		"--send-rate", "200", "--send-burst", "10",
 		"--max-text-bytes", strconv.Itoa(floodTextBytes), "--max-frame-bytes", "32768",
 		"--abuse-strikes", "3",
@@ -87,7 +88,7 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 		"--drain-delay", "2s", "--drain-window", "3s", "--shutdown-timeout", "15s",
 		"--presence-interval", "100ms",
 	)
-	prom := startPrometheus(t, promBin, gw.adminAddr, hc)
+	prom := startPrometheus(t, promBin, gw.AdminAddr, hc)
 	t.Logf("gateway built and started, Prometheus ready after %v", time.Since(started).Round(time.Millisecond))
 	prom.waitFor(t, "the gateway being scraped", `up{job="chatgate"} == 1`)
 
@@ -123,11 +124,11 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 
 	// Drain: readiness fails at once, a new connection is refused, and the
 	// clients are closed over the drain window while /metrics stays up.
-	if err := gw.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := gw.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "/readyz to fail after SIGTERM", func() bool { return gw.status(hc, "/readyz") == http.StatusServiceUnavailable })
-	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+gw.chatAddr+"/ws", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+gw.ChatAddr+"/ws", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("dial while draining: err=%v resp=%v; want 503", err, resp)
 	}
 	at := prom.waitFor(t, "a scrape of the drain",
@@ -142,9 +143,9 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 			fmt.Sprintf(`max_over_time(ALERTS{alertname=%q, alertstate="pending", namespace=%q}[5m])`, alert, e2eNamespace))
 	}
 	select {
-	case <-gw.exited:
-		if gw.exitErr != nil {
-			t.Errorf("gateway exited with %v after the drain; want 0", gw.exitErr)
+	case <-gw.Exited:
+		if gw.ExitErr() != nil {
+			t.Errorf("gateway exited with %v after the drain; want 0", gw.ExitErr())
 		}
 	case <-time.After(waitLimit):
 		t.Error("gateway did not exit after the drain")
@@ -241,7 +242,7 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 // three chatters and a history reader connected for the drain.
 func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) {
 	t.Helper()
-	base := "ws://" + gw.chatAddr + "/ws"
+	base := "ws://" + gw.ChatAddr + "/ws"
 
 	// Chatters in the lobby, each acking its own messages.
 	var chatters []*wsClient
@@ -529,93 +530,20 @@ func (s *slowClient) drainToClose(t *testing.T) int {
 
 // ---- the gateway process ----
 
-// buildGateway compiles cmd/chatgate into the test's temp dir.
-func buildGateway(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go toolchain: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "chatgate")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/chatgate")
-	cmd.Dir = ".." // the module root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/chatgate: %v\n%s", err, out)
-	}
-	return bin
-}
+// gatewayProc is the real binary, with the reads this test needs.
+type gatewayProc struct{ *gatewaytest.Proc }
 
-type gatewayProc struct {
-	cmd       *exec.Cmd
-	chatAddr  string
-	adminAddr string
-	exited    chan struct{}
-	exitErr   error // valid once exited is closed
-}
-
-// startGatewayProc runs the binary on loopback ports of its choosing and
-// learns them from its "listening" log line; its log goes to t.Logf.
 func startGatewayProc(t *testing.T, bin string, args ...string) *gatewayProc {
 	t.Helper()
-	args = append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &gatewayProc{cmd: cmd, exited: make(chan struct{})}
-	listening := make(chan map[string]any, 1)
-	logged := make(chan struct{})
-	go func() {
-		defer close(logged)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			t.Logf("gateway: %s", line)
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
-				listening <- rec
-			}
-		}
-	}()
-	go func() {
-		<-logged
-		p.exitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-	})
-	select {
-	case rec := <-listening:
-		p.chatAddr, _ = rec["addr"].(string)
-		p.adminAddr, _ = rec["admin_addr"].(string)
-	case <-p.exited:
-		t.Fatalf("gateway exited before listening: %v", p.exitErr)
-	case <-time.After(waitLimit):
-		t.Fatal("gateway did not log listening")
-	}
-	return p
+	return &gatewayProc{gatewaytest.Start(t, bin, args...)}
 }
 
-func (p *gatewayProc) status(hc *http.Client, path string) int {
-	resp, err := hc.Get("http://" + p.adminAddr + path)
-	if err != nil {
-		return 0
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
+func (p *gatewayProc) status(hc *http.Client, path string) int { return p.Status(hc, path) }
 
 // metric reads one sample, e.g. `name{label="v"}`, from the gateway's
 // /metrics in the text format; -1 if absent.
 func (p *gatewayProc) metric(hc *http.Client, series string) float64 {
-	resp, err := hc.Get("http://" + p.adminAddr + "/metrics")
+	resp, err := hc.Get("http://" + p.AdminAddr + "/metrics")
 	if err != nil {
 		return -1
 	}

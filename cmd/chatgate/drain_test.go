@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,125 +16,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/gatewaytest"
 )
 
 const waitTimeout = 15 * time.Second
 
-var (
-	binDir   string
-	binOnce  sync.Once
-	binPath  string
-	binError error
-)
+var statusClient = &http.Client{Timeout: time.Second}
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "chatgate-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// buildBinary compiles the command once for the whole test binary.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		binPath = filepath.Join(binDir, "chatgate")
-		out, err := exec.Command(goBin, "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binError = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binError != nil {
-		t.Fatal(binError)
-	}
-	return binPath
-}
-
-// gatewayProc is the real binary running as a subprocess.
-type gatewayProc struct {
-	cmd       *exec.Cmd
-	chatAddr  string
-	adminAddr string
-	exited    chan struct{} // closed when the process has exited
-	exitErr   error         // valid once exited is closed
-}
-
-func startGateway(t *testing.T, bin string, args ...string) *gatewayProc {
-	t.Helper()
-	args = append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &gatewayProc{cmd: cmd, exited: make(chan struct{})}
-	listening := make(chan map[string]any, 1)
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			t.Logf("gateway: %s", line)
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
-				listening <- rec
-			}
-		}
-	}()
-	go func() {
-		<-copied
-		p.exitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-p.exited:
-		case <-time.After(waitTimeout):
-		}
-	})
-	select {
-	case rec := <-listening:
-		p.chatAddr, _ = rec["addr"].(string)
-		p.adminAddr, _ = rec["admin_addr"].(string)
-	case <-p.exited:
-		t.Fatalf("gateway exited before listening: %v", p.exitErr)
-	case <-time.After(waitTimeout):
-		t.Fatal("gateway did not report listening")
-	}
-	return p
-}
-
-func (p *gatewayProc) status(t *testing.T, path string) int {
-	t.Helper()
-	c := &http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + p.adminAddr + path)
-	if err != nil {
-		return 0
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // envelopes reads one message and splits it into envelopes.
 func envelopes(conn *websocket.Conn) ([]map[string]any, error) {
@@ -166,12 +50,12 @@ func TestSIGTERMDrain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := buildBinary(t)
-	p := startGateway(t, bin, "--drain-delay", "1s", "--drain-window", "300ms", "--shutdown-timeout", "10s", "--send-rate", "1000", "--send-burst", "1000")
-	if got := p.status(t, "/readyz"); got != http.StatusOK {
+	bin := gatewaytest.Build(t)
+	p := gatewaytest.Start(t, bin, "--drain-delay", "1s", "--drain-window", "300ms", "--shutdown-timeout", "10s", "--send-rate", "1000", "--send-burst", "1000")
+	if got := p.Status(statusClient, "/readyz"); got != http.StatusOK {
 		t.Fatalf("/readyz = %d before the drain", got)
 	}
-	url := "ws://" + p.chatAddr + "/ws?room=r"
+	url := "ws://" + p.ChatAddr + "/ws?room=r"
 	const members, msgs = 3, 30
 	conns := make([]*websocket.Conn, members)
 	for i := range conns {
@@ -219,11 +103,11 @@ func TestSIGTERMDrain(t *testing.T) {
 		}
 	}
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(waitTimeout)
-	for p.status(t, "/readyz") != http.StatusServiceUnavailable {
+	for p.Status(statusClient, "/readyz") != http.StatusServiceUnavailable {
 		if time.Now().After(deadline) {
 			t.Fatal("/readyz never failed after SIGTERM")
 		}
@@ -266,9 +150,9 @@ func TestSIGTERMDrain(t *testing.T) {
 		}
 	}
 	select {
-	case <-p.exited:
-		if p.exitErr != nil {
-			t.Fatalf("gateway exited with %v; want 0", p.exitErr)
+	case <-p.Exited:
+		if err := p.ExitErr(); err != nil {
+			t.Fatalf("gateway exited with %v; want 0", err)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("gateway did not exit after the drain")
@@ -279,7 +163,7 @@ func TestMainConfigErrors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := buildBinary(t)
+	bin := gatewaytest.Build(t)
 	cases := []struct {
 		name string
 		args []string
