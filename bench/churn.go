@@ -79,7 +79,8 @@ func runChurn(ctx context.Context, cfg *Config, opts *Options, id string, res *R
 // of error that stopped it.
 func churnOne(ctx context.Context, e *engine, k int) (time.Time, string) {
 	cfg := e.cfg
-	o := dialOpts{proto: cfg.Proto, timeout: cfg.HandshakeTimeout}
+	// Arrivals are users after the stable members.
+	o := dialOpts{proto: cfg.Proto, timeout: cfg.HandshakeTimeout, creds: cfg.creds, conn: cfg.Conns + k}
 	if len(cfg.SourceIPs) > 0 {
 		o.src = cfg.SourceIPs[(k+cfg.Conns)%len(cfg.SourceIPs)]
 	}

@@ -93,8 +93,17 @@ type Config struct {
 	MaxOutOfOrder    int64
 	MaxConnectErrors int64
 
+	// Authentication for a gateway run with --auth jwt (chatgate only):
+	// at most one of these is set.
+	Token         string // one token for every connection; quick local use only
+	TokenFile     string // the same, read from a file
+	JWTSecretFile string // HS256 secret: a token, and a user, per connection
+
 	BenchID     string
 	AllowRemote bool
+
+	// creds are the loaded Token/TokenFile/JWTSecretFile, set by Run.
+	creds *credentials
 }
 
 // LossLimit is --max-loss: a count ("0", "10") or a share ("0.1%").
@@ -216,6 +225,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxDup, "max-dup", c.MaxDup, "fail (exit 1) when more deliveries were duplicated (-1: not checked)")
 	fs.Int64Var(&c.MaxOutOfOrder, "max-out-of-order", c.MaxOutOfOrder, "fail (exit 1) when more deliveries were out of order (-1: not checked)")
 	fs.Int64Var(&c.MaxConnectErrors, "max-connect-errors", c.MaxConnectErrors, "fail (exit 1) when more connections failed (-1: not checked)")
+
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding a JWT that every connection sends as Authorization: Bearer (for a gateway run with --auth jwt); all connections are then the same user")
+	fs.StringVar(&c.Token, "token", c.Token, "the same token given on the command line, for quick local use only: it shows in ps and shell history; prefer --token-file")
+	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", c.JWTSecretFile, "the gateway's HS256 secret file: mint one token per connection (sub <bench-id>-<n>, name bench-<n>, valid for the run plus slack), so each connection is a distinct user")
 
 	fs.StringVar(&c.BenchID, "bench-id", c.BenchID, "id carried in every message and room name (default random)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", c.AllowRemote, "allow a server that is not on a loopback address (never point this at a server you do not own)")
@@ -375,6 +388,18 @@ func (c *Config) Validate() error {
 	}
 	if c.SLOP99 < 0 || c.SLOP999 < 0 {
 		bad("--slo-p99 and --slo-p999 must not be negative")
+	}
+	authFlags := 0
+	for _, v := range []string{c.Token, c.TokenFile, c.JWTSecretFile} {
+		if v != "" {
+			authFlags++
+		}
+	}
+	if authFlags > 1 {
+		bad("--token, --token-file and --jwt-secret-file exclude each other: give one")
+	}
+	if authFlags > 0 && c.Proto == ProtoRaw {
+		bad("--token, --token-file and --jwt-secret-file need --proto chatgate")
 	}
 	if c.BenchID != "" && !validID(c.BenchID) {
 		bad("--bench-id must be 1-16 letters and digits, got %q", c.BenchID)

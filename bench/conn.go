@@ -31,6 +31,8 @@ type dialOpts struct {
 	rcvBuf  int    // SO_RCVBUF before connect; 0 keeps the default
 	mss     int    // TCP_MAXSEG before connect (announced in the SYN); 0 keeps the default
 	timeout time.Duration
+	creds   *credentials // Authorization header; nil sends none
+	conn    int          // connection index, for a minted token
 }
 
 // dial opens one WebSocket. It returns the HTTP status of a refused
@@ -65,9 +67,13 @@ func dial(ctx context.Context, rawURL string, o dialOpts) (*websocket.Conn, int,
 	if o.proto == ProtoChatgate {
 		d.Subprotocols = []string{Subprotocol}
 	}
+	h, err := o.creds.header(o.conn)
+	if err != nil {
+		return nil, 0, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	ws, resp, err := d.DialContext(ctx, rawURL, nil)
+	ws, resp, err := d.DialContext(ctx, rawURL, h)
 	status := 0
 	if resp != nil {
 		status = resp.StatusCode

@@ -70,7 +70,7 @@ func runConnect(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		dials.Add(1)
 		go func() {
 			defer dials.Done()
-			o := dialOpts{proto: cfg.Proto, timeout: cfg.HandshakeTimeout}
+			o := dialOpts{proto: cfg.Proto, timeout: cfg.HandshakeTimeout, creds: cfg.creds, conn: k}
 			if len(cfg.SourceIPs) > 0 {
 				o.src = cfg.SourceIPs[k%len(cfg.SourceIPs)]
 			}

@@ -74,6 +74,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, int) {
 	}
 	err := preflight(&cfg)
 	if err == nil {
+		cfg.creds, err = loadCredentials(&cfg, id)
+	}
+	if err == nil {
 		if cfg.Scenario == ScenarioDrain && cfg.DrainCmd == "" && opts.Drain == nil {
 			fmt.Fprintf(opts.Stderr, "chatbench: drain the gateway within the next %v; members will reconnect and resume\n", cfg.Duration)
 		}
@@ -87,6 +90,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, int) {
 		}
 	}
 	fixNil(res)
+	if n := res.Connections.FailuresByStatus["401"]; n > 0 && cfg.creds == nil {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%d handshakes were refused with 401: the gateway wants a token (run with --jwt-secret-file or --token-file)", n))
+	}
 	res.evaluate(&cfg)
 	code := ExitOK
 	if err != nil {

@@ -176,7 +176,7 @@ func (e *engine) targetDeliveries() float64 {
 }
 
 func (e *engine) dialOpts(m *member) dialOpts {
-	o := dialOpts{proto: e.cfg.Proto, src: m.src, timeout: e.cfg.HandshakeTimeout}
+	o := dialOpts{proto: e.cfg.Proto, src: m.src, timeout: e.cfg.HandshakeTimeout, creds: e.cfg.creds, conn: m.idx}
 	if m.slow && e.cfg.SlowRcvBuf > 0 {
 		// A small receive buffer and segment size, as on a poor mobile
 		// link, keep the kernel from absorbing megabytes on the server's

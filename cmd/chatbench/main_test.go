@@ -44,6 +44,9 @@ func TestExitCodes(t *testing.T) {
 		{"slo missed", append(base[:len(base):len(base)], "--slo-p99", "1ns"), bench.ExitThreshold, "FAIL: slo-p99"},
 		{"json", append(base[:len(base):len(base)], "--json"), bench.ExitOK, `"schema": "chatbench/v1"`},
 		{"bad flag", []string{"--conns", "-3"}, bench.ExitUsage, "--conns must be"},
+		{"exclusive auth flags", []string{"--token-file", "t", "--jwt-secret-file", "s"}, bench.ExitUsage, "exclude each other"},
+		{"raw with a token", []string{"--proto", "raw", "--token", "a.b.c"}, bench.ExitUsage, "need --proto chatgate"},
+		{"missing secret file", append(base[:len(base):len(base)], "--jwt-secret-file", "/nonexistent/secret"), bench.ExitFailed, "--jwt-secret-file"},
 		{"help", []string{"--help"}, bench.ExitOK, "Usage: chatbench"},
 		{"unreachable", []string{"--url", "ws://127.0.0.1:1/ws", "--conns", "2", "--progress", "off"}, bench.ExitFailed, "no connection could be established"},
 	}
