@@ -358,3 +358,41 @@ func TestIndexHasNothingInline(t *testing.T) {
 		}
 	})
 }
+
+// The access token is a bearer credential: it is kept in sessionStorage
+// only (never localStorage, which outlives the tab), never put in a URL
+// query, never logged, and it travels as a "bearer." subprotocol. The e2e
+// suite checks the same things at run time (TestTokenSignIn).
+func TestTokenHandling(t *testing.T) {
+	all := scripts(t)
+	app := all["app.js"]
+	for _, use := range regexp.MustCompile(`\w+\.(?:get|set)\(KEYS\.token\b`).FindAllString(app, -1) {
+		if !strings.HasPrefix(use, "session.") {
+			t.Errorf("app.js: %s: the token must be kept in sessionStorage only", use)
+		}
+	}
+	if !strings.Contains(app, "session.set(KEYS.token") {
+		t.Error("app.js does not keep the token in sessionStorage")
+	}
+	for name, src := range all {
+		if n := strings.Count(src, "localStorage."); name != "app.js" && n > 0 || n > 3 {
+			t.Errorf("%s uses localStorage %d times; only the store helper in app.js may", name, n)
+		}
+		if m := regexp.MustCompile(`console\.\w+\([^;]*(?i:token)`).FindString(src); m != "" {
+			t.Errorf("%s may log the token: %s", name, m)
+		}
+		if m := regexp.MustCompile(`[?&]token=`).FindString(src); m != "" {
+			t.Errorf("%s puts the token in a URL query (%q); send it as a subprotocol", name, m)
+		}
+	}
+	if !strings.Contains(all["js/wire.js"], "`bearer.${token}`") {
+		t.Error("wire.js does not offer the token as a bearer.<token> subprotocol")
+	}
+	page := staticFile(t, "index.html")
+	for _, id := range []string{"welcome-token", "token-input"} {
+		tag := regexp.MustCompile(`<input id="` + id + `"[^>]*>`).FindString(page)
+		if !strings.Contains(tag, `type="password"`) || !strings.Contains(tag, `autocomplete="off"`) {
+			t.Errorf("token field %s must be a password field without autocomplete: %s", id, tag)
+		}
+	}
+}

@@ -176,6 +176,13 @@ func testConfig(node string) gateway.Config {
 // same hub behave like replicas sharing a backplane.
 func startGateway(t *testing.T, cfg gateway.Config, logName string, broker hub.Broker) *gw {
 	t.Helper()
+	return startGatewayWith(t, cfg, logName, gateway.Options{Broker: broker})
+}
+
+// startGatewayWith is startGateway with more Options (an Observer, say);
+// the logger and the web handler are filled in.
+func startGatewayWith(t *testing.T, cfg gateway.Config, logName string, opts gateway.Options) *gw {
+	t.Helper()
 	requireBrowser(t) // every test here needs one: skip before starting anything
 	logFile, err := os.Create(filepath.Join(artifactDir(t), logName))
 	if err != nil {
@@ -184,7 +191,8 @@ func startGateway(t *testing.T, cfg gateway.Config, logName string, broker hub.B
 	t.Cleanup(func() { logFile.Close() })
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		srv, err := gateway.New(cfg, gateway.Options{Logger: gateway.NewLogger(cfg, logFile), Web: web.Handler(), Broker: broker})
+		opts.Logger, opts.Web = gateway.NewLogger(cfg, logFile), web.Handler()
+		srv, err := gateway.New(cfg, opts)
 		if err != nil {
 			t.Fatalf("gateway.New: %v", err)
 		}

@@ -7,8 +7,8 @@
 import { $, el, timeEl, dayKey, dayLabel, avatar, richText } from './js/dom.js';
 import { Connection } from './js/connection.js';
 import {
-  CLIENT_FAULT_CODES, byteLength, joinEnvelope, leaveEnvelope, nameProblem,
-  sendEnvelope, socketURL, validRoom,
+  CLIENT_FAULT_CODES, byteLength, cleanToken, fragmentToken, joinEnvelope, leaveEnvelope, nameProblem,
+  sendEnvelope, socketURL, subprotocols, tokenProblem, validRoom,
 } from './js/wire.js';
 
 const GROUP_GAP_MS = 5 * 60_000; // a pause this long starts a new group
@@ -19,11 +19,17 @@ const TOAST_MS = 8000;
 const SLOW_MODE_MS = 10_000;
 const FRAME_LIMIT = 16 << 10; // the gateway's default --max-frame-bytes
 const DEFAULT_ROOM = 'lobby';
-const KEYS = { name: 'chatgate.name', rooms: 'chatgate.rooms', active: 'chatgate.active' };
+const KEYS = { name: 'chatgate.name', rooms: 'chatgate.rooms', active: 'chatgate.active', token: 'chatgate.token' };
+// A token that worked before may meet a gateway that is restarting: allow a
+// few failed handshakes (with backoff) before calling it refused.
+const AUTH_MISSES_KNOWN_TOKEN = 3;
+const MSG_SIGNIN_FAILED = 'Sign-in failed: the token was refused or has expired — paste a fresh token';
+const MSG_EXPIRED = 'Your session expired — paste a fresh token to reconnect';
 
 const ui = {
   welcome: $('welcome'), welcomeForm: $('welcome-form'), welcomeName: $('welcome-name'),
-  welcomeRoom: $('welcome-room'), welcomeError: $('welcome-error'),
+  welcomeRoom: $('welcome-room'), welcomeToken: $('welcome-token'), welcomeError: $('welcome-error'),
+  authNotice: $('auth-notice'), authNoticeText: $('auth-notice-text'), authFix: $('auth-fix'),
   shell: $('shell'), sidebar: $('sidebar'), scrim: $('scrim'), members: $('members'),
   openRooms: $('open-rooms'), openRoomsBadge: $('open-rooms-badge'), closeRooms: $('close-rooms'),
   roomList: $('room-list'), joinForm: $('join-form'), joinRoom: $('join-room'), joinError: $('join-error'),
@@ -37,12 +43,19 @@ const ui = {
   composer: $('composer'), text: $('composer-text'), send: $('send'), count: $('composer-count'),
   onlineCount: $('online-count'), memberList: $('member-list'), membersNote: $('members-note'),
   closeMembers: $('close-members'),
-  nameDialog: $('name-dialog'), nameForm: $('name-form'), nameInput: $('name-input'),
+  nameDialog: $('name-dialog'), nameForm: $('name-form'), nameInput: $('name-input'), tokenInput: $('token-input'),
   nameError: $('name-error'), nameCancel: $('name-cancel'),
 };
 
 const state = {
   name: '', // the name asked for (may be '' for a guest name)
+  // The access token, if any. It lives here, in sessionStorage (for
+  // reloads in this tab) and in the handshake's subprotocols; never in
+  // localStorage, the URL, the DOM or a log.
+  token: '',
+  tokenAccepted: false, // a welcome arrived with this token
+  authMisses: 0, // handshakes failed in a row with this token
+  authBlocked: false, // waiting for a fresh token
   me: null, // {id, name} of the current connection
   myIds: new Set(), // every user id this page has had (one per connection)
   limits: null,
@@ -80,6 +93,26 @@ const store = {
   },
 };
 
+// The token is kept for this tab only (reloads, reconnects), never in the
+// localStorage that outlives it.
+const session = {
+  get(key) {
+    try {
+      return sessionStorage.getItem(key);
+    } catch {
+      return null;
+    }
+  },
+  set(key, value) {
+    try {
+      if (value === null) sessionStorage.removeItem(key);
+      else sessionStorage.setItem(key, value);
+    } catch {
+      // disabled: the token lasts until the page is closed
+    }
+  },
+};
+
 function saveRooms() {
   store.set(KEYS.rooms, JSON.stringify([...state.rooms.keys()]));
   store.set(KEYS.active, state.active);
@@ -97,7 +130,9 @@ function savedRooms() {
 // ------------------------------------------------------------ connection
 
 const conn = new Connection({
-  url: () => socketURL(location, state.name),
+  // With a token the gateway takes the name from it: no name parameter.
+  url: () => socketURL(location, state.token ? '' : state.name),
+  protocols: () => subprotocols(state.token),
   onWelcome,
   onEnvelope,
   onClose,
@@ -111,6 +146,10 @@ function user(u) {
 }
 
 function onWelcome(w) {
+  if (state.token) {
+    state.tokenAccepted = true;
+    state.authMisses = 0;
+  }
   state.me = user(w.user);
   state.myIds.add(state.me.id);
   const l = w.limits && typeof w.limits === 'object' ? w.limits : {};
@@ -160,7 +199,57 @@ function onClose(info) {
     setPending(p, 'unknown');
   }
   if (info.code === 1008) showToast('The server disconnected this page for sending too much. Reconnecting shortly.');
+  if (state.token) checkAuth(info);
   renderAll();
+}
+
+// A refused handshake (401) is invisible to scripts: the socket just
+// closes (1006) before welcome. With a token, that means the token was
+// refused; 4401 means it expired while connected. Either way retrying with
+// the same token is pointless: stop until the user gives a fresh one.
+function checkAuth(info) {
+  if (info.code === 4401) {
+    blockAuth(MSG_EXPIRED);
+    return;
+  }
+  if (info.wasReady || info.byClient || info.timedOut) return;
+  state.authMisses++;
+  if (!state.tokenAccepted || state.authMisses >= AUTH_MISSES_KNOWN_TOKEN) blockAuth(MSG_SIGNIN_FAILED);
+}
+
+function blockAuth(text) {
+  state.authBlocked = true;
+  conn.pause('signed-out');
+  ui.authNoticeText.textContent = text;
+  ui.authNotice.hidden = false;
+}
+
+// useToken switches to a new token and reconnects with it at once.
+function useToken(token) {
+  state.token = token;
+  state.tokenAccepted = false;
+  state.authMisses = 0;
+  state.authBlocked = false;
+  session.set(KEYS.token, token);
+  ui.authNotice.hidden = true;
+  syncNameFields();
+  renderMe();
+  if (!ui.shell.hidden) conn.restart();
+}
+
+// With a token the display name comes from it: the name fields are unused.
+function syncNameFields() {
+  ui.welcomeName.disabled = ui.welcomeToken.value.trim() !== '';
+  ui.nameInput.disabled = state.token !== '' || ui.tokenInput.value.trim() !== '';
+}
+
+function openNameDialog(focusToken) {
+  ui.nameInput.value = state.name;
+  ui.tokenInput.value = '';
+  ui.nameError.textContent = '';
+  syncNameFields();
+  ui.nameDialog.showModal();
+  if (focusToken || state.token) ui.tokenInput.focus();
 }
 
 // ----------------------------------------------------------------- rooms
@@ -463,6 +552,7 @@ function renderStatus({ state: s, retryAt }) {
     connected: 'Connected',
     connecting: 'Connecting…',
     offline: 'Offline',
+    'signed-out': 'Signed out',
     reconnecting: waiting ? 'Reconnecting' : 'Reconnecting…',
   };
   setText(ui.statusText, words[s] || s);
@@ -481,7 +571,7 @@ function renderStatus({ state: s, retryAt }) {
 }
 
 function renderMe() {
-  const me = state.me || { id: 'me', name: state.name || 'guest' };
+  const me = state.me || { id: 'me', name: state.token ? 'Signing in…' : state.name || 'guest' };
   ui.meAvatar.replaceChildren(avatar(me));
   ui.meName.textContent = me.name;
 }
@@ -769,7 +859,7 @@ function onError(m) {
       }, wait ?? 1000);
       return;
     }
-    showToast(`Could not join #${roomName}: ${text}`);
+    showToast(m.code === 'forbidden' ? `You are not allowed in #${roomName}` : `Could not join #${roomName}: ${text}`);
     leaveRoom(roomName);
     return;
   }
@@ -787,6 +877,7 @@ function friendlyError(m) {
     case 'room_limit': return secs ? 'The server is full right now. Try again shortly.' : 'You’re in too many rooms already.';
     case 'unavailable': return 'The server is busy. Try again shortly.';
     case 'internal': return 'Something went wrong on the server.';
+    case 'forbidden': return 'You are not allowed to do that.';
     case 'bad_request':
     case 'unknown_type': return 'The server did not understand a request from this page.';
     default: return typeof m.message === 'string' && m.message ? m.message : 'Something went wrong.';
@@ -896,8 +987,10 @@ function submitComposer() {
 }
 
 function start(name, room) {
-  state.name = name;
-  store.set(KEYS.name, name);
+  if (!state.token) {
+    state.name = name;
+    store.set(KEYS.name, name);
+  }
   ui.welcome.hidden = true;
   ui.shell.hidden = false;
   renderMe();
@@ -922,23 +1015,51 @@ function roomFromHash() {
   }
 }
 
+// takeFragmentToken reads a "#token=…" link and removes the token from the
+// address bar (and so from the history) at once.
+function takeFragmentToken() {
+  const f = fragmentToken(location.hash);
+  if (!f.found) return '';
+  try {
+    history.replaceState(null, '', `${location.pathname}${location.search}${f.rest}`);
+  } catch {
+    location.hash = f.rest; // sandboxed frames: at least clear it
+  }
+  return f.token && tokenProblem(f.token) === '' ? f.token : '';
+}
+
 function init() {
+  const linked = takeFragmentToken();
+  if (linked) session.set(KEYS.token, linked);
+  state.token = linked || session.get(KEYS.token) || '';
+  if (tokenProblem(state.token) !== '') state.token = '';
   const fromHash = roomFromHash();
   const savedName = store.get(KEYS.name);
 
   ui.welcomeForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const name = ui.welcomeName.value.trim();
+    const token = cleanToken(ui.welcomeToken.value);
+    const name = token ? '' : ui.welcomeName.value.trim();
     const room = ui.welcomeRoom.value.trim() || DEFAULT_ROOM;
     const nProblem = nameProblem(name);
     const rProblem = roomProblem(room);
+    const tProblem = token ? tokenProblem(token) : '';
     ui.welcomeName.setAttribute('aria-invalid', String(nProblem !== ''));
     ui.welcomeRoom.setAttribute('aria-invalid', String(rProblem !== ''));
-    ui.welcomeError.textContent = nProblem || rProblem;
+    ui.welcomeToken.setAttribute('aria-invalid', String(tProblem !== ''));
+    ui.welcomeError.textContent = nProblem || rProblem || tProblem;
     if (nProblem) ui.welcomeName.focus();
     else if (rProblem) ui.welcomeRoom.focus();
-    else start(name, room);
+    else if (tProblem) ui.welcomeToken.focus();
+    else {
+      if (token) useToken(token);
+      ui.welcomeToken.value = '';
+      start(name, room);
+    }
   });
+  ui.welcomeToken.addEventListener('input', syncNameFields);
+  ui.tokenInput.addEventListener('input', syncNameFields);
+  ui.authFix.addEventListener('click', () => openNameDialog(true));
 
   ui.joinForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -1006,13 +1127,30 @@ function init() {
   narrow.addEventListener('change', syncDrawers);
   mediumOrNarrow.addEventListener('change', syncDrawers);
 
-  ui.changeName.addEventListener('click', () => {
-    ui.nameInput.value = state.name;
-    ui.nameError.textContent = '';
-    ui.nameDialog.showModal();
+  ui.changeName.addEventListener('click', () => openNameDialog(false));
+  ui.nameCancel.addEventListener('click', () => {
+    ui.tokenInput.value = '';
+    ui.nameDialog.close();
   });
-  ui.nameCancel.addEventListener('click', () => ui.nameDialog.close());
+  ui.nameDialog.addEventListener('close', () => {
+    ui.tokenInput.value = ''; // the token stays out of the DOM
+  });
   ui.nameForm.addEventListener('submit', (ev) => {
+    const token = cleanToken(ui.tokenInput.value);
+    if (token || state.authBlocked) {
+      const problem = token ? tokenProblem(token) : 'Paste a fresh token to reconnect.';
+      ui.nameError.textContent = problem;
+      ui.tokenInput.setAttribute('aria-invalid', String(problem !== ''));
+      if (problem) {
+        ev.preventDefault();
+        ui.tokenInput.focus();
+        return;
+      }
+      ui.tokenInput.value = '';
+      useToken(token);
+      return;
+    }
+    if (state.token) return; // the name comes from the token
     const name = ui.nameInput.value.trim();
     const problem = nameProblem(name);
     ui.nameError.textContent = problem;
@@ -1051,11 +1189,22 @@ function init() {
     }
   });
   window.addEventListener('hashchange', () => {
+    const token = takeFragmentToken();
+    if (token) {
+      useToken(token);
+      if (ui.shell.hidden) start('', roomFromHash());
+      return;
+    }
     const name = roomFromHash();
     if (!ui.shell.hidden && name && name !== state.active) addRoom(name, true);
   });
 
-  if (savedName !== null) {
+  syncNameFields();
+  if (state.token) {
+    // Signed in by a link or earlier in this tab: the token names the user.
+    state.name = savedName ?? '';
+    start('', fromHash);
+  } else if (savedName !== null) {
     start(savedName, fromHash);
   } else {
     if (fromHash) ui.welcomeRoom.value = fromHash;

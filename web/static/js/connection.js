@@ -2,15 +2,16 @@
 // WebSocket, hands every envelope to the app, and on close waits (server
 // hint or backoff with full jitter) before opening the next one.
 
-import { SUBPROTOCOL, CLIENT_FAULT_CODES, closeInfo, parseFrame, reconnectDelay } from './wire.js';
+import { CLIENT_FAULT_CODES, closeInfo, parseFrame, reconnectDelay } from './wire.js';
 
 const OPEN_TIMEOUT_MS = 10_000; // socket created → welcome, else start over
 const FAULT_MIN_ATTEMPT = 4; // after 1003/1007/1008/1009 back off harder
 const STABLE_MS = 10_000; // a socket that lived this long resets the backoff
 
 export class Connection {
-  // handlers: url() → string, onEnvelope(env), onWelcome(env),
-  // onClose(info), onStatus({state, retryAt})
+  // handlers: url() → string, protocols() → subprotocol(s), onEnvelope(env),
+  // onWelcome(env), onClose(info), onStatus({state, retryAt}). onClose may
+  // call pause() to stop the reconnecting (e.g. until a fresh token).
   constructor(handlers) {
     this.h = handlers;
     this.ws = null;
@@ -41,12 +42,25 @@ export class Connection {
   }
 
   // restart closes the current socket and opens a new one at once (used
-  // when the display name changes: it is a handshake parameter).
+  // when the display name or the token changes: they are handshake
+  // parameters). It also ends a pause and the backoff.
   restart() {
+    this.running = true;
+    this.attempt = 0;
     const wasReady = this.ready;
     this.drop(1000, 'restart');
     if (wasReady) this.h.onClose({ code: 1000, r: 'restart', retryMs: null, wasClean: true, wasReady, byClient: true });
     this.reconnectNow();
+  }
+
+  // pause stops reconnecting until restart() or start(); the status shows
+  // state meanwhile.
+  pause(state) {
+    this.running = false;
+    clearTimeout(this.retryTimer);
+    this.retryAt = 0;
+    this.hinted = false;
+    this.setState(state);
   }
 
   reconnectNow() {
@@ -96,9 +110,11 @@ export class Connection {
     this.setState(this.everConnected || this.attempt > 0 ? 'reconnecting' : 'connecting');
     let ws;
     try {
-      ws = new WebSocket(this.h.url(), SUBPROTOCOL);
+      ws = new WebSocket(this.h.url(), this.h.protocols());
     } catch (err) {
-      console.warn('chatgate: cannot open a WebSocket:', err && err.message);
+      // Only the error's name: its message may quote the subprotocols,
+      // and so the token.
+      console.warn('chatgate: cannot open a WebSocket:', err && err.name);
       this.schedule(closeInfo(1006, ''));
       return;
     }
@@ -107,7 +123,7 @@ export class Connection {
     this.openTimer = setTimeout(() => {
       if (this.ws === ws && !this.ready) {
         this.drop(4000, 'timeout');
-        this.closed(closeInfo(1006, ''), false);
+        this.closed({ ...closeInfo(1006, ''), timedOut: true }, false);
       }
     }, OPEN_TIMEOUT_MS);
     ws.addEventListener('message', (ev) => {

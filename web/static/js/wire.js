@@ -121,6 +121,54 @@ export function reconnectDelay(attempt, retryMs, random = Math.random) {
   return Math.max(BACKOFF_FLOOR_MS, Math.round(random() * ceiling));
 }
 
+// Browsers cannot set headers on a WebSocket, so a token travels as a
+// "bearer.<token>" subprotocol next to chatgate.v1 (docs/security.md); the
+// gateway selects chatgate.v1 and never echoes the token.
+export function subprotocols(token) {
+  return token ? [SUBPROTOCOL, `bearer.${token}`] : SUBPROTOCOL;
+}
+
+// A pasted token: surrounding white space and a "Bearer " prefix dropped.
+export function cleanToken(raw) {
+  return typeof raw === 'string' ? raw.trim().replace(/^bearer\s+/i, '') : '';
+}
+
+// A subprotocol must be an HTTP token (RFC 9110 tchar); a JWT always is.
+// Checked before use because new WebSocket throws, quoting the value, on a
+// bad one. Returns a problem to show (never the token itself), or ''.
+const TOKEN_RE = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+const TOKEN_MAX = 8192; // the gateway allows 16 KiB of headers in all
+export function tokenProblem(token) {
+  if (token.length > TOKEN_MAX) return 'That token is too long.';
+  if (!TOKEN_RE.test(token)) return 'That does not look like a token: it has spaces or characters a token cannot have.';
+  return '';
+}
+
+// fragmentToken reads a "#token=…" fragment (optionally "#token=…&room=…").
+// It returns the token ('' if none) and the fragment that should remain.
+export function fragmentToken(hash) {
+  const parts = String(hash).replace(/^#/, '').split('&');
+  let token = '';
+  let room = '';
+  let found = false;
+  for (const part of parts) {
+    const eq = part.indexOf('=');
+    const k = eq < 0 ? part : part.slice(0, eq);
+    const v = eq < 0 ? '' : part.slice(eq + 1);
+    if (k !== 'token' && k !== 'room') continue;
+    found = true;
+    let value = '';
+    try {
+      value = decodeURIComponent(v);
+    } catch {
+      // a malformed escape: ignore the value
+    }
+    if (k === 'token') token = cleanToken(value);
+    else room = value;
+  }
+  return { found, token, rest: found ? (validRoom(room) ? `#${room}` : '') : String(hash) };
+}
+
 export function socketURL(loc, name) {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
   const q = name ? `?name=${encodeURIComponent(name)}` : '';
