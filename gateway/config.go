@@ -61,6 +61,18 @@ type Config struct {
 	PresenceInterval   time.Duration
 	PresenceMaxMembers int
 
+	// Cluster backplane: empty Backplane means the in-process hub.
+	Backplane       string // NATS URL(s), comma-separated
+	NATSCredsFile   string
+	NATSTLSCAFile   string
+	NATSTLSCertFile string
+	NATSTLSKeyFile  string
+	StreamReplicas  int
+	StreamStorage   string // "file" or "memory"
+	StreamMaxAge    time.Duration
+	PresenceSync    time.Duration
+	PresenceTTL     time.Duration
+
 	// Drain.
 	DrainDelay      time.Duration
 	DrainWindow     time.Duration
@@ -111,6 +123,11 @@ func DefaultConfig() Config {
 		MaxRooms:           100000,
 		PresenceInterval:   250 * time.Millisecond,
 		PresenceMaxMembers: 1000,
+		StreamReplicas:     1,
+		StreamStorage:      "file",
+		StreamMaxAge:       24 * time.Hour,
+		PresenceSync:       5 * time.Second,
+		PresenceTTL:        15 * time.Second,
 		DrainDelay:         5 * time.Second,
 		DrainWindow:        10 * time.Second,
 		ShutdownTimeout:    25 * time.Second,
@@ -174,6 +191,17 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxRooms, "max-rooms-total", c.MaxRooms, "rooms the gateway holds at once; when full, the longest-empty room in the shard is reclaimed or the join gets room_limit")
 	fs.DurationVar(&c.PresenceInterval, "presence-interval", c.PresenceInterval, "at most one presence frame per room per interval")
 	fs.IntVar(&c.PresenceMaxMembers, "presence-max-members", c.PresenceMaxMembers, "above this many users in a room, presence and joined carry only the online count")
+
+	fs.StringVar(&c.Backplane, "backplane", c.Backplane, "cluster mode: NATS URL(s) with JetStream, comma-separated, e.g. nats://nats-1:4222,nats://nats-2:4222; empty runs the in-process hub (one replica)")
+	fs.StringVar(&c.NATSCredsFile, "nats-creds-file", c.NATSCredsFile, "file holding the NATS user credentials (JWT and seed) for --backplane")
+	fs.StringVar(&c.NATSTLSCAFile, "nats-tls-ca-file", c.NATSTLSCAFile, "file of PEM CA certificates that verify the NATS servers for --backplane")
+	fs.StringVar(&c.NATSTLSCertFile, "nats-tls-cert-file", c.NATSTLSCertFile, "file holding the PEM client certificate presented to NATS (needs --nats-tls-key-file)")
+	fs.StringVar(&c.NATSTLSKeyFile, "nats-tls-key-file", c.NATSTLSKeyFile, "file holding the PEM private key of --nats-tls-cert-file")
+	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the JetStream stream that holds room messages (1-5; needs a NATS cluster of at least that many servers)")
+	fs.StringVar(&c.StreamStorage, "stream-storage", c.StreamStorage, "storage of the JetStream stream: file or memory")
+	fs.DurationVar(&c.StreamMaxAge, "stream-max-age", c.StreamMaxAge, "how long the stream keeps a message (a room keeps at most --history messages either way)")
+	fs.DurationVar(&c.PresenceSync, "presence-sync", c.PresenceSync, "cluster mode: how often each replica publishes its users of every room it holds")
+	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "cluster mode: a replica not heard from for this long has its users removed from presence (at least twice --presence-sync)")
 
 	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on SIGTERM, keep serving this long with /readyz failing so load balancers stop routing here")
 	fs.DurationVar(&c.DrainWindow, "drain-window", c.DrainWindow, "spread the closing of client connections (1001) over this window")
@@ -296,6 +324,30 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("--auth must be none or jwt, got %q", c.Auth)
+	}
+	switch c.StreamStorage {
+	case "file", "memory":
+	default:
+		bad("--stream-storage must be file or memory, got %q", c.StreamStorage)
+	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		bad("--stream-replicas must be between 1 and 5, got %d", c.StreamReplicas)
+	}
+	if c.StreamMaxAge <= 0 {
+		bad("--stream-max-age must be positive, got %v", c.StreamMaxAge)
+	}
+	if c.PresenceSync <= 0 {
+		bad("--presence-sync must be positive, got %v", c.PresenceSync)
+	}
+	if c.PresenceTTL < 2*c.PresenceSync {
+		bad("--presence-ttl (%v) must be at least twice --presence-sync (%v), so one lost snapshot does not expire a replica's users", c.PresenceTTL, c.PresenceSync)
+	}
+	if c.Backplane == "" {
+		if c.NATSCredsFile != "" || c.NATSTLSCAFile != "" || c.NATSTLSCertFile != "" || c.NATSTLSKeyFile != "" {
+			bad("--nats-creds-file and --nats-tls-* need --backplane")
+		}
+	} else if (c.NATSTLSCertFile == "") != (c.NATSTLSKeyFile == "") {
+		bad("--nats-tls-cert-file and --nats-tls-key-file must be given together")
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -5,14 +5,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/cluster"
 	"github.com/chatgate/chatgate/metrics"
 	"github.com/chatgate/chatgate/telemetry"
 	"github.com/chatgate/chatgate/web"
@@ -110,13 +115,71 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 		return err
 	}
 	log.Info("tracing", "exporter", tracing.Exporter)
-	srv, err = gateway.New(cfg, gateway.Options{Logger: log, Observer: m, Web: web.Handler(), Tracer: tracing.Provider})
+	opts := gateway.Options{Logger: log, Observer: m, Web: web.Handler(), Tracer: tracing.Provider}
+	var onShutdown []func(context.Context) error
+	if cfg.Backplane != "" {
+		// Cluster mode. The backplane is closed once every connection is
+		// gone (first shutdown hook, so its spans are still flushed), or
+		// on the way out if the gateway never got that far.
+		bp, err := newBackplane(cfg, log, m, reg, tracing.Provider)
+		if err != nil {
+			_ = tracing.Shutdown(context.Background())
+			return err
+		}
+		defer bp.Close()
+		opts.Broker, opts.Ready = bp, bp.Up
+		onShutdown = append(onShutdown, func(context.Context) error { return bp.Close() })
+		log.Info("cluster mode", "backplane", redactURLs(cfg.Backplane), "replica", bp.ID(), "stream_storage", cfg.StreamStorage, "stream_replicas", cfg.StreamReplicas)
+	}
+	srv, err = gateway.New(cfg, opts)
 	if err != nil {
 		_ = tracing.Shutdown(context.Background())
 		return err
 	}
 	return gateway.Run(ctx, srv, gateway.RunOptions{
 		AdminRoutes: func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler(reg)) },
-		OnShutdown:  []func(context.Context) error{tracing.Shutdown},
+		OnShutdown:  append(onShutdown, tracing.Shutdown),
 	})
+}
+
+// newBackplane builds the NATS JetStream backplane from cfg; its metrics
+// go to reg.
+func newBackplane(cfg gateway.Config, log *slog.Logger, obs *metrics.Metrics, reg prometheus.Registerer, tp trace.TracerProvider) (*cluster.Backplane, error) {
+	storage := jetstream.FileStorage
+	if cfg.StreamStorage == "memory" {
+		storage = jetstream.MemoryStorage
+	}
+	return cluster.New(cluster.Config{
+		URL:                cfg.Backplane,
+		CredsFile:          cfg.NATSCredsFile,
+		TLSCAFile:          cfg.NATSTLSCAFile,
+		TLSCertFile:        cfg.NATSTLSCertFile,
+		TLSKeyFile:         cfg.NATSTLSKeyFile,
+		NodeID:             cfg.NodeID,
+		History:            cfg.History,
+		MaxAge:             cfg.StreamMaxAge,
+		Storage:            storage,
+		Replicas:           cfg.StreamReplicas,
+		Observer:           obs,
+		Logger:             log,
+		Registry:           reg,
+		Tracer:             tp,
+		MaxRooms:           cfg.MaxRooms,
+		PresenceInterval:   cfg.PresenceInterval,
+		PresenceMaxMembers: cfg.PresenceMaxMembers,
+		PresenceSync:       cfg.PresenceSync,
+		PresenceTTL:        cfg.PresenceTTL,
+	})
+}
+
+// redactURLs drops any user:password from NATS URLs for the log.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }
