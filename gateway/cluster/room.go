@@ -61,7 +61,7 @@ type room struct {
 	remote  map[string]*replicaView
 	present map[string]*presentUser
 	// presence coalescing, as in the in-process hub
-	touched     map[string]touch
+	presence    hub.PresenceChanges
 	presenceTmr *time.Timer
 	// acks waits for this replica to deliver a published message before
 	// the sender's ack is queued; in seq order.
@@ -105,12 +105,6 @@ type presentUser struct {
 	refs int // this replica (if it has the user) + each replica listing it
 }
 
-type touch struct {
-	user       protocol.User
-	wasPresent bool // at the last presence frame
-	seen       bool // a joiner's member list showed the changed state
-}
-
 type pendingAck struct {
 	seq  uint64
 	mem  *member
@@ -127,7 +121,6 @@ func newRoom(bp *Backplane, name string) *room {
 		local:   make(map[string]*userCount),
 		remote:  make(map[string]*replicaView),
 		present: make(map[string]*presentUser),
-		touched: make(map[string]touch),
 		stop:    make(chan struct{}),
 	}
 }
@@ -571,17 +564,12 @@ func (r *room) viewLocked(self string) (int, []protocol.User) {
 	if online > r.bp.cfg.PresenceMaxMembers {
 		return online, nil
 	}
-	for id, t := range r.touched {
-		if _, present := r.present[id]; present != t.wasPresent && id != self && !t.seen {
-			t.seen = true
-			r.touched[id] = t
-		}
-	}
+	r.presence.MarkSeen(r.isPresent, self)
 	members := make([]protocol.User, 0, online)
 	for _, p := range r.present {
 		members = append(members, p.user)
 	}
-	sortUsers(members)
+	hub.SortUsers(members)
 	return online, members
 }
 
@@ -650,12 +638,7 @@ func (r *room) unrefLocked(id string) {
 // touchLocked records that u's presence changed; wasPresent is its state
 // before this change, kept from the first change in the interval.
 func (r *room) touchLocked(u protocol.User, wasPresent bool) {
-	if t, ok := r.touched[u.ID]; ok {
-		t.user = u
-		r.touched[u.ID] = t
-	} else {
-		r.touched[u.ID] = touch{user: u, wasPresent: wasPresent}
-	}
+	r.presence.Touch(u, wasPresent)
 	if r.presenceTmr == nil && !r.closed {
 		r.bp.timers.Add(1)
 		r.presenceTmr = time.AfterFunc(r.bp.cfg.PresenceInterval, r.flushPresence)
@@ -672,30 +655,10 @@ func (r *room) flushPresence() {
 	if r.closed {
 		return
 	}
-	var joined, left []protocol.User
-	listed := len(r.present) <= r.bp.cfg.PresenceMaxMembers
-	changed := false
-	for id, t := range r.touched {
-		_, present := r.present[id]
-		if present == t.wasPresent && !t.seen {
-			continue // came and went (or went and came back) unseen
-		}
-		changed = true
-		if !listed {
-			continue
-		}
-		if present {
-			joined = append(joined, t.user)
-		} else {
-			left = append(left, t.user)
-		}
-	}
-	clear(r.touched)
+	joined, left, changed := r.presence.Take(r.isPresent, len(r.present) <= r.bp.cfg.PresenceMaxMembers)
 	if !changed {
 		return
 	}
-	sortUsers(joined)
-	sortUsers(left)
 	f := &hub.Frame{Data: protocol.Presence(r.name, joined, left, len(r.present))}
 	for _, m := range r.members {
 		r.sendLocked(m, f, 0)
@@ -703,8 +666,11 @@ func (r *room) flushPresence() {
 	r.bp.obs.PresenceSent(len(r.members))
 }
 
-func sortUsers(us []protocol.User) {
-	slices.SortFunc(us, func(a, b protocol.User) int { return strings.Compare(a.ID, b.ID) })
+// isPresent reports whether user id is online in the room on any replica.
+// r.mu must be held.
+func (r *room) isPresent(id string) bool {
+	_, ok := r.present[id]
+	return ok
 }
 
 // close tears the room down if it is still open: it leaves the registry at

@@ -2,8 +2,6 @@ package hub
 
 import (
 	"context"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,7 +35,7 @@ type room struct {
 	// noCancel is set when a subscriber joined while changes were pending:
 	// its member list already shows them, so none may be dropped as
 	// cancelled out.
-	touched     map[string]touch
+	presence    PresenceChanges
 	noCancel    bool
 	presenceTmr *time.Timer
 	expiryTmr   *time.Timer
@@ -58,7 +56,6 @@ func newRoom(h *Hub, name string) *room {
 		hist:       newHistory(h.cfg.History, base),
 		index:      make(map[Subscriber]int),
 		users:      make(map[string]*userCount),
-		touched:    make(map[string]touch),
 		emptySince: time.Now(),
 		seq:        base,
 	}
@@ -84,18 +81,12 @@ func (r *room) join(sub Subscriber, since *uint64) (m Membership, ok bool) {
 	online := len(r.users)
 	var members []protocol.User
 	if online <= cfg.PresenceMaxMembers {
-		self := sub.User().ID
-		for id, t := range r.touched {
-			if _, present := r.users[id]; present != t.wasPresent && id != self && !t.seen {
-				t.seen = true
-				r.touched[id] = t
-			}
-		}
+		r.presence.MarkSeen(r.isPresent, sub.User().ID)
 		members = make([]protocol.User, 0, online)
 		for _, uc := range r.users {
 			members = append(members, uc.user)
 		}
-		sortUsers(members)
+		SortUsers(members)
 	}
 	var recovered *bool
 	var replay [][]byte
@@ -204,30 +195,10 @@ func (r *room) flushPresence() {
 	if r.closed {
 		return
 	}
-	var joined, left []protocol.User
-	listed := len(r.users) <= r.hub.cfg.PresenceMaxMembers
-	changed := false
-	for id, t := range r.touched {
-		_, present := r.users[id]
-		if present == t.wasPresent && !t.seen {
-			continue // joined and left (or left and came back) unseen
-		}
-		changed = true
-		if !listed {
-			continue
-		}
-		if present {
-			joined = append(joined, t.user)
-		} else {
-			left = append(left, t.user)
-		}
-	}
-	clear(r.touched)
+	joined, left, changed := r.presence.Take(r.isPresent, len(r.users) <= r.hub.cfg.PresenceMaxMembers)
 	if !changed {
 		return
 	}
-	sortUsers(joined)
-	sortUsers(left)
 	f := &Frame{Data: protocol.Presence(r.name, joined, left, len(r.users))}
 	for _, s := range r.members {
 		s.Enqueue(f)
@@ -235,25 +206,16 @@ func (r *room) flushPresence() {
 	r.hub.obs.PresenceSent(len(r.members))
 }
 
-func sortUsers(us []protocol.User) {
-	slices.SortFunc(us, func(a, b protocol.User) int { return strings.Compare(a.ID, b.ID) })
-}
-
-type touch struct {
-	user       protocol.User
-	wasPresent bool // at the last presence frame
-	seen       bool // a joiner's member list showed the changed state
+// isPresent reports whether user id is in the room. r.mu must be held.
+func (r *room) isPresent(id string) bool {
+	_, ok := r.users[id]
+	return ok
 }
 
 // touchLocked records that u's presence changed; wasPresent is its state
 // before this change, kept from the first change in the interval.
 func (r *room) touchLocked(u protocol.User, wasPresent bool) {
-	if t, ok := r.touched[u.ID]; ok {
-		t.user = u
-		r.touched[u.ID] = t
-	} else {
-		r.touched[u.ID] = touch{user: u, wasPresent: wasPresent}
-	}
+	r.presence.Touch(u, wasPresent)
 	r.armPresenceLocked()
 }
 
