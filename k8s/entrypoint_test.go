@@ -1,0 +1,99 @@
+package k8s_test
+
+import (
+	"net"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/chatgate/chatgate/internal/gatewaytest"
+)
+
+// TestEntrypointDrain runs the real binary the way the Deployment does:
+// its command and args, the ConfigMap as environment (the backplane pointed
+// at an embedded single-node JetStream server), then checks readiness and
+// that SIGTERM drains and exits 0 within terminationGracePeriodSeconds.
+func TestEntrypointDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the gateway")
+	}
+	_, dep, cm := base(t)
+	c := gatewayContainer(t, dep)
+	if len(c.Command) > 0 {
+		t.Fatalf("the image's ENTRYPOINT runs the gateway; the container must not override command, got %v", c.Command)
+	}
+
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "k8s-test", Host: "127.0.0.1", Port: -1,
+		JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server did not start")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+
+	for k, v := range cm.Data {
+		t.Setenv(k, v)
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			t.Setenv(e.Name, e.Value)
+		}
+	}
+	t.Setenv("CHATGATE_BACKPLANE", "nats://"+ns.Addr().(*net.TCPAddr).String())
+	t.Setenv("CHATGATE_STREAM_REPLICAS", "1") // one embedded server
+	// gatewaytest.Start listens on loopback ports of its choosing (its
+	// --addr/--admin-addr flags win over the ConfigMap's :8080/:9090).
+	bin := gatewaytest.Build(t)
+	p := gatewaytest.Start(t, bin, c.Args...)
+
+	hc := &http.Client{Timeout: 2 * time.Second}
+	ready := time.Now().Add(20 * time.Second)
+	for p.Status(hc, "/readyz") != http.StatusOK {
+		if time.Now().After(ready) {
+			t.Fatal("/readyz never returned 200")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := p.Status(hc, "/livez"); got != http.StatusOK {
+		t.Fatalf("/livez = %d", got)
+	}
+
+	start := time.Now()
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Readiness must fail during the drain delay while the process keeps serving.
+	notReady := time.Now().Add(3 * time.Second)
+	for p.Status(hc, "/readyz") == http.StatusOK {
+		if time.Now().After(notReady) {
+			t.Fatal("/readyz still 200 after SIGTERM")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := p.Status(hc, "/livez"); got != http.StatusOK {
+		t.Errorf("/livez = %d during the drain delay, want 200 (the kubelet must not restart a draining pod)", got)
+	}
+
+	grace := time.Duration(*dep.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+	select {
+	case <-p.Exited:
+	case <-time.After(grace):
+		t.Fatalf("gateway did not exit within terminationGracePeriodSeconds (%v) of SIGTERM", grace)
+	}
+	if err := p.ExitErr(); err != nil {
+		t.Fatalf("gateway exited with %v after SIGTERM, want status 0", err)
+	}
+	took := time.Since(start)
+	t.Logf("SIGTERM to exit: %v (grace %v)", took, grace)
+	if d := mustDuration(t, cm, "CHATGATE_DRAIN_DELAY"); took < d {
+		t.Errorf("exited after %v, before the drain delay %v", took, d)
+	}
+}

@@ -1,0 +1,65 @@
+package k8s_test
+
+import (
+	"flag"
+	"testing"
+	"time"
+
+	"github.com/chatgate/chatgate/gateway"
+)
+
+// TestDevOverlay renders k8s/overlays/dev: one replica on the in-process
+// hub, no NATS objects, a configuration the gateway accepts and the same
+// drain budget as the base.
+func TestDevOverlay(t *testing.T) {
+	r := render(t, "overlays/dev")
+	dep, ok := r.deployments["chatgate"]
+	if !ok {
+		t.Fatal("no Deployment chatgate")
+	}
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 {
+		t.Errorf("dev replicas = %v, want 1 (the in-process hub does not span pods)", dep.Spec.Replicas)
+	}
+	if len(r.statefulSets) != 0 {
+		t.Errorf("dev should not run NATS, found %d StatefulSets", len(r.statefulSets))
+	}
+	for _, n := range []string{"nats", "nats-headless"} {
+		if _, ok := r.services[n]; ok {
+			t.Errorf("dev should not have Service %s", n)
+		}
+	}
+	if _, ok := r.configMaps["nats-config"]; ok {
+		t.Error("dev should not have ConfigMap nats-config")
+	}
+	for _, p := range r.pdbs {
+		if p.Name == "nats" {
+			t.Error("dev should not have the nats PDB")
+		}
+	}
+	cm := r.configMaps["chatgate"]
+	if cm.Data["CHATGATE_BACKPLANE"] != "" {
+		t.Errorf("dev CHATGATE_BACKPLANE = %q, want empty (in-process hub)", cm.Data["CHATGATE_BACKPLANE"])
+	}
+	env := flagEnv()
+	for k := range cm.Data {
+		if !env[k] {
+			t.Errorf("ConfigMap key %s is not a chatgate flag's environment variable", k)
+		}
+	}
+	cfg := gateway.DefaultConfig()
+	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.ApplyEnv(fs, func(k string) (string, bool) { v, ok := cm.Data[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("dev ConfigMap is not a valid configuration: %v", err)
+	}
+	grace := time.Duration(*dep.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+	if grace <= cfg.ShutdownTimeout || grace < cfg.DrainDelay+cfg.DrainWindow+5*time.Second {
+		t.Errorf("grace %v too short for shutdown-timeout %v / drain %v+%v", grace, cfg.ShutdownTimeout, cfg.DrainDelay, cfg.DrainWindow)
+	}
+}
