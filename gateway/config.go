@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/chatgate/chatgate/gateway/hub"
 )
 
 // Config is the gateway's complete configuration. Every field has a flag
@@ -120,9 +122,9 @@ func DefaultConfig() Config {
 		WriteTimeout:       5 * time.Second,
 		History:            100,
 		RoomTTL:            5 * time.Minute,
-		MaxRooms:           100000,
-		PresenceInterval:   250 * time.Millisecond,
-		PresenceMaxMembers: 1000,
+		MaxRooms:           hub.DefaultMaxRooms,
+		PresenceInterval:   hub.DefaultPresenceInterval,
+		PresenceMaxMembers: hub.DefaultPresenceMaxMembers,
 		StreamReplicas:     1,
 		StreamStorage:      "file",
 		StreamMaxAge:       24 * time.Hour,

@@ -149,13 +149,13 @@ func (c *Config) setDefaults() {
 		c.Prop = otel.GetTextMapPropagator()
 	}
 	if c.MaxRooms <= 0 {
-		c.MaxRooms = 100000
+		c.MaxRooms = hub.DefaultMaxRooms
 	}
 	if c.PresenceInterval <= 0 {
-		c.PresenceInterval = 250 * time.Millisecond
+		c.PresenceInterval = hub.DefaultPresenceInterval
 	}
 	if c.PresenceMaxMembers <= 0 {
-		c.PresenceMaxMembers = 1000
+		c.PresenceMaxMembers = hub.DefaultPresenceMaxMembers
 	}
 	if c.PresenceSync <= 0 {
 		c.PresenceSync = 5 * time.Second

@@ -89,6 +89,13 @@ type Config struct {
 	SeqBase func(now time.Time) uint64
 }
 
+// Defaults shared by every Broker implementation's configuration.
+const (
+	DefaultMaxRooms           = 100000
+	DefaultPresenceInterval   = 250 * time.Millisecond
+	DefaultPresenceMaxMembers = 1000
+)
+
 // TimeSeqBase is the default Config.SeqBase.
 func TimeSeqBase(now time.Time) uint64 { return uint64(now.UnixMilli()) * 1000 }
 
@@ -100,13 +107,13 @@ func (c *Config) setDefaults() {
 		c.RoomTTL = 5 * time.Minute
 	}
 	if c.MaxRooms <= 0 {
-		c.MaxRooms = 100000
+		c.MaxRooms = DefaultMaxRooms
 	}
 	if c.PresenceInterval <= 0 {
-		c.PresenceInterval = 250 * time.Millisecond
+		c.PresenceInterval = DefaultPresenceInterval
 	}
 	if c.PresenceMaxMembers <= 0 {
-		c.PresenceMaxMembers = 1000
+		c.PresenceMaxMembers = DefaultPresenceMaxMembers
 	}
 	if c.Observer == nil {
 		c.Observer = observe.Nop{}
