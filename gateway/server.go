@@ -169,12 +169,16 @@ func New(cfg Config, opts Options) (*Server, error) {
 		},
 	}
 	s.mux = http.NewServeMux()
-	s.mux.HandleFunc("/ws", s.serveWS)
+	s.mux.HandleFunc(WebSocketPath, s.serveWS)
 	if opts.Web != nil {
 		s.mux.Handle("/", opts.Web)
 	}
 	return s, nil
 }
+
+// WebSocketPath is where the chat listener upgrades WebSockets; everything
+// else on that listener is the web page.
+const WebSocketPath = "/ws"
 
 // ServeHTTP serves the chat listener.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }

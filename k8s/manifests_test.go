@@ -11,13 +11,16 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -35,6 +38,28 @@ type rendered struct {
 	services        map[string]corev1.Service
 	pdbs            []policyv1.PodDisruptionBudget
 	netpols         []networkingv1.NetworkPolicy
+	hpas            []autoscalingv2.HorizontalPodAutoscaler
+	httpRoutes      []gatewayv1.HTTPRoute
+	serviceMonitors []monitoringv1.ServiceMonitor
+	prometheusRules []monitoringv1.PrometheusRule
+	kinds           map[string]int
+}
+
+// apiVersions is the API version each kind must be written in: the typed
+// structs below decode any version, so a stale one would otherwise pass.
+var apiVersions = map[string]string{
+	"Namespace":               "v1",
+	"ServiceAccount":          "v1",
+	"ConfigMap":               "v1",
+	"Service":                 "v1",
+	"Deployment":              "apps/v1",
+	"StatefulSet":             "apps/v1",
+	"PodDisruptionBudget":     "policy/v1",
+	"NetworkPolicy":           "networking.k8s.io/v1",
+	"HorizontalPodAutoscaler": "autoscaling/v2",
+	"HTTPRoute":               "gateway.networking.k8s.io/v1",
+	"ServiceMonitor":          "monitoring.coreos.com/v1",
+	"PrometheusRule":          "monitoring.coreos.com/v1",
 }
 
 // render runs kustomize on dir and decodes each object into its typed
@@ -51,6 +76,7 @@ func render(t *testing.T, dir string) *rendered {
 		deployments:  map[string]appsv1.Deployment{},
 		statefulSets: map[string]appsv1.StatefulSet{},
 		services:     map[string]corev1.Service{},
+		kinds:        map[string]int{},
 	}
 	for _, res := range resMap.Resources() {
 		y, err := res.AsYAML()
@@ -58,6 +84,10 @@ func render(t *testing.T, dir string) *rendered {
 			t.Fatal(err)
 		}
 		kind, name := res.GetKind(), res.GetName()
+		r.kinds[kind]++
+		if want, got := apiVersions[kind], res.GetApiVersion(); want != "" && got != want {
+			t.Errorf("%s/%s has apiVersion %s, want %s", kind, name, got, want)
+		}
 		strict := func(into any) {
 			t.Helper()
 			if err := yaml.UnmarshalStrict(y, into); err != nil {
@@ -100,6 +130,22 @@ func render(t *testing.T, dir string) *rendered {
 			var o networkingv1.NetworkPolicy
 			strict(&o)
 			r.netpols = append(r.netpols, o)
+		case "HorizontalPodAutoscaler":
+			var o autoscalingv2.HorizontalPodAutoscaler
+			strict(&o)
+			r.hpas = append(r.hpas, o)
+		case "HTTPRoute":
+			var o gatewayv1.HTTPRoute
+			strict(&o)
+			r.httpRoutes = append(r.httpRoutes, o)
+		case "ServiceMonitor":
+			var o monitoringv1.ServiceMonitor
+			strict(&o)
+			r.serviceMonitors = append(r.serviceMonitors, o)
+		case "PrometheusRule":
+			var o monitoringv1.PrometheusRule
+			strict(&o)
+			r.prometheusRules = append(r.prometheusRules, o)
 		default:
 			t.Errorf("unexpected kind %s (%s): add it to the test", kind, name)
 		}
@@ -334,6 +380,14 @@ func TestImagesPinned(t *testing.T) {
 			}
 		}
 	}
+	for n, p := range podSpecs(r) {
+		for _, c := range p.Containers {
+			// Always re-checks the registry and imagePullSecrets at each start.
+			if c.ImagePullPolicy != corev1.PullAlways {
+				t.Errorf("%s/%s: imagePullPolicy %q, want Always", n, c.Name, c.ImagePullPolicy)
+			}
+		}
+	}
 	if img := gatewayContainer(t, r.deployments["chatgate"]).Image; img != "chatgate:0.1.0" {
 		t.Errorf("gateway image = %q, want chatgate:0.1.0", img)
 	}
@@ -341,14 +395,7 @@ func TestImagesPinned(t *testing.T) {
 
 func TestSecurityContextRestricted(t *testing.T) {
 	r, _, _ := base(t)
-	pods := map[string]corev1.PodSpec{}
-	for n, d := range r.deployments {
-		pods["Deployment/"+n] = d.Spec.Template.Spec
-	}
-	for n, s := range r.statefulSets {
-		pods["StatefulSet/"+n] = s.Spec.Template.Spec
-	}
-	for name, p := range pods {
+	for name, p := range podSpecs(r) {
 		if p.AutomountServiceAccountToken == nil || *p.AutomountServiceAccountToken {
 			t.Errorf("%s: automountServiceAccountToken must be false", name)
 		}
@@ -356,6 +403,10 @@ func TestSecurityContextRestricted(t *testing.T) {
 		if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot ||
 			psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 			t.Errorf("%s: pod securityContext must set runAsNonRoot and seccomp RuntimeDefault", name)
+		}
+		// IDs above 10000 stay clear of users defined on the nodes.
+		if psc == nil || psc.RunAsUser == nil || *psc.RunAsUser <= 10000 || psc.RunAsGroup == nil || *psc.RunAsGroup <= 10000 {
+			t.Errorf("%s: pod must run with a user and group ID above 10000", name)
 		}
 		for _, c := range p.Containers {
 			sc := c.SecurityContext
@@ -432,6 +483,7 @@ func TestResources(t *testing.T) {
 		t.Fatal("gateway has no GOMEMLIMIT")
 	}
 	limit := lim.Memory().Value()
+	gomemBytes := limit
 	switch {
 	case gomem.ValueFrom != nil:
 		rf := gomem.ValueFrom.ResourceFieldRef
@@ -447,7 +499,54 @@ func TestResources(t *testing.T) {
 		if got := q.Value(); got > limit || got < limit*8/10 {
 			t.Errorf("GOMEMLIMIT %d bytes should be 80-100%% of the %d-byte memory limit", got, limit)
 		}
+		gomemBytes = q.Value()
 	}
+
+	// A full pod must fit under GOMEMLIMIT: every admitted connection at
+	// perConn (docs/benchmarks.md measured 16.2 KiB of RSS per idle
+	// connection; rounded up for what traffic adds), every queued byte the
+	// gateway admits before shedding, and a fixed baseline for the runtime,
+	// rooms and history.
+	const (
+		perConn  = 20 << 10
+		baseline = 128 << 20
+	)
+	cm := r.configMaps["chatgate"]
+	conf := gateway.DefaultConfig()
+	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
+	conf.RegisterFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.ApplyEnv(fs, func(k string) (string, bool) { v, ok := cm.Data[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	need := int64(conf.MaxConns)*perConn + conf.TotalQueueBytes + baseline
+	if need > gomemBytes {
+		t.Errorf("max-conns %d x %d B + total-queue-bytes %d + %d B baseline = %d MiB exceeds GOMEMLIMIT (%d MiB)",
+			conf.MaxConns, perConn, conf.TotalQueueBytes, baseline, need>>20, gomemBytes>>20)
+	}
+
+	// Ephemeral storage (logs, emptyDirs) is requested and capped everywhere.
+	for n, pod := range podSpecs(r) {
+		for _, c := range pod.Containers {
+			if c.Resources.Requests.StorageEphemeral().IsZero() || c.Resources.Limits.StorageEphemeral().IsZero() {
+				t.Errorf("%s/%s: set an ephemeral-storage request and limit", n, c.Name)
+			}
+		}
+	}
+}
+
+// podSpecs returns the pod template of every workload, by kind/name.
+func podSpecs(r *rendered) map[string]corev1.PodSpec {
+	pods := map[string]corev1.PodSpec{}
+	for n, d := range r.deployments {
+		pods["Deployment/"+n] = d.Spec.Template.Spec
+	}
+	for n, s := range r.statefulSets {
+		pods["StatefulSet/"+n] = s.Spec.Template.Spec
+	}
+	return pods
 }
 
 func selects(t *testing.T, sel *metav1.LabelSelector, podLabels map[string]string) bool {
@@ -541,6 +640,32 @@ func TestSelectorsMatchPods(t *testing.T) {
 	}
 	if !found {
 		t.Error("no NetworkPolicy selects the gateway pods")
+	}
+	// NATS takes clients from the gateway pods only.
+	natsPolicy := false
+	for _, np := range r.netpols {
+		if !selects(t, &np.Spec.PodSelector, natsLabels) {
+			continue
+		}
+		natsPolicy = true
+		for _, in := range np.Spec.Ingress {
+			for _, p := range in.Ports {
+				if p.Port == nil || (p.Port.String() != "client" && p.Port.IntValue() != 4222) {
+					continue
+				}
+				for _, f := range in.From {
+					if f.PodSelector == nil || f.NamespaceSelector != nil || f.IPBlock != nil || !selects(t, f.PodSelector, gwLabels) {
+						t.Errorf("NetworkPolicy %s: NATS client port open to %+v, want only the gateway pods", np.Name, f)
+					}
+				}
+				if len(in.From) == 0 {
+					t.Errorf("NetworkPolicy %s: NATS client port open to everyone", np.Name)
+				}
+			}
+		}
+	}
+	if !natsPolicy {
+		t.Error("no NetworkPolicy selects the NATS pods")
 	}
 	for _, name := range []string{"chatgate", "chatgate-admin"} {
 		svc, ok := r.services[name]

@@ -9,10 +9,7 @@ import (
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/chatgate/chatgate/dashboards"
@@ -69,53 +66,14 @@ func TestMonitoringFilesUpToDate(t *testing.T) {
 // TestProductionOverlay renders k8s/overlays/production and checks the
 // monitoring objects against dashboards/ and the gateway's admin Service.
 func TestProductionOverlay(t *testing.T) {
-	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "overlays/production")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		sms       []monitoringv1.ServiceMonitor
-		rules     []monitoringv1.PrometheusRule
-		dashboard *corev1.ConfigMap
-		admin     *corev1.Service
-		kinds     = map[string]int{}
-	)
-	for _, res := range resMap.Resources() {
-		y, err := res.AsYAML()
-		if err != nil {
-			t.Fatal(err)
-		}
-		kinds[res.GetKind()]++
-		if res.GetNamespace() != "chatgate" && res.GetKind() != "Namespace" {
-			t.Errorf("%s/%s not in namespace chatgate", res.GetKind(), res.GetName())
-		}
-		strict := func(into any) {
-			if err := yaml.UnmarshalStrict(y, into); err != nil {
-				t.Errorf("%s/%s does not decode strictly: %v", res.GetKind(), res.GetName(), err)
-			}
-		}
-		switch {
-		case res.GetKind() == "ServiceMonitor":
-			var o monitoringv1.ServiceMonitor
-			strict(&o)
-			sms = append(sms, o)
-		case res.GetKind() == "PrometheusRule":
-			var o monitoringv1.PrometheusRule
-			strict(&o)
-			rules = append(rules, o)
-		case res.GetKind() == "ConfigMap" && res.GetName() == "chatgate-dashboard":
-			dashboard = new(corev1.ConfigMap)
-			strict(dashboard)
-		case res.GetKind() == "Service" && res.GetName() == "chatgate-admin":
-			admin = new(corev1.Service)
-			strict(admin)
-		}
-	}
+	r := render(t, "overlays/production")
+	sms, rules := r.serviceMonitors, r.prometheusRules
 	// Everything else must be the base, unchanged in kind.
-	if kinds["Deployment"] != 1 || kinds["StatefulSet"] != 1 {
-		t.Errorf("production kinds = %v, want the base's Deployment and NATS StatefulSet", kinds)
+	if r.kinds["Deployment"] != 1 || r.kinds["StatefulSet"] != 1 {
+		t.Errorf("production kinds = %v, want the base's Deployment and NATS StatefulSet", r.kinds)
 	}
-	if dashboard == nil {
+	dashboard, ok := r.configMaps["chatgate-dashboard"]
+	if !ok {
 		t.Fatal("no chatgate-dashboard ConfigMap")
 	}
 	if dashboard.Labels["grafana_dashboard"] != "1" {
@@ -133,8 +91,9 @@ func TestProductionOverlay(t *testing.T) {
 	if want := ruleFromAlerts(t).Spec; !reflect.DeepEqual(rules[0].Spec, want) {
 		t.Error("PrometheusRule differs from dashboards/alerts.yaml")
 	}
-	if len(sms) != 1 || admin == nil {
-		t.Fatalf("want one ServiceMonitor and the chatgate-admin Service, got %d, %v", len(sms), admin != nil)
+	admin, ok := r.services["chatgate-admin"]
+	if len(sms) != 1 || !ok {
+		t.Fatalf("want one ServiceMonitor and the chatgate-admin Service, got %d, %v", len(sms), ok)
 	}
 	sm := sms[0]
 	if !selects(t, &sm.Spec.Selector, admin.Labels) {

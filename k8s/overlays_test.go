@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/chatgate/chatgate/gateway"
 )
 
@@ -20,6 +22,9 @@ func TestDevOverlay(t *testing.T) {
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 {
 		t.Errorf("dev replicas = %v, want 1 (the in-process hub does not span pods)", dep.Spec.Replicas)
 	}
+	if c := gatewayContainer(t, dep); c.ImagePullPolicy != corev1.PullIfNotPresent {
+		t.Errorf("dev imagePullPolicy = %q, want IfNotPresent for images loaded into a local cluster", c.ImagePullPolicy)
+	}
 	if len(r.statefulSets) != 0 {
 		t.Errorf("dev should not run NATS, found %d StatefulSets", len(r.statefulSets))
 	}
@@ -34,6 +39,11 @@ func TestDevOverlay(t *testing.T) {
 	for _, p := range r.pdbs {
 		if p.Name == "nats" {
 			t.Error("dev should not have the nats PDB")
+		}
+	}
+	for _, np := range r.netpols {
+		if np.Name == "nats" {
+			t.Error("dev should not have the nats NetworkPolicy")
 		}
 	}
 	cm := r.configMaps["chatgate"]
