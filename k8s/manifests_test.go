@@ -88,69 +88,73 @@ func render(t *testing.T, dir string) *rendered {
 		if want, got := apiVersions[kind], res.GetApiVersion(); want != "" && got != want {
 			t.Errorf("%s/%s has apiVersion %s, want %s", kind, name, got, want)
 		}
-		strict := func(into any) {
-			t.Helper()
-			if err := yaml.UnmarshalStrict(y, into); err != nil {
-				t.Errorf("%s/%s does not decode strictly: %v", kind, name, err)
-			}
-		}
 		if ns := res.GetNamespace(); kind != "Namespace" && ns != "chatgate" {
 			t.Errorf("%s/%s is in namespace %q, want chatgate", kind, name, ns)
 		}
+		obj := objectRef{kind: kind, name: name, yaml: y}
 		switch kind {
 		case "Namespace":
-			var o corev1.Namespace
-			strict(&o)
-			r.namespaces = append(r.namespaces, o)
+			r.namespaces = append(r.namespaces, decode[corev1.Namespace](t, obj))
 		case "ServiceAccount":
-			var o corev1.ServiceAccount
-			strict(&o)
-			r.serviceAccounts = append(r.serviceAccounts, o)
+			r.serviceAccounts = append(r.serviceAccounts, decode[corev1.ServiceAccount](t, obj))
 		case "ConfigMap":
-			var o corev1.ConfigMap
-			strict(&o)
-			r.configMaps[name] = o
+			r.configMaps[name] = decode[corev1.ConfigMap](t, obj)
 		case "Deployment":
-			var o appsv1.Deployment
-			strict(&o)
-			r.deployments[name] = o
+			r.deployments[name] = decode[appsv1.Deployment](t, obj)
 		case "StatefulSet":
-			var o appsv1.StatefulSet
-			strict(&o)
-			r.statefulSets[name] = o
+			r.statefulSets[name] = decode[appsv1.StatefulSet](t, obj)
 		case "Service":
-			var o corev1.Service
-			strict(&o)
-			r.services[name] = o
+			r.services[name] = decode[corev1.Service](t, obj)
 		case "PodDisruptionBudget":
-			var o policyv1.PodDisruptionBudget
-			strict(&o)
-			r.pdbs = append(r.pdbs, o)
+			r.pdbs = append(r.pdbs, decode[policyv1.PodDisruptionBudget](t, obj))
 		case "NetworkPolicy":
-			var o networkingv1.NetworkPolicy
-			strict(&o)
-			r.netpols = append(r.netpols, o)
+			r.netpols = append(r.netpols, decode[networkingv1.NetworkPolicy](t, obj))
 		case "HorizontalPodAutoscaler":
-			var o autoscalingv2.HorizontalPodAutoscaler
-			strict(&o)
-			r.hpas = append(r.hpas, o)
+			r.hpas = append(r.hpas, decode[autoscalingv2.HorizontalPodAutoscaler](t, obj))
 		case "HTTPRoute":
-			var o gatewayv1.HTTPRoute
-			strict(&o)
-			r.httpRoutes = append(r.httpRoutes, o)
+			r.httpRoutes = append(r.httpRoutes, decode[gatewayv1.HTTPRoute](t, obj))
 		case "ServiceMonitor":
-			var o monitoringv1.ServiceMonitor
-			strict(&o)
-			r.serviceMonitors = append(r.serviceMonitors, o)
+			r.serviceMonitors = append(r.serviceMonitors, decode[monitoringv1.ServiceMonitor](t, obj))
 		case "PrometheusRule":
-			var o monitoringv1.PrometheusRule
-			strict(&o)
-			r.prometheusRules = append(r.prometheusRules, o)
+			r.prometheusRules = append(r.prometheusRules, decode[monitoringv1.PrometheusRule](t, obj))
 		default:
 			t.Errorf("unexpected kind %s (%s): add it to the test", kind, name)
 		}
 	}
 	return r
+}
+
+// objectRef is one rendered object.
+type objectRef struct {
+	kind, name string
+	yaml       []byte
+}
+
+// decode decodes an object into its typed struct, rejecting unknown or
+// misspelt fields.
+func decode[T any](t *testing.T, o objectRef) T {
+	t.Helper()
+	var v T
+	if err := yaml.UnmarshalStrict(o.yaml, &v); err != nil {
+		t.Errorf("%s/%s does not decode strictly: %v", o.kind, o.name, err)
+	}
+	return v
+}
+
+// configFrom is the gateway configuration a pod gets from the ConfigMap:
+// the defaults, overridden by its CHATGATE_* keys.
+func configFrom(t *testing.T, cm corev1.ConfigMap) gateway.Config {
+	t.Helper()
+	cfg := gateway.DefaultConfig()
+	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.ApplyEnv(fs, func(k string) (string, bool) { v, ok := cm.Data[k]; return v, ok }); err != nil {
+		t.Fatalf("ConfigMap %s values rejected: %v", cm.Name, err)
+	}
+	return cfg
 }
 
 // flagEnv is the set of CHATGATE_* variables the gateway reads.
@@ -231,16 +235,7 @@ func TestConfigMapKeysAreFlags(t *testing.T) {
 		t.Errorf("CHATGATE_LOG_FORMAT = %q, want json", got)
 	}
 	// The whole ConfigMap must be a configuration the gateway accepts.
-	cfg := gateway.DefaultConfig()
-	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	lookup := func(k string) (string, bool) { v, ok := cm.Data[k]; return v, ok }
-	if err := gateway.ApplyEnv(fs, lookup); err != nil {
-		t.Fatalf("ConfigMap values rejected: %v", err)
-	}
+	cfg := configFrom(t, cm)
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("ConfigMap is not a valid configuration: %v", err)
 	}
@@ -511,16 +506,7 @@ func TestResources(t *testing.T) {
 		perConn  = 20 << 10
 		baseline = 128 << 20
 	)
-	cm := r.configMaps["chatgate"]
-	conf := gateway.DefaultConfig()
-	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
-	conf.RegisterFlags(fs)
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := gateway.ApplyEnv(fs, func(k string) (string, bool) { v, ok := cm.Data[k]; return v, ok }); err != nil {
-		t.Fatal(err)
-	}
+	conf := configFrom(t, r.configMaps["chatgate"])
 	need := int64(conf.MaxConns)*perConn + conf.TotalQueueBytes + baseline
 	if need > gomemBytes {
 		t.Errorf("max-conns %d x %d B + total-queue-bytes %d + %d B baseline = %d MiB exceeds GOMEMLIMIT (%d MiB)",

@@ -1,13 +1,10 @@
 package k8s_test
 
 import (
-	"flag"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/chatgate/chatgate/gateway"
 )
 
 // TestDevOverlay renders k8s/overlays/dev: one replica on the in-process
@@ -56,15 +53,7 @@ func TestDevOverlay(t *testing.T) {
 			t.Errorf("ConfigMap key %s is not a chatgate flag's environment variable", k)
 		}
 	}
-	cfg := gateway.DefaultConfig()
-	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := gateway.ApplyEnv(fs, func(k string) (string, bool) { v, ok := cm.Data[k]; return v, ok }); err != nil {
-		t.Fatal(err)
-	}
+	cfg := configFrom(t, cm)
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("dev ConfigMap is not a valid configuration: %v", err)
 	}
