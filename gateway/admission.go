@@ -1,9 +1,10 @@
 package gateway
 
 import (
-	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -87,14 +88,68 @@ func decrement(m map[string]int, key string) {
 	}
 }
 
-// clientIP is the TCP peer's address; the gateway does not trust
-// X-Forwarded-For (see docs/operations.md).
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
+// clientIP is the address --max-conns-per-ip counts: the TCP peer, unless
+// the peer is one of the trusted proxies. Then X-Forwarded-For is read from
+// the right (the entry the nearest proxy appended) past every trusted proxy
+// to the first address that is not one: entries further left were written by
+// the client and could be anything. Without trusted proxies the header is
+// ignored (docs/operations.md, "Behind a proxy").
+func clientIP(r *http.Request, trusted []netip.Prefix) string {
+	peer := peerAddr(r.RemoteAddr)
+	if !peer.IsValid() {
 		return r.RemoteAddr
 	}
-	return host
+	if !isTrusted(peer, trusted) {
+		return peer.String()
+	}
+	nearest := peer
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		entries := strings.Split(hops[i], ",")
+		for j := len(entries) - 1; j >= 0; j-- {
+			a := forwardedAddr(strings.TrimSpace(entries[j]))
+			if !a.IsValid() {
+				// A trusted proxy wrote something unreadable: stop at the
+				// last address known to be real.
+				return nearest.String()
+			}
+			if !isTrusted(a, trusted) {
+				return a.String()
+			}
+			nearest = a
+		}
+	}
+	return nearest.String()
+}
+
+// peerAddr parses a RemoteAddr ("ip:port").
+func peerAddr(remote string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap()
+	}
+	a, _ := netip.ParseAddr(remote)
+	return a.Unmap()
+}
+
+// forwardedAddr parses an X-Forwarded-For entry: an address, or an address
+// with a port as some proxies write it.
+func forwardedAddr(s string) netip.Addr {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // reject answers a refused upgrade with status, a Retry-After for the

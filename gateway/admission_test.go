@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -551,4 +552,72 @@ func TestAdmissionWelcome(t *testing.T) {
 			t.Fatalf("%d distinct user ids over 5 anonymous connections", len(names))
 		}
 	})
+}
+
+func TestClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	cases := []struct {
+		name    string
+		trusted []netip.Prefix
+		remote  string
+		xff     []string // one header line each
+		want    string
+	}{
+		{"no proxies trusted: the header is ignored", nil, "203.0.113.5:4000", []string{"198.51.100.1"}, "203.0.113.5"},
+		{"untrusted peer: the header is ignored", trusted, "203.0.113.5:4000", []string{"198.51.100.1"}, "203.0.113.5"},
+		{"trusted peer, one hop", trusted, "10.1.2.3:4000", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"client-written entries left of the proxy's are ignored", trusted, "10.1.2.3:4000", []string{"1.2.3.4, 198.51.100.1"}, "198.51.100.1"},
+		{"chained trusted proxies are skipped", trusted, "10.1.2.3:4000", []string{"1.2.3.4, 198.51.100.1, 10.9.9.9"}, "198.51.100.1"},
+		{"several header lines are one list", trusted, "10.1.2.3:4000", []string{"1.2.3.4, 198.51.100.1", "10.9.9.9"}, "198.51.100.1"},
+		{"no header: the proxy itself", trusted, "10.1.2.3:4000", nil, "10.1.2.3"},
+		{"only proxies: the farthest one", trusted, "10.1.2.3:4000", []string{"10.7.7.7, 10.8.8.8"}, "10.7.7.7"},
+		{"garbage stops the walk at the last real address", trusted, "10.1.2.3:4000", []string{"198.51.100.1, unknown, 10.8.8.8"}, "10.8.8.8"},
+		{"entry with a port", trusted, "10.1.2.3:4000", []string{"198.51.100.1:5555"}, "198.51.100.1"},
+		{"IPv6 peer and entry", trusted, "[fd00::1]:4000", []string{"2001:db8::7"}, "2001:db8::7"},
+		{"IPv4-mapped peer", trusted, "[::ffff:10.1.2.3]:4000", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"unparsable RemoteAddr is used as is", trusted, "pipe", []string{"198.51.100.1"}, "pipe"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := clientIP(r, tc.trusted); got != tc.want {
+				t.Errorf("clientIP = %s; want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// Behind a trusted proxy, --max-conns-per-ip counts the forwarded client
+// addresses; from an untrusted peer the header changes nothing.
+func TestAdmissionPerIPBehindTrustedProxy(t *testing.T) {
+	s := newTestServer(t, func(c *Config) {
+		c.MaxConns, c.MaxConnsPerIP = 100, 1
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	xff := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {"192.0.2.99, " + ip}} }
+	s.dialWith(t, dialOpts{header: xff("198.51.100.1")})
+	// Same forwarded client through the same proxy: over its allowance.
+	expectRefused(t, s, xff("198.51.100.1"), http.StatusTooManyRequests, true)
+	// Another forwarded client has its own allowance, though the proxy's
+	// address and the client-written entry are the same.
+	s.dialWith(t, dialOpts{header: xff("198.51.100.2")})
+
+	// 127.0.0.2 is not trusted: its header is ignored and the peer counts.
+	untrusted := dialerFrom("127.0.0.2")
+	untrusted.Subprotocols = []string{protocol.Subprotocol}
+	s.dialWith(t, dialOpts{dialer: untrusted, header: xff("198.51.100.3")})
+	conn, resp, err := untrusted.Dial(s.wsURL(""), xff("198.51.100.4"))
+	if err == nil {
+		conn.Close()
+	}
+	if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second connection from untrusted 127.0.0.2 with another X-Forwarded-For: %v; want 429", err)
+	}
+	if n := rejectCount(s, observe.RejectPerIP); n != 2 {
+		t.Fatalf("%d per-IP rejects; want 2", n)
+	}
 }

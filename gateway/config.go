@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ type Config struct {
 	AllowedOrigins    []string
 	MaxConns          int
 	MaxConnsPerIP     int
+	TrustedProxies    []netip.Prefix
 	HandshakeRate     float64
 	HandshakeBurst    int
 	ReadHeaderTimeout time.Duration
@@ -167,6 +169,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most WebSockets open at once; above it upgrades get 503")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "most WebSockets open at once from one client IP; above it upgrades get 429")
+	fs.Func("trusted-proxies", "comma-separated addresses or CIDRs of reverse proxies (ingress, Gateway API, load balancer) whose X-Forwarded-For is believed: a connection from one is counted against --max-conns-per-ip by the nearest untrusted X-Forwarded-For address; empty trusts no header and counts the TCP peer", func(v string) error {
+		p, err := parsePrefixes(splitList(v))
+		c.TrustedProxies = p
+		return err
+	})
 	fs.Float64Var(&c.HandshakeRate, "handshake-rate", c.HandshakeRate, "WebSocket handshakes accepted per second, all clients together; above it upgrades get 503")
 	fs.IntVar(&c.HandshakeBurst, "handshake-burst", c.HandshakeBurst, "burst allowance of --handshake-rate")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time allowed to read a request's headers")
@@ -362,4 +369,22 @@ func (c *Config) Validate() error {
 		bad("--log-level must be debug, info, warn or error, got %q", c.LogLevel)
 	}
 	return errors.Join(errs...)
+}
+
+// parsePrefixes reads addresses (taken as single-host prefixes) and CIDRs.
+func parsePrefixes(items []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, it := range items {
+		if p, err := netip.ParsePrefix(it); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(it)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an IP address nor a CIDR", it)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"io"
 	"math"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -267,6 +268,28 @@ func TestConfigApplyEnvOriginList(t *testing.T) {
 	}
 }
 
+func TestConfigTrustedProxies(t *testing.T) {
+	cfg, _, _, err := parseWithEnv(t, nil, map[string]string{
+		"CHATGATE_TRUSTED_PROXIES": " 10.0.0.0/8, 192.168.1.7 ,,::ffff:172.16.0.9, fd00::/8, 10.1.2.3/16",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("192.168.1.7/32"),
+		netip.MustParsePrefix("172.16.0.9/32"), // IPv4-mapped IPv6 is the IPv4 address
+		netip.MustParsePrefix("fd00::/8"),
+		netip.MustParsePrefix("10.1.0.0/16"), // host bits dropped
+	}
+	if !reflect.DeepEqual(cfg.TrustedProxies, want) {
+		t.Fatalf("TrustedProxies %v; want %v", cfg.TrustedProxies, want)
+	}
+	if DefaultConfig().TrustedProxies != nil {
+		t.Fatal("no proxy may be trusted by default")
+	}
+}
+
 func TestConfigApplyEnvErrors(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -284,6 +307,8 @@ func TestConfigApplyEnvErrors(t *testing.T) {
 			"CHATGATE_WRITE_TIMEOUT": "soon",
 			"CHATGATE_ADDR":          ":9000", // fine
 		}, []string{"CHATGATE_MAX_CONNS", "CHATGATE_WRITE_TIMEOUT"}},
+		{"trusted proxy not an address", nil, map[string]string{"CHATGATE_TRUSTED_PROXIES": "10.0.0.0/8,ingress.local"}, []string{"CHATGATE_TRUSTED_PROXIES"}},
+		{"trusted proxy prefix too long", nil, map[string]string{"CHATGATE_TRUSTED_PROXIES": "10.0.0.0/33"}, []string{"CHATGATE_TRUSTED_PROXIES"}},
 		{"bad env shadowed by a flag", []string{"--max-conns=5"}, map[string]string{"CHATGATE_MAX_CONNS": "x"}, nil},
 	}
 	for _, tc := range cases {
@@ -331,7 +356,7 @@ func TestConfigEveryFieldHasFlagAndEnv(t *testing.T) {
 	probeCfg := base
 	probeCfg.RegisterFlags(probe)
 
-	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com"}
+	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8"}
 	fieldOf := map[string]string{} // field name -> flag
 	probe.VisitAll(func(f *flag.Flag) {
 		if len(f.Usage) < 20 {

@@ -323,7 +323,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (a admitted, why 
 		}
 		a.ident = &ident
 	}
-	a.ip = clientIP(r)
+	a.ip = clientIP(r, s.cfg.TrustedProxies)
 	ok, why, status := s.adm.admit(a.ip, a.userKey())
 	if !ok {
 		msg := "at capacity"

@@ -307,6 +307,21 @@ func TestDrainBudget(t *testing.T) {
 	if cm.Data["CHATGATE_BACKPLANE"] == "" {
 		t.Error("several replicas need CHATGATE_BACKPLANE")
 	}
+
+	// A full pod's users come back within drain-window + drain-retry-max,
+	// spread over the other replicas, whose handshake limit must take them.
+	cfg := configFrom(t, cm)
+	spread := (cfg.DrainWindow + cfg.DrainRetryMax).Seconds()
+	survivors := float64(*dep.Spec.Replicas - 1)
+	if perPod, capacity := float64(cfg.MaxConns)/spread/survivors, cfg.HandshakeRate+float64(cfg.HandshakeBurst)/spread; perPod > capacity {
+		t.Errorf("a drained pod's %d users reconnect at %.0f/s to each of %.0f other pods, above their handshake limit (%.0f/s + burst %d)",
+			cfg.MaxConns, perPod, survivors, cfg.HandshakeRate, cfg.HandshakeBurst)
+	}
+	// Behind a proxy every connection has the proxy's address: per-IP limits
+	// need trusted proxies, or must not bite before max-conns.
+	if len(cfg.TrustedProxies) == 0 && cfg.MaxConnsPerIP < cfg.MaxConns {
+		t.Errorf("max-conns-per-ip %d with no trusted proxies caps a pod at %d connections per proxy", cfg.MaxConnsPerIP, cfg.MaxConnsPerIP)
+	}
 }
 
 func TestProbesAndPorts(t *testing.T) {
@@ -503,14 +518,16 @@ func TestResources(t *testing.T) {
 	// gateway admits before shedding, and a fixed baseline for the runtime,
 	// rooms and history.
 	const (
-		perConn  = 20 << 10
-		baseline = 128 << 20
+		perConn       = 20 << 10
+		perHistoryMsg = 300 // a short chat line and its envelope
+		baseline      = 64 << 20
 	)
 	conf := configFrom(t, r.configMaps["chatgate"])
-	need := int64(conf.MaxConns)*perConn + conf.TotalQueueBytes + baseline
+	history := int64(conf.MaxRooms) * int64(conf.History) * perHistoryMsg
+	need := int64(conf.MaxConns)*perConn + conf.TotalQueueBytes + history + baseline
 	if need > gomemBytes {
-		t.Errorf("max-conns %d x %d B + total-queue-bytes %d + %d B baseline = %d MiB exceeds GOMEMLIMIT (%d MiB)",
-			conf.MaxConns, perConn, conf.TotalQueueBytes, baseline, need>>20, gomemBytes>>20)
+		t.Errorf("max-conns %d x %d B + total-queue-bytes %d + max-rooms-total %d x history %d x %d B + %d B baseline = %d MiB exceeds GOMEMLIMIT (%d MiB)",
+			conf.MaxConns, perConn, conf.TotalQueueBytes, conf.MaxRooms, conf.History, perHistoryMsg, baseline, need>>20, gomemBytes>>20)
 	}
 
 	// Ephemeral storage (logs, emptyDirs) is requested and capped everywhere.
