@@ -301,6 +301,11 @@ func TestDrainBudget(t *testing.T) {
 		s.RollingUpdate.MaxUnavailable == nil || s.RollingUpdate.MaxUnavailable.String() != "0" {
 		t.Errorf("strategy must be RollingUpdate maxSurge 1 maxUnavailable 0, got %+v", s)
 	}
+	// Rollouts drain one pod at a time: the next old pod stops only once the
+	// previous one's drain is over.
+	if ready := time.Duration(dep.Spec.MinReadySeconds) * time.Second; ready < shutdown {
+		t.Errorf("minReadySeconds %v is shorter than shutdown-timeout %v: rollout drains would overlap", ready, shutdown)
+	}
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas < 2 {
 		t.Errorf("want several replicas, got %v", dep.Spec.Replicas)
 	}
