@@ -1,14 +1,21 @@
 package k8s_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/gatewaytest"
 )
 
@@ -66,6 +73,14 @@ func TestEntrypointDrain(t *testing.T) {
 		t.Fatalf("/livez = %d", got)
 	}
 
+	// A user in a room, with a message acknowledged before the drain.
+	ws := dialUser(t, p.ChatAddr)
+	ws.waitFor(t, "joined")
+	if err := ws.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"send","room":"lobby","text":"before the drain","ref":"r1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	ws.waitFor(t, "ack")
+
 	start := time.Now()
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -82,6 +97,16 @@ func TestEntrypointDrain(t *testing.T) {
 		t.Errorf("/livez = %d during the drain delay, want 200 (the kubelet must not restart a draining pod)", got)
 	}
 
+	// The user is closed with 1001 and a reconnect hint, after its own
+	// acknowledged message was delivered.
+	code, reason := ws.waitClose(t)
+	if code != websocket.CloseGoingAway || !strings.Contains(reason, `"r":"drain"`) || !strings.Contains(reason, `"retry_ms"`) {
+		t.Errorf("drained user closed with %d %q, want 1001 with a drain reason and retry_ms", code, reason)
+	}
+	if !ws.saw["message"] {
+		t.Error("the acknowledged message never reached its sender before the drain closed it")
+	}
+
 	grace := time.Duration(*dep.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
 	select {
 	case <-p.Exited:
@@ -95,5 +120,69 @@ func TestEntrypointDrain(t *testing.T) {
 	t.Logf("SIGTERM to exit: %v (grace %v)", took, grace)
 	if d := mustDuration(t, cm, "CHATGATE_DRAIN_DELAY"); took < d {
 		t.Errorf("exited after %v, before the drain delay %v", took, d)
+	}
+}
+
+// user is a WebSocket client of the running binary.
+type user struct {
+	conn *websocket.Conn
+	saw  map[string]bool // envelope types received
+}
+
+func dialUser(t *testing.T, chatAddr string) *user {
+	t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{protocol.Subprotocol}}
+	conn, _, err := d.Dial("ws://"+chatAddr+gateway.WebSocketPath+"?room=lobby", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &user{conn: conn, saw: map[string]bool{}}
+}
+
+// read reads one WebSocket message and records the types of the
+// newline-separated envelopes it carries.
+func (u *user) read(deadline time.Time) error {
+	_ = u.conn.SetReadDeadline(deadline)
+	_, msg, err := u.conn.ReadMessage()
+	if err != nil {
+		return err
+	}
+	for _, line := range bytes.Split(msg, []byte("\n")) {
+		var env struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(line, &env) == nil {
+			u.saw[env.Type] = true
+		}
+	}
+	return nil
+}
+
+func (u *user) waitFor(t *testing.T, typ string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !u.saw[typ] {
+		if err := u.read(deadline); err != nil {
+			t.Fatalf("waiting for %s: %v", typ, err)
+		}
+	}
+}
+
+// waitClose reads until the gateway closes the connection and returns the
+// close code and reason.
+func (u *user) waitClose(t *testing.T) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		err := u.read(deadline)
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code, ce.Text
+		}
+		t.Fatalf("connection ended without a close frame: %v", err)
 	}
 }
