@@ -414,6 +414,11 @@ func TestSecurityContextRestricted(t *testing.T) {
 		if p.AutomountServiceAccountToken == nil || *p.AutomountServiceAccountToken {
 			t.Errorf("%s: automountServiceAccountToken must be false", name)
 		}
+		// Service links would put CHATGATE_PORT, CHATGATE_ADMIN_PORT, ...
+		// among the gateway's own CHATGATE_* settings.
+		if p.EnableServiceLinks == nil || *p.EnableServiceLinks {
+			t.Errorf("%s: enableServiceLinks must be false", name)
+		}
 		psc := p.SecurityContext
 		if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot ||
 			psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
