@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
 	"github.com/chatgate/chatgate/internal/gatewaytest"
@@ -47,11 +48,13 @@ var grafanaVars = strings.NewReplacer(
 	"$__range_ms", "300000", "$__range_s", "300", "$__range", "5m",
 )
 
-// TestE2EDashboardAndAlerts runs the real gateway binary, scraped every
-// second by a real Prometheus, and drives it through chat, a slow consumer,
-// a rate-limit abuser, a refused origin, a history replay and a drain. Then
-// every dashboard query and every alert expression is evaluated through
-// Prometheus's HTTP API, at the moment a scrape showed the drain.
+// TestE2EDashboardAndAlerts runs the real gateway binary in cluster mode
+// (its backplane an embedded single-node NATS JetStream server), scraped
+// every second by a real Prometheus, and drives it through chat, a slow
+// consumer, a rate-limit abuser, a refused origin, a history replay, a NATS
+// outage and a drain. Then every dashboard query and every alert expression
+// is evaluated through Prometheus's HTTP API, at the moment a scrape showed
+// the drain.
 //
 // Dashboard queries get Grafana's variables substituted ($namespace → e2e,
 // $pod → p1, $__rate_interval → 1m, …) and must return at least one series
@@ -60,9 +63,10 @@ var grafanaVars = strings.NewReplacer(
 // comparison turned into its bool form (x > 0.25 → x > bool 0.25), which
 // keeps the series and yields 0 or 1 instead of filtering; that form must
 // return series, proving each alert reads data that exists. The rules are
-// also loaded into the Prometheus, which must evaluate them without error,
-// and the drain must make ChatgateDrainOverrunning and
-// ChatgateNoReadyReplicas pending there.
+// also loaded into the Prometheus, which must evaluate them without error;
+// the outage must make ChatgateBackplaneDown and
+// ChatgateBackplanePublishErrors pending there, and the drain
+// ChatgateDrainOverrunning and ChatgateNoReadyReplicas.
 func TestE2EDashboardAndAlerts(t *testing.T) {
 	promBin, err := exec.LookPath("/usr/bin/prometheus")
 	if err != nil {
@@ -80,7 +84,11 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 	t.Cleanup(hc.CloseIdleConnections)
 
+	// The NATS server's cleanup is registered before the gateway's, so it
+	// runs after the gateway is gone.
+	nats := startNATS(t)
 	gw := startGatewayProc(t, gatewaytest.Build(t),
+		"--backplane", nats.url(), "--stream-replicas", "1", "--node-id", "e2e-"+e2ePod,
 		"--send-rate", "200", "--send-burst", "10",
 		"--max-text-bytes", strconv.Itoa(floodTextBytes), "--max-frame-bytes", "32768",
 		"--abuse-strikes", "3",
@@ -91,8 +99,11 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	prom := startPrometheus(t, promBin, gw.AdminAddr, hc)
 	t.Logf("gateway built and started, Prometheus ready after %v", time.Since(started).Round(time.Millisecond))
 	prom.waitFor(t, "the gateway being scraped", `up{job="chatgate"} == 1`)
+	// Chat needs the backplane: wait until the gateway has connected to
+	// NATS and created the stream.
+	waitUntil(t, "/readyz to succeed (backplane up)", func() bool { return gw.status(hc, "/readyz") == http.StatusOK })
 
-	driveTraffic(t, gw, hc)
+	chatter := driveTraffic(t, gw, hc)
 	t.Logf("traffic done after %v", time.Since(started).Round(time.Millisecond))
 
 	// Wait until Prometheus has scraped the state the traffic left.
@@ -117,10 +128,43 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 		sel("chatgate_rooms", "") + " > 0",
 		sel("chatgate_connections", "") + " > 0",
 		sel("chatgate_ready", "") + " == 1",
+		sel("chatgate_backplane_up", "") + " == 1",
+		sel("chatgate_backplane_publish_duration_seconds_count", "") + " > 0",
+		sel("chatgate_backplane_rooms", "") + " > 0",
+		sel("chatgate_backplane_consumer_lag", "") + " >= 0",
+		sel("chatgate_backplane_presence_sync_age_seconds", "") + " >= 0",
+		sel("chatgate_backplane_publish_conflicts_total", "") + " >= 0",
+		sel("chatgate_backplane_publish_errors_total", "") + " == 0",
+		sel("chatgate_backplane_delivery_gaps_total", "") + " == 0",
 	} {
 		prom.waitFor(t, "the traffic to be scraped", q)
 	}
 	t.Logf("Prometheus saw the traffic after %v", time.Since(started).Round(time.Millisecond))
+
+	// A NATS outage: the gateway stays up but unready, and a send is
+	// answered unavailable without being stored. Then NATS comes back on
+	// the same port and store, and chat resumes without a restart.
+	nats.stop()
+	waitUntil(t, "/readyz to fail without NATS", func() bool { return gw.status(hc, "/readyz") == http.StatusServiceUnavailable })
+	chatter.send(t, map[string]any{"type": "send", "room": "lobby", "text": "lost", "ref": "outage"})
+	chatter.waitFor(t, "unavailable for the send during the outage", func(e envelope) bool {
+		return e.Type == "error" && e.Code == "unavailable" && e.Ref == "outage"
+	})
+	prom.waitFor(t, "a scrape of the outage", sel("chatgate_backplane_up", "")+" == 0"+
+		" and on (instance) "+sel("chatgate_backplane_publish_errors_total", "")+" > 0")
+	for _, alert := range []string{"ChatgateBackplaneDown", "ChatgateBackplanePublishErrors"} {
+		prom.waitFor(t, alert+" pending in Prometheus",
+			fmt.Sprintf(`max_over_time(ALERTS{alertname=%q, alertstate="pending", namespace=%q, pod=%q}[5m])`, alert, e2eNamespace, e2ePod))
+	}
+	if chatter.count(func(e envelope) bool { return e.Type == "ack" && e.Ref == "outage" }) > 0 {
+		t.Error("a send during the outage was acked")
+	}
+	nats.start()
+	waitUntil(t, "/readyz to succeed once NATS is back", func() bool { return gw.status(hc, "/readyz") == http.StatusOK })
+	chatter.send(t, map[string]any{"type": "send", "room": "lobby", "text": "back", "ref": "recovered"})
+	chatter.waitFor(t, "the ack of a send after the outage", func(e envelope) bool { return e.Type == "ack" && e.Ref == "recovered" })
+	prom.waitFor(t, "a scrape of the recovery", sel("chatgate_backplane_up", "")+" == 1")
+	t.Logf("NATS outage and recovery seen after %v", time.Since(started).Round(time.Millisecond))
 
 	// Drain: readiness fails at once, a new connection is refused, and the
 	// clients are closed over the drain window while /metrics stays up.
@@ -239,8 +283,9 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 // ---- the traffic ----
 
 // driveTraffic runs every scenario the dashboard has panels for and leaves
-// three chatters and a history reader connected for the drain.
-func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) {
+// three chatters and a history reader connected for the drain. It returns
+// one of the chatters, joined to the lobby.
+func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) *wsClient {
 	t.Helper()
 	base := "ws://" + gw.ChatAddr + "/ws"
 
@@ -334,6 +379,7 @@ func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) {
 	if n := late.count(func(e envelope) bool { return e.Type == "message" }); n < 5 {
 		t.Errorf("late joiner got %d messages; want the 5 since %d replayed", n, last-5)
 	}
+	return chatters[0]
 }
 
 // envelope is the part of a server envelope the test looks at.
@@ -527,6 +573,62 @@ func (s *slowClient) drainToClose(t *testing.T) int {
 		}
 	}
 }
+
+// ---- the NATS server ----
+
+// natsServer is an embedded single-node JetStream server on a loopback
+// port, the gateway's backplane. stop and start keep its port and store,
+// so a restart looks to the gateway like a NATS outage and recovery.
+type natsServer struct {
+	t    *testing.T
+	port int // -1 until the first start picks one
+	dir  string
+	srv  *server.Server
+}
+
+func startNATS(t *testing.T) *natsServer {
+	t.Helper()
+	n := &natsServer{t: t, port: -1, dir: t.TempDir()}
+	n.start()
+	n.port = n.srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *natsServer) start() {
+	n.t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "e2e-nats",
+		Host:       "127.0.0.1",
+		Port:       n.port,
+		JetStream:  true,
+		StoreDir:   n.dir,
+		NoLog:      true,
+		NoSigs:     true,
+	})
+	if err != nil {
+		n.t.Fatalf("nats server: %v", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(waitLimit) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		n.t.Fatal("nats server did not start")
+	}
+	n.srv = srv
+}
+
+// stop shuts the server down and waits until its goroutines are gone (the
+// package's TestMain checks for leaks).
+func (n *natsServer) stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+func (n *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
 
 // ---- the gateway process ----
 

@@ -2,17 +2,23 @@ package dashboards
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/chatgate/chatgate/gateway/cluster"
 	"github.com/chatgate/chatgate/metrics"
 )
 
@@ -289,16 +295,44 @@ func boolComparisons(expr string) (string, error) {
 
 // ---- the metrics the gateway exposes ----
 
-// exposedMetrics returns every series name the gateway's registry exposes:
-// each family, plus _bucket/_sum/_count for histograms and _sum/_count for
-// summaries.
+// exposedMetrics returns every series name the gateway's registry exposes
+// in cluster mode (so a single replica's families and the
+// chatgate_backplane_* ones): each family, plus _bucket/_sum/_count for
+// histograms and _sum/_count for summaries.
 func exposedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	metrics.New(reg, metrics.BuildInfo{Version: "lint", Revision: "lint"}, func() float64 { return 0 })
-	mfs, err := reg.Gather()
+	names, err := exposedNames()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return maps.Clone(names)
+}
+
+// exposedNames registers the metrics the way cmd/chatgate does in cluster
+// mode: the gateway's, then the backplane's, which only a real
+// cluster.Backplane registers. That backplane connects to a throwaway
+// embedded NATS server (no JetStream: only the registration matters) and
+// both are closed before returning. Done once per test binary.
+var exposedNames = sync.OnceValues(func() (map[string]bool, error) {
+	reg := prometheus.NewRegistry()
+	metrics.New(reg, metrics.BuildInfo{Version: "lint", Revision: "lint"}, func() float64 { return 0 })
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	go ns.Start()
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return nil, errors.New("embedded NATS server did not start")
+	}
+	bp, err := cluster.New(cluster.Config{URL: ns.ClientURL(), NodeID: "lint", Registry: reg})
+	if err != nil {
+		return nil, err
+	}
+	defer bp.Close()
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, err
 	}
 	names := map[string]bool{}
 	for _, mf := range mfs {
@@ -311,8 +345,8 @@ func exposedMetrics(t *testing.T) map[string]bool {
 			names[n+"_sum"], names[n+"_count"] = true, true
 		}
 	}
-	return names
-}
+	return names, nil
+})
 
 // familyOf maps a series name back to its family for coverage checks.
 func familyOf(name string, exposed map[string]bool) string {
@@ -437,7 +471,7 @@ var grafanaUnits = map[string]bool{
 
 var wantDatasource = &dsRef{Type: "prometheus", UID: "${datasource}"}
 
-var wantRows = []string{"Overview", "Traffic", "Errors & evictions", "Latency", "Rooms & presence", "Drain", "Runtime"}
+var wantRows = []string{"Overview", "Traffic", "Errors & evictions", "Latency", "Rooms & presence", "Drain", "Backplane", "Runtime"}
 
 func TestDashboardTopLevel(t *testing.T) {
 	var raw map[string]json.RawMessage
@@ -667,6 +701,7 @@ const runbookBase = "https://github.com/chatgate/chatgate/blob/main/docs/operati
 var wantAlerts = []string{
 	"ChatgateBroadcastLatencyHigh", "ChatgateEvictionSpike", "ChatgateRejectionSpike",
 	"ChatgateDrainOverrunning", "ChatgateNoReadyReplicas", "ChatgateFdExhaustion",
+	"ChatgateBackplaneDown", "ChatgateBackplaneDeliveryGaps", "ChatgateBackplanePublishErrors",
 }
 
 // runbookAnchor is the GitHub anchor of the heading "Alert: <name>".
