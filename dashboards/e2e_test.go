@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
 	"github.com/chatgate/chatgate/internal/gatewaytest"
+	"github.com/chatgate/chatgate/internal/natstest"
 )
 
 func TestMain(m *testing.M) {
@@ -86,9 +86,9 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 
 	// The NATS server's cleanup is registered before the gateway's, so it
 	// runs after the gateway is gone.
-	nats := startNATS(t)
+	nats := natstest.Start(t, "e2e-nats")
 	gw := startGatewayProc(t, gatewaytest.Build(t),
-		"--backplane", nats.url(), "--stream-replicas", "1", "--node-id", "e2e-"+e2ePod,
+		"--backplane", nats.URL(), "--stream-replicas", "1", "--node-id", "e2e-"+e2ePod,
 		"--send-rate", "200", "--send-burst", "10",
 		"--max-text-bytes", strconv.Itoa(floodTextBytes), "--max-frame-bytes", "32768",
 		"--abuse-strikes", "3",
@@ -144,7 +144,7 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	// A NATS outage: the gateway stays up but unready, and a send is
 	// answered unavailable without being stored. Then NATS comes back on
 	// the same port and store, and chat resumes without a restart.
-	nats.stop()
+	nats.Stop()
 	waitUntil(t, "/readyz to fail without NATS", func() bool { return gw.status(hc, "/readyz") == http.StatusServiceUnavailable })
 	chatter.send(t, map[string]any{"type": "send", "room": "lobby", "text": "lost", "ref": "outage"})
 	chatter.waitFor(t, "unavailable for the send during the outage", func(e envelope) bool {
@@ -159,7 +159,7 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	if chatter.count(func(e envelope) bool { return e.Type == "ack" && e.Ref == "outage" }) > 0 {
 		t.Error("a send during the outage was acked")
 	}
-	nats.start()
+	nats.Restart()
 	waitUntil(t, "/readyz to succeed once NATS is back", func() bool { return gw.status(hc, "/readyz") == http.StatusOK })
 	chatter.send(t, map[string]any{"type": "send", "room": "lobby", "text": "back", "ref": "recovered"})
 	chatter.waitFor(t, "the ack of a send after the outage", func(e envelope) bool { return e.Type == "ack" && e.Ref == "recovered" })
@@ -575,60 +575,6 @@ func (s *slowClient) drainToClose(t *testing.T) int {
 }
 
 // ---- the NATS server ----
-
-// natsServer is an embedded single-node JetStream server on a loopback
-// port, the gateway's backplane. stop and start keep its port and store,
-// so a restart looks to the gateway like a NATS outage and recovery.
-type natsServer struct {
-	t    *testing.T
-	port int // -1 until the first start picks one
-	dir  string
-	srv  *server.Server
-}
-
-func startNATS(t *testing.T) *natsServer {
-	t.Helper()
-	n := &natsServer{t: t, port: -1, dir: t.TempDir()}
-	n.start()
-	n.port = n.srv.Addr().(*net.TCPAddr).Port
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *natsServer) start() {
-	n.t.Helper()
-	srv, err := server.NewServer(&server.Options{
-		ServerName: "e2e-nats",
-		Host:       "127.0.0.1",
-		Port:       n.port,
-		JetStream:  true,
-		StoreDir:   n.dir,
-		NoLog:      true,
-		NoSigs:     true,
-	})
-	if err != nil {
-		n.t.Fatalf("nats server: %v", err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(waitLimit) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		n.t.Fatal("nats server did not start")
-	}
-	n.srv = srv
-}
-
-// stop shuts the server down and waits until its goroutines are gone (the
-// package's TestMain checks for leaks).
-func (n *natsServer) stop() {
-	if n.srv != nil {
-		n.srv.Shutdown()
-		n.srv.WaitForShutdown()
-		n.srv = nil
-	}
-}
-
-func (n *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
 
 // ---- the gateway process ----
 

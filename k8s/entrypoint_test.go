@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -12,11 +11,11 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/chatgate/chatgate/gateway"
 	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/gatewaytest"
+	"github.com/chatgate/chatgate/internal/natstest"
 )
 
 // TestEntrypointDrain runs the real binary the way the Deployment does:
@@ -33,18 +32,7 @@ func TestEntrypointDrain(t *testing.T) {
 		t.Fatalf("the image's ENTRYPOINT runs the gateway; the container must not override command, got %v", c.Command)
 	}
 
-	ns, err := server.NewServer(&server.Options{
-		ServerName: "k8s-test", Host: "127.0.0.1", Port: -1,
-		JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := natstest.Start(t, "k8s-test")
 
 	for k, v := range cm.Data {
 		t.Setenv(k, v)
@@ -54,7 +42,7 @@ func TestEntrypointDrain(t *testing.T) {
 			t.Setenv(e.Name, e.Value)
 		}
 	}
-	t.Setenv("CHATGATE_BACKPLANE", "nats://"+ns.Addr().(*net.TCPAddr).String())
+	t.Setenv("CHATGATE_BACKPLANE", ns.URL())
 	t.Setenv("CHATGATE_STREAM_REPLICAS", "1") // one embedded server
 	// gatewaytest.Start listens on loopback ports of its choosing (its
 	// --addr/--admin-addr flags win over the ConfigMap's :8080/:9090).

@@ -550,7 +550,7 @@ func TestNATSRestart(t *testing.T) {
 	}
 	cb.waitFor("before", func(envs []env) bool { return len(messages(envs, "r")) == 5 })
 
-	ns.stop()
+	ns.Stop()
 	waitUntil(t, "backplanes down", func() bool { return !a.bp.Up() && !b.bp.Up() })
 	if got := a.gauge(t, "chatgate_backplane_up"); got != 0 {
 		t.Fatalf("backplane_up = %v while NATS is down", got)
@@ -570,7 +570,7 @@ func TestNATSRestart(t *testing.T) {
 		t.Fatalf("publish errors %v; want ≥ 1", errs)
 	}
 
-	ns.start()
+	ns.Restart()
 	waitUntil(t, "backplanes up", func() bool { return a.bp.Up() && b.bp.Up() })
 	if code, _ := a.readyz(t); code != 200 {
 		t.Fatalf("readyz after NATS returned: %d", code)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -26,6 +24,7 @@ import (
 	"github.com/chatgate/chatgate/gateway"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/natstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -35,61 +34,10 @@ const waitTimeout = 15 * time.Second
 
 // ---- embedded NATS ----
 
-type natsServer struct {
-	t    testing.TB
-	port int
-	dir  string
-	srv  *server.Server
-}
-
 // startNATS runs a JetStream-enabled nats-server on a random loopback port
-// with a store in a temp dir. Restart brings it back on the same port and
+// with a store in a temp dir; Restart brings it back on the same port and
 // store.
-func startNATS(t testing.TB) *natsServer {
-	t.Helper()
-	n := &natsServer{t: t, port: -1, dir: t.TempDir()}
-	n.start()
-	n.port = n.srv.Addr().(*net.TCPAddr).Port
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *natsServer) start() {
-	n.t.Helper()
-	srv, err := server.NewServer(&server.Options{
-		ServerName: "test-nats",
-		Host:       "127.0.0.1",
-		Port:       n.port,
-		JetStream:  true,
-		StoreDir:   n.dir,
-		NoLog:      true,
-		NoSigs:     true,
-	})
-	if err != nil {
-		n.t.Fatalf("nats server: %v", err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(waitTimeout) {
-		n.t.Fatal("nats server did not start")
-	}
-	n.srv = srv
-}
-
-func (n *natsServer) stop() {
-	if n.srv != nil {
-		n.srv.Shutdown()
-		n.srv.WaitForShutdown()
-		n.srv = nil
-	}
-}
-
-func (n *natsServer) restart() {
-	n.t.Helper()
-	n.stop()
-	n.start()
-}
-
-func (n *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+func startNATS(t testing.TB) *natstest.Server { return natstest.Start(t, "test-nats") }
 
 // ---- backplanes and gateways ----
 
@@ -109,9 +57,9 @@ func testLogger(t testing.TB, name string) *slog.Logger {
 }
 
 // testBackplaneConfig suits tests: quick presence and reconnects.
-func testBackplaneConfig(t testing.TB, ns *natsServer, name string) Config {
+func testBackplaneConfig(t testing.TB, ns *natstest.Server, name string) Config {
 	return Config{
-		URL:              ns.url(),
+		URL:              ns.URL(),
 		NodeID:           name,
 		History:          100,
 		Storage:          jetstream.FileStorage,
@@ -143,7 +91,7 @@ type node struct {
 	reg  *prometheus.Registry
 }
 
-func startNode(t testing.TB, ns *natsServer, name string, mutate func(*Config)) *node {
+func startNode(t testing.TB, ns *natstest.Server, name string, mutate func(*Config)) *node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	bcfg := testBackplaneConfig(t, ns, name)
