@@ -6,7 +6,13 @@
 # Every flag can also be set with its CHATGATE_* environment variable
 # (e.g. -e CHATGATE_LOG_FORMAT=json).
 
-FROM golang:1.26 AS build
+# Base images, pinned: the build stage to the Go release of go.mod's `go`
+# line, the runtime to distroless's static image of Debian 12 (which has no
+# version tags of its own). go test ./k8s/ keeps the Go version equal to
+# go.mod's. To pin the exact image contents as well, append each image's
+# digest (FROM golang:1.26.8@sha256:...); docs/deploy.md ("Pinned images")
+# shows how to look digests up and refresh them.
+FROM golang:1.26.8 AS build
 ARG VERSION=dev
 ARG REVISION=
 WORKDIR /src

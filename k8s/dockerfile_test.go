@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -91,14 +92,22 @@ func TestDockerfile(t *testing.T) {
 			goVersion = strings.TrimSpace(v)
 		}
 	}
+	// Both base images are pinned: the build stage to exactly that Go
+	// release (golang:1.26 would float to every later patch release), with
+	// an optional variant such as -trixie; the runtime to a Debian release of
+	// distroless (it has no version tags). A digest may follow either.
 	img, _, _ := strings.Cut(froms[0], " ")
-	if tag, ok := strings.CutPrefix(img, "golang:"); !ok || !strings.HasPrefix(goVersion, strings.SplitN(tag, "-", 2)[0]) {
-		t.Errorf("build stage %q does not use the Go of go.mod (go %s)", froms[0], goVersion)
+	name, tag, digest := splitImage(img)
+	if ver, _, _ := strings.Cut(tag, "-"); name != "golang" || ver != goVersion {
+		t.Errorf("build stage %q: want golang:%s, the Go of go.mod, optionally with a -variant and a digest", froms[0], goVersion)
 	}
-	rt := froms[1]
-	if !strings.HasPrefix(rt, "gcr.io/distroless/static") || !strings.HasSuffix(rt, ":nonroot") {
-		t.Errorf("runtime stage %q, want distroless static nonroot", rt)
+	checkDigest(t, img, digest)
+	rt, _, _ := strings.Cut(froms[1], " ")
+	name, tag, digest = splitImage(rt)
+	if !distrolessStatic.MatchString(name) || tag != "nonroot" {
+		t.Errorf("runtime stage %q, want gcr.io/distroless/static-debianNN:nonroot (a named Debian release), optionally with a digest", froms[1])
 	}
+	checkDigest(t, rt, digest)
 
 	// The runtime user and ports are the pod's.
 	_, dep, _ := base(t)
@@ -145,6 +154,30 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	checkDockerignore(t)
+}
+
+var (
+	distrolessStatic = regexp.MustCompile(`^gcr\.io/distroless/static-debian[0-9]+$`)
+	sha256Digest     = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+)
+
+// splitImage splits an image reference into its name, tag and digest
+// (either may be empty).
+func splitImage(ref string) (name, tag, digest string) {
+	name, digest, _ = strings.Cut(ref, "@")
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name, tag = name[:i], name[i+1:]
+	}
+	return name, tag, digest
+}
+
+// checkDigest fails for a digest that is not a sha256 (a placeholder or a
+// truncated copy would make every pull fail).
+func checkDigest(t *testing.T, ref, digest string) {
+	t.Helper()
+	if digest != "" && !sha256Digest.MatchString(digest) {
+		t.Errorf("image %q: digest %q is not sha256: and 64 hex digits", ref, digest)
+	}
 }
 
 // checkDockerignore fails when .dockerignore would leave out a source or

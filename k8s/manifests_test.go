@@ -6,6 +6,7 @@ package k8s_test
 import (
 	"flag"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -369,6 +370,9 @@ func TestProbesAndPorts(t *testing.T) {
 	}
 }
 
+// exactVersion is a tag naming one release: 2.15.2, 0.1.0, 2.15.2-alpine.
+var exactVersion = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$`)
+
 func TestImagesPinned(t *testing.T) {
 	r, _, _ := base(t)
 	var pods []corev1.PodSpec
@@ -380,18 +384,13 @@ func TestImagesPinned(t *testing.T) {
 	}
 	for _, p := range pods {
 		for _, c := range append(append([]corev1.Container{}, p.InitContainers...), p.Containers...) {
-			img := c.Image
-			if i := strings.LastIndex(img, "@"); i >= 0 {
-				continue // pinned by digest
-			}
-			slash := strings.LastIndex(img, "/")
-			colon := strings.LastIndex(img, ":")
-			if colon <= slash {
-				t.Errorf("container %s image %q has no tag", c.Name, img)
-				continue
-			}
-			if tag := img[colon+1:]; tag == "latest" || tag == "" {
-				t.Errorf("container %s image %q is not pinned", c.Name, img)
+			// An exact release (x.y.z, optionally -variant), and a digest
+			// only if it is well-formed: docs/deploy.md ("Pinned images")
+			// shows how to add digests in an overlay.
+			_, tag, digest := splitImage(c.Image)
+			checkDigest(t, c.Image, digest)
+			if digest == "" && !exactVersion.MatchString(tag) {
+				t.Errorf("container %s image %q is not pinned to an exact version (x.y.z)", c.Name, c.Image)
 			}
 		}
 	}
