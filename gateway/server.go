@@ -63,7 +63,8 @@ type Server struct {
 	// static after construction
 	cfg        Config
 	log        *slog.Logger
-	obs        observe.Observer
+	obs        observe.Observer // drain (below), wrapping Options.Observer
+	drain      *drainStats
 	broker     hub.Broker
 	brokerOK   func() error // Options.Ready; nil means always ready
 	ownHub     *hub.Hub     // the in-process hub when the Server made it; nil otherwise
@@ -116,6 +117,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.obs == nil {
 		s.obs = observe.Nop{}
 	}
+	s.drain = newDrainStats(s.obs)
+	s.obs = s.drain
 	s.obs.WatchReadiness(func() bool { return s.Readiness() == nil })
 	tp := opts.Tracer
 	if tp == nil {
@@ -464,6 +467,7 @@ func (s *Server) retryMs() int64 {
 
 // BeginDrain fails readiness and refuses new connections with 503.
 func (s *Server) BeginDrain() {
+	s.drain.counting.Store(true)
 	s.draining.Store(true)
 	s.obs.SetDraining(true)
 	s.obs.SetDrainRemaining(s.Conns())

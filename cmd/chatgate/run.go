@@ -169,6 +169,7 @@ func newBackplane(cfg gateway.Config, log *slog.Logger, obs *metrics.Metrics, re
 		PresenceMaxMembers: cfg.PresenceMaxMembers,
 		PresenceSync:       cfg.PresenceSync,
 		PresenceTTL:        cfg.PresenceTTL,
+		HealthTimeout:      cfg.NATSHealthTimeout,
 	})
 }
 
