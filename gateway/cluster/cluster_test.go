@@ -490,9 +490,7 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 	// Every chatter is a third through; drain A while they go on.
 	third.Wait()
 	nodes[0].srv.BeginDrain()
-	if code, body := nodes[0].readyz(t); code != 503 || body != "draining" {
-		t.Fatalf("drained node readyz %d %q", code, body)
-	}
+	nodes[0].checkReadiness(t, http.StatusServiceUnavailable, "draining")
 	nodes[0].srv.CloseClients(ctxT(t), 20*time.Millisecond)
 	wg.Wait()
 	if t.Failed() {
