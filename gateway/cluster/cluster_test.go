@@ -435,7 +435,7 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 		}
 		ch.c = c
 		if j := c.join(room, &last); j["recovered"] != true {
-			t.Errorf("%s: rejoin after drain not recovered: %v", ch.name, j)
+			t.Errorf("%s: rejoin after drain with since %d not recovered: %v", ch.name, last, j)
 			return false
 		}
 		return true
@@ -639,5 +639,57 @@ func TestMetricsRegistered(t *testing.T) {
 		if !slices_contains(names, want) {
 			t.Errorf("metric %s missing; have %s", want, strings.Join(names, " "))
 		}
+	}
+}
+
+// A client resumes on a replica that has not delivered up to its since:
+// one that set up the room before other rooms moved the stream on (a quiet
+// room), as here, or one whose consumer lags the replica the client left.
+// The stream has handed that since out, so the client holds every message
+// of the room up to it: joined.seq is since, recovered true, nothing is
+// replayed, and the room's next message arrives once.
+func TestResumeOnReplicaBehind(t *testing.T) {
+	ns := startNATS(t)
+	a := newBackplane(t, testBackplaneConfig(t, ns, "a"))
+	b := newBackplane(t, testBackplaneConfig(t, ns, "b"))
+	ctx := ctxT(t)
+
+	early := &fakeSub{user: protocol.User{ID: "u_early", Name: "early"}}
+	mustJoin(t, b, early, "quiet", nil) // b's position: the stream's last seq now
+	noise := mustJoin(t, a, &fakeSub{user: protocol.User{ID: "u_noise", Name: "noise"}}, "noise", nil)
+	for i := 0; i < 3; i++ {
+		if _, perr := noise.Publish(ctx, "x", fmt.Sprint(i)); perr != nil {
+			t.Fatal(perr)
+		}
+	}
+	left := &fakeSub{user: protocol.User{ID: "u_mover", Name: "mover"}}
+	ml := mustJoin(t, a, left, "quiet", nil)
+	since := left.snapshot()[0].u64("seq") // a's position: after the noise
+	ml.Leave()
+	if bPos := early.snapshot()[0].u64("seq"); since <= bPos {
+		t.Fatalf("a's joined.seq %d is not ahead of b's %d; the test needs it ahead", since, bPos)
+	}
+
+	back := &fakeSub{user: protocol.User{ID: "u_mover", Name: "mover"}}
+	mb := mustJoin(t, b, back, "quiet", &since)
+	j := back.snapshot()[0]
+	if rec, ok := j["recovered"].(bool); j.typ() != "joined" || !ok || !rec || j.u64("seq") != since {
+		t.Fatalf("resume on the replica behind: %v; want joined.seq %d, recovered true", j, since)
+	}
+	res, perr := mb.Publish(ctx, "after", "r1")
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	waitUntil(t, "the next message", func() bool { return len(seqs(back.snapshot(), "quiet")) >= 1 })
+	if got := seqs(back.snapshot(), "quiet"); len(got) != 1 || got[0] != res.Seq {
+		t.Fatalf("after the resume got %v; want exactly [%d]", got, res.Seq)
+	}
+
+	// A since the stream never handed out is still not recovered.
+	bogus := since + 1_000_000
+	odd := &fakeSub{user: protocol.User{ID: "u_odd", Name: "odd"}}
+	mustJoin(t, b, odd, "quiet", &bogus)
+	if j := odd.snapshot()[0]; j["recovered"] != false || j.u64("seq") >= bogus {
+		t.Fatalf("join with a since beyond the stream: %v; want recovered false below it", j)
 	}
 }

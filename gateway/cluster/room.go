@@ -95,6 +95,10 @@ type member struct {
 	sub       hub.Subscriber
 	buffering bool       // joining with since: live frames wait in buf
 	buf       []bufFrame // guarded by the room's mu
+	// skipTo: the member already has the room's messages up to this seq
+	// (it joined with a since this replica had not reached yet); guarded
+	// by the room's mu.
+	skipTo uint64
 }
 
 type bufFrame struct {
@@ -434,6 +438,9 @@ func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok boo
 		r.lastSeq, r.lastMsg = pos, 0
 	}
 	r.floor = pos
+	for _, m := range r.members {
+		m.skipTo = 0 // positions of the old stream
+	}
 	unacked = len(r.acks)
 	for _, a := range r.acks {
 		if r.index[a.mem.sub] == a.mem {
@@ -455,6 +462,9 @@ func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok boo
 
 // sendLocked queues f to m, or holds it while m is joining with since.
 func (r *room) sendLocked(m *member, f *hub.Frame, seq uint64) {
+	if seq != 0 && seq <= m.skipTo {
+		return // the member had it before it joined here
+	}
 	if m.buffering {
 		m.buf = append(m.buf, bufFrame{f: f, seq: seq})
 		return
@@ -485,7 +495,24 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 	m.buffering = true
 	r.mu.Unlock()
 
-	replay, recovered, err := r.replay(*since, joinSeq, lastMsg, floor)
+	var err error
+	ahead := false
+	if *since > joinSeq {
+		// A position this replica has not delivered up to: the client comes
+		// from a replica further along, or from a quiet room's joined.seq
+		// there. If the stream has handed it out, the client holds every
+		// message of the room up to it: join at since, replay nothing, and
+		// skip the room's messages up to since that arrive here later.
+		ahead, err = r.handedOut(*since)
+		if ahead {
+			joinSeq = *since
+		}
+	}
+	var replay []stored
+	var recovered bool
+	if err == nil {
+		replay, recovered, err = r.replay(*since, joinSeq, lastMsg, floor)
+	}
 	if err != nil {
 		r.mu.Lock()
 		if already {
@@ -502,8 +529,11 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 		return nil, true, unavailable("cannot read the room's history now; try again")
 	}
 	r.mu.Lock()
-	if r.epoch != ep {
+	switch {
+	case r.epoch != ep:
 		recovered = false // the room moved to a new stream meanwhile
+	case ahead:
+		m.skipTo = max(m.skipTo, *since)
 	}
 	r.mu.Unlock()
 	// The member is still buffering, so nothing else of this room reaches
@@ -521,6 +551,23 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 	r.releaseLocked(m, max(last, joinSeq))
 	r.mu.Unlock()
 	return &membership{r: r, m: m}, true, nil
+}
+
+// handedOut reports whether the stream has reached seq (its last seq is at
+// or above it).
+func (r *room) handedOut(seq uint64) (bool, error) {
+	bp := r.bp
+	s := bp.streamHandle()
+	if s == nil || !bp.Up() {
+		return false, errUnavailable
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.PublishTimeout)
+	defer cancel()
+	info, err := s.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.State.LastSeq >= seq, nil
 }
 
 // releaseLocked queues what m held (messages after upTo only) and makes it
@@ -544,7 +591,8 @@ func (r *room) releaseLocked(m *member, upTo uint64) {
 // floor below which every earlier message of the room lies. So the replay
 // is complete iff
 //   - since ≥ joinSeq: nothing to replay (since == joinSeq) is complete;
-//     since > joinSeq is not a position this room handed out: false;
+//     since > joinSeq is not a position the stream handed out (join moves
+//     joinSeq up to a since the stream has reached): false;
 //   - no message is held in the range: complete iff the room's newest
 //     message known at the join (lastMsg) is ≤ since, otherwise they were
 //     removed (aged out or trimmed): false; and since is not below floor
