@@ -168,6 +168,10 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 
 	// Drain: readiness fails at once, a new connection is refused, and the
 	// clients are closed over the drain window while /metrics stays up.
+	connected := gw.metric(hc, "chatgate_connections")
+	if connected < 1 {
+		t.Fatalf("chatgate_connections = %v before the drain; want the chatters", connected)
+	}
 	if err := gw.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +190,20 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 		prom.waitFor(t, alert+" pending in Prometheus",
 			fmt.Sprintf(`max_over_time(ALERTS{alertname=%q, alertstate="pending", namespace=%q}[5m])`, alert, e2eNamespace))
 	}
+	// The drain's outcome outlives its last client: the summary line and
+	// a scrape of the final counts (the admin listener lingers) agree with
+	// the connections the drain started with.
+	summary := gw.LogRecord(t, "drain summary", waitLimit)
+	closed, _ := summary["closed"].(map[string]any)
+	if summary["clients"] != connected || closed["drain"] != connected || summary["clean"] != true {
+		t.Fatalf("drain summary %v; want all %v connections closed by the drain", summary, connected)
+	}
+	final := prom.waitFor(t, "a scrape of the drain's final counts",
+		sel("chatgate_drain_remaining_connections", "")+" == 0"+
+			" and on (instance) "+sel("chatgate_draining", "")+" == 1"+
+			" and on (instance) "+sel("chatgate_disconnects_total", `reason="drain"`)+fmt.Sprintf(" == %v", connected))
+	t.Logf("Prometheus scraped the drain's final counts (%v drain closes, 0 left) at %s; summary %v",
+		connected, final.Time.Format(time.RFC3339Nano), summary)
 	select {
 	case <-gw.Exited:
 		if gw.ExitErr() != nil {

@@ -394,7 +394,14 @@ type panel struct {
 	GridPos     *gridPos `json:"gridPos"`
 	FieldConfig struct {
 		Defaults struct {
-			Unit string `json:"unit"`
+			Unit       string `json:"unit"`
+			Thresholds *struct {
+				Mode  string `json:"mode"`
+				Steps []struct {
+					Color string   `json:"color"`
+					Value *float64 `json:"value"` // null: the base step
+				} `json:"steps"`
+			} `json:"thresholds"`
 		} `json:"defaults"`
 	} `json:"fieldConfig"`
 	Targets []target `json:"targets"`
@@ -445,6 +452,47 @@ func dataPanels(d dashboard) []panel {
 	}
 	walk(d.Panels)
 	return out
+}
+
+// thresholdColor is the color Grafana gives v under p's absolute
+// thresholds: the last step whose value is at or below v (null is the base).
+func thresholdColor(p panel, v float64) string {
+	th := p.FieldConfig.Defaults.Thresholds
+	if th == nil || th.Mode != "absolute" {
+		return ""
+	}
+	color := ""
+	for _, st := range th.Steps {
+		if st.Value == nil || *st.Value <= v {
+			color = st.Color
+		}
+	}
+	return color
+}
+
+// The Overview's "Ready pods" stat turns red when no pod is ready (also
+// when no pod reports at all), and is green with one or more.
+func TestReadyPodsPanelRedAtZero(t *testing.T) {
+	var ready *panel
+	for _, p := range dataPanels(loadDashboard(t)) {
+		if p.Title == "Ready pods" {
+			ready = &p
+		}
+	}
+	if ready == nil {
+		t.Fatal("no Ready pods panel")
+	}
+	for _, c := range []struct {
+		v    float64
+		want string
+	}{{0, "red"}, {1, "green"}, {5, "green"}} {
+		if got := thresholdColor(*ready, c.v); got != c.want {
+			t.Errorf("Ready pods at %v is %q; want %q", c.v, got, c.want)
+		}
+	}
+	if expr := ready.Targets[0].Expr; !strings.HasSuffix(expr, "or vector(0)") {
+		t.Errorf("Ready pods query %q shows no data (not a red 0) when no pod reports; want a fallback to vector(0)", expr)
+	}
 }
 
 // variableQuery returns a query variable's query string, whether Grafana

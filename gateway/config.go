@@ -66,22 +66,24 @@ type Config struct {
 	PresenceMaxMembers int
 
 	// Cluster backplane: empty Backplane means the in-process hub.
-	Backplane       string // NATS URL(s), comma-separated
-	NATSCredsFile   string
-	NATSTLSCAFile   string
-	NATSTLSCertFile string
-	NATSTLSKeyFile  string
-	StreamReplicas  int
-	StreamStorage   string // "file" or "memory"
-	StreamMaxAge    time.Duration
-	PresenceSync    time.Duration
-	PresenceTTL     time.Duration
+	Backplane         string // NATS URL(s), comma-separated
+	NATSCredsFile     string
+	NATSTLSCAFile     string
+	NATSTLSCertFile   string
+	NATSTLSKeyFile    string
+	StreamReplicas    int
+	StreamStorage     string // "file" or "memory"
+	StreamMaxAge      time.Duration
+	PresenceSync      time.Duration
+	PresenceTTL       time.Duration
+	NATSHealthTimeout time.Duration
 
 	// Drain.
 	DrainDelay      time.Duration
 	DrainWindow     time.Duration
 	ShutdownTimeout time.Duration
 	DrainRetryMax   time.Duration
+	DrainLinger     time.Duration
 
 	// Logging.
 	LogFormat string
@@ -132,10 +134,12 @@ func DefaultConfig() Config {
 		StreamMaxAge:       24 * time.Hour,
 		PresenceSync:       5 * time.Second,
 		PresenceTTL:        15 * time.Second,
+		NATSHealthTimeout:  3 * time.Second,
 		DrainDelay:         5 * time.Second,
 		DrainWindow:        10 * time.Second,
 		ShutdownTimeout:    25 * time.Second,
 		DrainRetryMax:      5 * time.Second,
+		DrainLinger:        5 * time.Second,
 		LogFormat:          "text",
 		LogLevel:           "info",
 	}
@@ -210,12 +214,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.StreamStorage, "stream-storage", c.StreamStorage, "storage of the JetStream stream: file or memory")
 	fs.DurationVar(&c.StreamMaxAge, "stream-max-age", c.StreamMaxAge, "how long the stream keeps a message (a room keeps at most --history messages either way)")
 	fs.DurationVar(&c.PresenceSync, "presence-sync", c.PresenceSync, "cluster mode: how often each replica publishes its users of every room it holds")
-	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "cluster mode: a replica not heard from for this long has its users removed from presence (at least twice --presence-sync)")
+	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "cluster mode: a replica not heard from for this long while the backplane is up has its users removed from presence (at least twice --presence-sync)")
+	fs.DurationVar(&c.NATSHealthTimeout, "nats-health-timeout", c.NATSHealthTimeout, "cluster mode: report the backplane down (/readyz 503, chatgate_backplane_up 0) when JetStream has not answered for this long; it is asked every third of it")
 
 	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on SIGTERM, keep serving this long with /readyz failing so load balancers stop routing here")
 	fs.DurationVar(&c.DrainWindow, "drain-window", c.DrainWindow, "spread the closing of client connections (1001) over this window")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "from SIGTERM, force-close whatever is left after this long")
 	fs.DurationVar(&c.DrainRetryMax, "drain-retry-max", c.DrainRetryMax, "largest reconnect delay (retry_ms) suggested to drained clients; each gets a random one between a tenth of it and it")
+	fs.DurationVar(&c.DrainLinger, "drain-linger", c.DrainLinger, "after the last client is closed, keep serving /metrics this long so the drain's final counts are scraped (ends at --shutdown-timeout at the latest; 0 exits at once)")
 
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
@@ -298,14 +304,15 @@ func (c *Config) Validate() error {
 		{"--read-header-timeout", c.ReadHeaderTimeout}, {"--abuse-window", c.AbuseWindow}, {"--ping-interval", c.PingInterval},
 		{"--pong-timeout", c.PongTimeout}, {"--write-timeout", c.WriteTimeout}, {"--room-ttl", c.RoomTTL},
 		{"--presence-interval", c.PresenceInterval}, {"--shutdown-timeout", c.ShutdownTimeout}, {"--drain-retry-max", c.DrainRetryMax},
+		{"--nats-health-timeout", c.NATSHealthTimeout},
 	}
 	for _, p := range positiveDurations {
 		if p.v <= 0 {
 			bad("%s must be positive, got %v", p.name, p.v)
 		}
 	}
-	if c.DrainDelay < 0 || c.DrainWindow < 0 {
-		bad("--drain-delay and --drain-window must not be negative")
+	if c.DrainDelay < 0 || c.DrainWindow < 0 || c.DrainLinger < 0 {
+		bad("--drain-delay, --drain-window and --drain-linger must not be negative")
 	}
 	if c.PongTimeout <= c.PingInterval {
 		bad("--pong-timeout (%v) must be longer than --ping-interval (%v)", c.PongTimeout, c.PingInterval)

@@ -72,6 +72,8 @@ func TestConfigValidateRejects(t *testing.T) {
 		{"presence max members 0", func(c *Config) { c.PresenceMaxMembers = 0 }, "--presence-max-members"},
 		{"drain delay negative", func(c *Config) { c.DrainDelay = -time.Second }, "--drain-delay"},
 		{"drain window negative", func(c *Config) { c.DrainWindow = -time.Second }, "--drain-window"},
+		{"drain linger negative", func(c *Config) { c.DrainLinger = -time.Second }, "--drain-linger"},
+		{"nats health timeout 0", func(c *Config) { c.NATSHealthTimeout = 0 }, "--nats-health-timeout"},
 		{"shutdown timeout 0", func(c *Config) { c.ShutdownTimeout = 0 }, "--shutdown-timeout"},
 		{"shutdown shorter than drain", func(c *Config) {
 			c.DrainDelay, c.DrainWindow, c.ShutdownTimeout = 5*time.Second, 10*time.Second, 14*time.Second

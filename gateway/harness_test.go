@@ -122,7 +122,7 @@ func testConfig() Config {
 	cfg.PresenceInterval = 20 * time.Millisecond
 	cfg.SendRate, cfg.SendBurst = 10000, 10000
 	cfg.JoinRate, cfg.JoinBurst = 10000, 10000
-	cfg.DrainDelay, cfg.DrainWindow = 0, 0
+	cfg.DrainDelay, cfg.DrainWindow, cfg.DrainLinger = 0, 0, 0
 	return cfg
 }
 

@@ -20,9 +20,10 @@ type RunOptions struct {
 	AdminRoutes func(*http.ServeMux)
 	// Listening, if set, is called once both listeners are bound.
 	Listening func(chat, admin net.Addr)
-	// OnShutdown hooks run last, after every connection is closed and the
-	// drain span has ended (flush trace exporters here). Together they get
-	// five seconds, even when the drain used up the shutdown timeout.
+	// OnShutdown hooks run after every connection is closed and the drain
+	// span has ended (close the broker, flush trace exporters here), before
+	// the admin listener's final linger. Together they get five seconds,
+	// even when the drain used up the shutdown timeout.
 	OnShutdown []func(context.Context) error
 }
 
@@ -31,8 +32,11 @@ type RunOptions struct {
 // accepting; WebSocket clients are closed with 1001 spread over DrainWindow
 // (http.Server.Shutdown does not touch hijacked connections, so the Server
 // does it); whatever is left at ShutdownTimeout (counted from the signal) is
-// force-closed; then the shutdown hooks run. It returns nil after a clean
-// drain and ErrDrainTimeout if connections had to be forced.
+// force-closed; one "drain summary" line is logged; the shutdown hooks run;
+// the admin listener keeps serving (/metrics with the drain's final counts)
+// for DrainLinger after the last connection ended, but not past
+// ShutdownTimeout, and is closed last. It returns nil after a clean drain
+// and ErrDrainTimeout if connections had to be forced.
 func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	cfg := srv.cfg
 	log := srv.log
@@ -90,6 +94,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	hard, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	_, span := srv.tracer.Start(context.Background(), "chatgate.drain")
+	drainStart := time.Now()
 	srv.BeginDrain()
 	conns := srv.Conns()
 	span.AddEvent("readiness failing", trace.WithAttributes(attribute.Int("chatgate.connections", conns)))
@@ -100,6 +105,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	_ = chatHTTP.Shutdown(hard)
 	span.AddEvent("stopped accepting; closing clients", trace.WithAttributes(attribute.Int("chatgate.connections", srv.Conns())))
 	srv.CloseClients(hard, cfg.DrainWindow)
+	clean := true
 	if err := srv.Wait(hard); err != nil {
 		left := srv.Conns()
 		log.Warn("drain overran the shutdown timeout; force-closing", "conns", left)
@@ -107,14 +113,16 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		span.SetStatus(codes.Error, "drain overran the shutdown timeout")
 		srv.ForceClose()
 		failure = errors.Join(failure, ErrDrainTimeout)
+		clean = false
 	} else {
 		span.AddEvent("all connections closed")
 		log.Info("draining: all connections closed")
 	}
+	lastClosed := time.Now()
 	span.End()
-	if adminHTTP != nil {
-		_ = adminHTTP.Shutdown(hard)
-	}
+	log.Info("drain summary", "duration_ms", lastClosed.Sub(drainStart).Milliseconds(), "clients", conns,
+		slog.Group("closed", srv.drain.closedAttrs()...), "messages_flushed", srv.drain.flushed.Load(), "clean", clean)
+
 	// The hooks get time of their own: after an overrun drain the hard
 	// deadline has passed, and the drain span must still be flushed.
 	flushCtx, cancelFlush := context.WithTimeout(context.Background(), hookTimeout)
@@ -123,6 +131,16 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		if err := f(flushCtx); err != nil {
 			log.Warn("shutdown hook failed", "err", err)
 		}
+	}
+	if adminHTTP != nil {
+		// The final linger: a scrape now sees the drain's final counts.
+		if linger := time.Until(lastClosed.Add(cfg.DrainLinger)); linger > 0 && hard.Err() == nil {
+			log.Info("draining: admin listener lingers for a final scrape", "linger", linger.Round(time.Millisecond).String())
+			sleepCtx(hard, linger)
+		}
+		closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Second)
+		_ = adminHTTP.Shutdown(closeCtx)
+		cancelClose()
 	}
 	return failure
 }

@@ -43,10 +43,11 @@ type Options struct {
 	// Server then owns and closes. A Broker given here is the caller's to
 	// close, after Run (or ForceClose) has returned.
 	Broker hub.Broker
-	// Ready, if set, is consulted by /readyz: while it reports false the
-	// gateway answers 503 "backplane down" (a cluster backplane that lost
-	// NATS). Liveness is not affected.
-	Ready func() bool
+	// Ready, if set, is part of the gateway's readiness (Readiness): while
+	// it returns an error, /readyz answers 503 with the error's text as the
+	// body (a cluster backplane that lost NATS: "backplane down") and
+	// chatgate_ready reads 0. Liveness is not affected.
+	Ready func() error
 	// Web serves everything on the chat listener but /ws (the web page).
 	Web http.Handler
 	// Tracer provides spans (handshakes, sampled messages, evictions,
@@ -62,10 +63,11 @@ type Server struct {
 	// static after construction
 	cfg        Config
 	log        *slog.Logger
-	obs        observe.Observer
+	obs        observe.Observer // drain (below), wrapping Options.Observer
+	drain      *drainStats
 	broker     hub.Broker
-	brokerOK   func() bool // Options.Ready; nil means always
-	ownHub     *hub.Hub    // the in-process hub when the Server made it; nil otherwise
+	brokerOK   func() error // Options.Ready; nil means always ready
+	ownHub     *hub.Hub     // the in-process hub when the Server made it; nil otherwise
 	origins    originChecker
 	adm        *admission
 	upgrader   websocket.Upgrader
@@ -77,7 +79,7 @@ type Server struct {
 	authDone   chan struct{}       // closed when the watcher has returned
 
 	queued   atomic.Int64 // bytes queued to all clients
-	ready    atomic.Bool
+	started  atomic.Bool  // SetReady: the listeners are bound
 	draining atomic.Bool
 
 	// conns counts live connection handlers.
@@ -115,6 +117,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.obs == nil {
 		s.obs = observe.Nop{}
 	}
+	s.drain = newDrainStats(s.obs)
+	s.obs = s.drain
+	s.obs.WatchReadiness(func() bool { return s.Readiness() == nil })
 	tp := opts.Tracer
 	if tp == nil {
 		tp = noop.NewTracerProvider()
@@ -183,10 +188,31 @@ const WebSocketPath = "/ws"
 // ServeHTTP serves the chat listener.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// SetReady marks the server ready (or not) for /readyz.
-func (s *Server) SetReady(ok bool) {
-	s.ready.Store(ok)
-	s.obs.SetReady(ok)
+// SetReady marks the server started (its listeners bound), or not. It is
+// one part of Readiness.
+func (s *Server) SetReady(ok bool) { s.started.Store(ok) }
+
+// Reasons the gateway is not ready (Readiness), as /readyz shows them.
+var (
+	ErrStarting = errors.New("starting")
+	ErrDraining = errors.New("draining")
+)
+
+// Readiness is the gateway's one readiness check: nil when it should get
+// new connections, otherwise why not: ErrDraining from the first shutdown
+// signal, ErrStarting until SetReady(true), or the broker's error
+// (Options.Ready). /readyz answers with it and chatgate_ready reads it, so
+// the two always agree.
+func (s *Server) Readiness() error {
+	switch {
+	case s.draining.Load():
+		return ErrDraining
+	case !s.started.Load():
+		return ErrStarting
+	case s.brokerOK != nil:
+		return s.brokerOK()
+	}
+	return nil
 }
 
 // AdminHandler serves /livez and /readyz; extra routes (metrics) can be
@@ -197,16 +223,11 @@ func (s *Server) AdminHandler() *http.ServeMux {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		switch {
-		case s.draining.Load():
-			http.Error(w, "draining", http.StatusServiceUnavailable)
-		case !s.ready.Load():
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-		case s.brokerOK != nil && !s.brokerOK():
-			http.Error(w, "backplane down", http.StatusServiceUnavailable)
-		default:
-			_, _ = w.Write([]byte("ok\n"))
+		if err := s.Readiness(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
 		}
+		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
 }
@@ -446,8 +467,8 @@ func (s *Server) retryMs() int64 {
 
 // BeginDrain fails readiness and refuses new connections with 503.
 func (s *Server) BeginDrain() {
+	s.drain.counting.Store(true)
 	s.draining.Store(true)
-	s.SetReady(false)
 	s.obs.SetDraining(true)
 	s.obs.SetDrainRemaining(s.Conns())
 }

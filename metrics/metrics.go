@@ -10,6 +10,7 @@ package metrics
 import (
 	"net/http"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,9 +54,12 @@ type Metrics struct {
 	roomMembers      prometheus.Histogram
 	presenceEvents   prometheus.Counter
 	historyReplayed  prometheus.Counter
-	ready            prometheus.Gauge
 	draining         prometheus.Gauge
 	drainRemaining   prometheus.Gauge
+
+	// ready is the gateway's readiness check (WatchReadiness), read by
+	// chatgate_ready at scrape time; nil reads as not ready.
+	ready atomic.Pointer[func() bool]
 }
 
 var _ observe.Observer = (*Metrics)(nil)
@@ -101,7 +105,6 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 			"Room member counts, sampled at each join.", prometheus.ExponentialBuckets(1, 4, 8)),
 		presenceEvents:  f.counter("presence_events_total", "Presence frames queued to members (one per recipient)."),
 		historyReplayed: f.counter("history_replayed_total", "Messages replayed from room history on join with since."),
-		ready:           f.gauge("ready", "1 while /readyz reports ready."),
 		draining:        f.gauge("draining", "1 while the gateway drains."),
 		drainRemaining:  f.gauge("drain_remaining_connections", "Connections still open during a drain."),
 	}
@@ -122,6 +125,12 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 	}
 	buildInfo := f.gaugeVec("build_info", "Build information; always 1.", "version", "revision", "goversion")
 	buildInfo.WithLabelValues(build.Version, build.Revision, runtime.Version()).Set(1)
+	f.gaugeFunc("ready", "1 while /readyz answers 200: the same check, made at scrape time (not ready while starting, draining, or without its cluster backplane).", func() float64 {
+		if ready := m.ready.Load(); ready != nil {
+			return b2f((*ready)())
+		}
+		return 0
+	})
 	if queueDepth != nil {
 		f.gaugeFunc("send_queue_max_bytes", "The largest outbound queue of any client now, in bytes.", queueDepth)
 	}
@@ -208,9 +217,9 @@ func (m *Metrics) PresenceSent(frames int) { m.presenceEvents.Add(float64(frames
 
 func (m *Metrics) HistoryReplayed(n int) { m.historyReplayed.Add(float64(n)) }
 
-func (m *Metrics) SetReady(ok bool)        { m.ready.Set(b2f(ok)) }
-func (m *Metrics) SetDraining(ok bool)     { m.draining.Set(b2f(ok)) }
-func (m *Metrics) SetDrainRemaining(n int) { m.drainRemaining.Set(float64(n)) }
+func (m *Metrics) WatchReadiness(ready func() bool) { m.ready.Store(&ready) }
+func (m *Metrics) SetDraining(ok bool)              { m.draining.Set(b2f(ok)) }
+func (m *Metrics) SetDrainRemaining(n int)          { m.drainRemaining.Set(float64(n)) }
 
 func b2f(b bool) float64 {
 	if b {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,9 +83,9 @@ func TestEventsMoveTheRightSeries(t *testing.T) {
 			func(m *Metrics, _ func(string, string) prometheus.Collector) []check {
 				return []check{{m.presenceEvents, 5}, {m.historyReplayed, 7}}
 			}},
-		{"drain state", func(m *Metrics) { m.SetReady(true); m.SetReady(false); m.SetDraining(true); m.SetDrainRemaining(42) },
+		{"drain state", func(m *Metrics) { m.SetDraining(true); m.SetDrainRemaining(42) },
 			func(m *Metrics, _ func(string, string) prometheus.Collector) []check {
-				return []check{{m.ready, 0}, {m.draining, 1}, {m.drainRemaining, 42}}
+				return []check{{m.draining, 1}, {m.drainRemaining, 42}}
 			}},
 	}
 	for _, tc := range cases {
@@ -230,4 +231,36 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// chatgate_ready is read from the gateway's readiness check at each scrape:
+// it follows the check with no event in between, and reads 0 before the
+// gateway has handed one over.
+func TestReadyGaugeReadsTheReadinessCheck(t *testing.T) {
+	m, reg := newMetrics(t)
+	read := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "chatgate_ready" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no chatgate_ready")
+		return 0
+	}
+	if got := read(); got != 0 {
+		t.Fatalf("chatgate_ready = %v before any readiness check; want 0", got)
+	}
+	var ready atomic.Bool
+	m.WatchReadiness(ready.Load)
+	for _, want := range []bool{false, true, false, true} {
+		ready.Store(want)
+		if got := read(); got != b2f(want) {
+			t.Fatalf("chatgate_ready = %v while the check says %v", got, want)
+		}
+	}
 }

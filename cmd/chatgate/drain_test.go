@@ -45,13 +45,18 @@ func envelopes(conn *websocket.Conn) ([]map[string]any, error) {
 
 // TestSIGTERMDrain runs the real binary: after SIGTERM readiness fails at
 // once, new WebSockets are refused, every client gets every acked message
-// and then 1001 with a retry hint, and the process exits 0.
+// (including messages sent during the drain delay) and then 1001 with a
+// retry hint; the drain is summed up in one log line; /metrics keeps
+// serving the final counts after the last client is closed, for
+// --drain-linger; and the process exits 0.
 func TestSIGTERMDrain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
 	bin := gatewaytest.Build(t)
-	p := gatewaytest.Start(t, bin, "--drain-delay", "1s", "--drain-window", "300ms", "--shutdown-timeout", "10s", "--send-rate", "1000", "--send-burst", "1000")
+	const linger = 3 * time.Second
+	p := gatewaytest.Start(t, bin, "--drain-delay", "2s", "--drain-window", "300ms", "--shutdown-timeout", "10s",
+		"--drain-linger", linger.String(), "--send-rate", "1000", "--send-burst", "1000")
 	if got := p.Status(statusClient, "/readyz"); got != http.StatusOK {
 		t.Fatalf("/readyz = %d before the drain", got)
 	}
@@ -116,6 +121,28 @@ func TestSIGTERMDrain(t *testing.T) {
 	if _, resp, err := websocket.DefaultDialer.Dial(url, nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("dial during the drain delay: err=%v resp=%v; want 503", err, resp)
 	}
+	// Existing connections still chat: these count in the drain summary.
+	const during = 10
+	for i := 0; i < during; i++ {
+		b := fmt.Appendf(nil, `{"type":"send","room":"r","text":"d%d","ref":"d%d"}`, i, i)
+		if err := conns[0].WriteMessage(websocket.TextMessage, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for acks := 0; acks < during; {
+		envs, err := envelopes(conns[0])
+		if err != nil {
+			t.Fatalf("acks during the drain delay: %v", err)
+		}
+		for _, e := range envs {
+			switch e["type"] {
+			case "ack":
+				acks++
+			case "message":
+				got[0] = append(got[0], e["seq"].(float64))
+			}
+		}
+	}
 
 	for i, c := range conns {
 		var closeErr *websocket.CloseError
@@ -140,8 +167,8 @@ func TestSIGTERMDrain(t *testing.T) {
 		if !ok || reason.R != "drain" || reason.RetryMs <= 0 {
 			t.Fatalf("client %d: close reason %q", i, closeErr.Text)
 		}
-		if len(got[i]) != msgs {
-			t.Fatalf("client %d got %d of %d acked messages", i, len(got[i]), msgs)
+		if len(got[i]) != msgs+during {
+			t.Fatalf("client %d got %d of %d acked messages", i, len(got[i]), msgs+during)
 		}
 		for j, seq := range got[i] {
 			if seq != base+float64(j+1) {
@@ -149,10 +176,45 @@ func TestSIGTERMDrain(t *testing.T) {
 			}
 		}
 	}
+	lastClosed := time.Now()
+
+	// One summary line: every client closed by the drain, what it delivered.
+	sum := p.LogRecord(t, "drain summary", waitTimeout)
+	closed, _ := sum["closed"].(map[string]any)
+	flushed, _ := sum["messages_flushed"].(float64)
+	if sum["clients"] != float64(members) || closed["drain"] != float64(members) || len(closed) != 1 ||
+		sum["clean"] != true || flushed < members*during || !(sum["duration_ms"].(float64) > 0) {
+		t.Fatalf("drain summary %v; want %d clients, all closed by drain, at least %d messages flushed, clean", sum, members, members*during)
+	}
+	t.Logf("drain summary: %v", sum)
+
+	// The admin listener outlives the last client: the final counts can
+	// still be scraped, for the linger and not much longer.
+	final := fmt.Sprintf("chatgate_disconnects_total{reason=\"drain\"} %d\n", members)
+	for {
+		code, body := p.Get(statusClient, "/metrics")
+		if code == http.StatusOK && strings.Contains(body, final) && strings.Contains(body, "chatgate_drain_remaining_connections 0\n") {
+			break
+		}
+		if time.Since(lastClosed) > linger/2 {
+			t.Fatalf("/metrics after the last close: %d, final counts not shown (want %q)", code, final)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(linger / 3) // well inside the linger
+	if code, body := p.Get(statusClient, "/metrics"); code != http.StatusOK || !strings.Contains(body, final) {
+		t.Fatalf("/metrics %v after the last client closed: %d; want the final counts until the linger (%v) ends", time.Since(lastClosed), code, linger)
+	}
+	if code := p.Status(statusClient, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz during the linger: %d; want 503", code)
+	}
 	select {
 	case <-p.Exited:
 		if err := p.ExitErr(); err != nil {
 			t.Fatalf("gateway exited with %v; want 0", err)
+		}
+		if took := time.Since(lastClosed); took > linger+2*time.Second {
+			t.Fatalf("gateway exited %v after the last close; the linger is %v", took, linger)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("gateway did not exit after the drain")

@@ -127,7 +127,7 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 			return err
 		}
 		defer bp.Close()
-		opts.Broker, opts.Ready = bp, bp.Up
+		opts.Broker, opts.Ready = bp, bp.Health
 		onShutdown = append(onShutdown, func(context.Context) error { return bp.Close() })
 		log.Info("cluster mode", "backplane", redactURLs(cfg.Backplane), "replica", bp.ID(), "stream_storage", cfg.StreamStorage, "stream_replicas", cfg.StreamReplicas)
 	}
@@ -169,6 +169,7 @@ func newBackplane(cfg gateway.Config, log *slog.Logger, obs *metrics.Metrics, re
 		PresenceMaxMembers: cfg.PresenceMaxMembers,
 		PresenceSync:       cfg.PresenceSync,
 		PresenceTTL:        cfg.PresenceTTL,
+		HealthTimeout:      cfg.NATSHealthTimeout,
 	})
 }
 

@@ -33,6 +33,30 @@
 // replay, then releases the held frames: no gap and no duplicate at the
 // seam. See recovered() for how the Chatgate-Prev chain decides recovered.
 //
+// # Faults
+//
+// The backplane is up (Health) while it is connected to NATS, has checked
+// the stream since the last (re)connect, and JetStream has answered within
+// HealthTimeout: a probe asks for the stream's state every third of it, so
+// a server that stops answering (frozen, or cut off without a reset) turns
+// the backplane down within HealthTimeout. Sends, joins that need NATS and
+// replays are refused at once while it is down.
+//
+// Each check also compares the stream with the one this replica knew. A
+// stream with another creation time, or whose last seq went below a seq
+// this replica saw stored, lost the old one's messages (a NATS server
+// restarted without its store, or with memory storage). That starts a new
+// epoch: every room moves to the new stream's start, counts the messages it
+// held in the lost one as a delivery gap (logged once per room), answers
+// acks still waiting for delivery with unavailable, and restarts delivery.
+// Rooms compare the epoch of everything they receive with their own, so
+// nothing from the lost stream is delivered after the move. A stream this
+// replica creates starts its sequence at the creation time in milliseconds
+// x 1000 (and above every seq this replica has seen), like the in-process
+// hub's rooms: a recreated stream numbers above the lost one, so members
+// see seq values keep increasing and a since from the lost stream is below
+// every seq of the new one (recovered: false).
+//
 // # Presence
 //
 // Each replica publishes (core NATS, chatgate.presence.<room>) its local
@@ -40,9 +64,11 @@
 // room it holds every PresenceSync, and a goodbye when it drops a room.
 // Replicas holding the room keep the users of every other replica with the
 // time they last heard from it; a replica silent for PresenceTTL has its
-// users expire. A room's online set is the union over replicas, so a user
-// on two replicas counts once. Changes from any replica feed the same
-// coalescing as the in-process hub.
+// users expire. While the backplane is down nobody can be heard, so
+// nobody expires: the last known users are kept, and a replica still silent
+// PresenceTTL after the backplane is back expires then. A room's online set
+// is the union over replicas, so a user on two replicas counts once.
+// Changes from any replica feed the same coalescing as the in-process hub.
 package cluster
 
 import (
@@ -116,6 +142,7 @@ type Config struct {
 	PresenceTTL        time.Duration // a silent replica's users expire after this (default 15s)
 
 	PublishTimeout time.Duration // one send's budget for the PubAck, retries included (default 3s)
+	HealthTimeout  time.Duration // down when JetStream has not answered for this long (default 3s; probed every third of it)
 	ReconnectWait  time.Duration // base wait between reconnect attempts (default 1s, plus jitter)
 	SyncWait       time.Duration // how long a room's first join waits for the other replicas' members (default 250ms)
 }
@@ -166,6 +193,9 @@ func (c *Config) setDefaults() {
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 3 * time.Second
 	}
+	if c.HealthTimeout <= 0 {
+		c.HealthTimeout = defaultHealthTimeout
+	}
 	if c.ReconnectWait <= 0 {
 		c.ReconnectWait = time.Second
 	}
@@ -173,6 +203,26 @@ func (c *Config) setDefaults() {
 		c.SyncWait = 250 * time.Millisecond
 	}
 }
+
+// defaultHealthTimeout is Config.HealthTimeout's default: how long
+// JetStream may stay silent before the backplane reports down.
+const defaultHealthTimeout = 3 * time.Second
+
+// Health errors: the reason the backplane is down, as /readyz shows it.
+var (
+	// ErrDown: not connected to NATS, or the stream not yet checked (or
+	// made) since the last (re)connect.
+	ErrDown = errors.New("backplane down")
+	// ErrNotResponding: connected, but JetStream has not answered for
+	// HealthTimeout (a frozen or overloaded server).
+	ErrNotResponding = errors.New("backplane not responding")
+)
+
+// Log messages that tests and operators look for.
+const (
+	msgStreamLost  = "the NATS stream is not the one this replica knew: the messages it held are lost; rooms start over on the new stream"
+	msgHistoryLost = "room history lost with the stream: members get a gap (recovered false on their next rejoin)"
+)
 
 // Validate reports invalid settings.
 func (c *Config) Validate() error {
@@ -205,10 +255,25 @@ type Backplane struct {
 	met    *metrics
 	tick   time.Duration // presence expiry scan period
 
-	stream   atomic.Pointer[jetstream.Stream] // set once the stream is ensured
-	streamOK atomic.Bool
-	closed   atomic.Bool
-	killed   atomic.Bool // tests: the NATS connection was dropped without goodbye
+	stream atomic.Pointer[jetstream.Stream] // set once the stream is ensured
+	closed atomic.Bool
+	killed atomic.Bool // tests: the NATS connection was dropped without goodbye
+
+	// Health (see Health). checked is 1 + the connection generation
+	// (connGen) on which the stream was last checked, 0 when it must be
+	// checked again (the disconnect handler zeroes it, so deliver can test
+	// it without a lock); answered is when JetStream last answered (unix ns).
+	checked  atomic.Uint64
+	answered atomic.Int64
+	// highSeq is the highest seq this replica has delivered from the
+	// current stream; a stream whose last seq is below it went back.
+	highSeq atomic.Uint64
+	// epoch counts the streams this replica has moved to (see checkStream);
+	// every room carries the epoch its positions belong to.
+	epoch atomic.Uint64
+
+	streamMu sync.Mutex
+	created  time.Time // the stream's creation time as last seen; guarded by streamMu
 
 	mu    sync.Mutex
 	rooms map[string]*room // guarded by mu
@@ -257,8 +322,15 @@ func New(cfg Config) (*Backplane, error) {
 		nats.ReconnectWait(cfg.ReconnectWait),
 		nats.ReconnectJitter(cfg.ReconnectWait/2+10*time.Millisecond, cfg.ReconnectWait),
 		nats.RetryOnFailedConnect(true),
-		nats.PingInterval(10 * time.Second),
+		// A server that stops answering drops the connection after three
+		// unanswered pings (15–20 s), and the client reconnects, to another
+		// server when URL lists several; readiness goes down sooner, after
+		// HealthTimeout (see healthLoop).
+		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(3),
+		// No buffering while reconnecting: a send then fails at once
+		// (unavailable) instead of waiting for its PubAck timeout.
+		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(*nats.Conn) {
 			bp.log.Info("connected to NATS")
 			bp.poke()
@@ -268,6 +340,7 @@ func New(cfg Config) (*Backplane, error) {
 			bp.poke()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			bp.checked.Store(0) // Health sees it at once through connGen; deliver through this
 			if !bp.closed.Load() {
 				bp.log.Warn("disconnected from NATS; reconnecting", "err", err)
 			}
@@ -303,10 +376,11 @@ func New(cfg Config) (*Backplane, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
 	}
-	bp.wg.Add(3)
+	bp.wg.Add(4)
 	go bp.ensureLoop()
 	go bp.out.run(bp)
 	go bp.presenceLoop()
+	go bp.healthLoop()
 	if nc.IsConnected() {
 		bp.poke()
 	}
@@ -316,10 +390,38 @@ func New(cfg Config) (*Backplane, error) {
 // ID is this replica's presence id.
 func (bp *Backplane) ID() string { return bp.id }
 
-// Up reports whether NATS is connected and the stream is in place: the
-// backplane's readiness.
-func (bp *Backplane) Up() bool {
-	return !bp.closed.Load() && !bp.killed.Load() && bp.nc.IsConnected() && bp.streamOK.Load()
+// Health reports why the backplane cannot serve (ErrDown or
+// ErrNotResponding), or nil while it can: connected to NATS, the stream
+// checked since the last (re)connect, and JetStream answering within
+// HealthTimeout. It is the gateway's readiness condition in cluster mode.
+func (bp *Backplane) Health() error {
+	switch {
+	case bp.closed.Load() || bp.killed.Load() || !bp.nc.IsConnected() || bp.checked.Load() != bp.connGen()+1:
+		return ErrDown
+	case time.Since(time.Unix(0, bp.answered.Load())) >= bp.cfg.HealthTimeout:
+		return ErrNotResponding
+	}
+	return nil
+}
+
+// Up reports whether Health is nil.
+func (bp *Backplane) Up() bool { return bp.Health() == nil }
+
+// connGen counts the connections made to NATS: it changes with every
+// reconnect, before the connection reports connected.
+func (bp *Backplane) connGen() uint64 { return bp.nc.Stats().Reconnects }
+
+// answer records that JetStream answered now.
+func (bp *Backplane) answer() { bp.answered.Store(time.Now().UnixNano()) }
+
+// sawSeq raises highSeq to seq.
+func (bp *Backplane) sawSeq(seq uint64) {
+	for {
+		cur := bp.highSeq.Load()
+		if seq <= cur || bp.highSeq.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
 }
 
 func (bp *Backplane) poke() {
@@ -329,8 +431,9 @@ func (bp *Backplane) poke() {
 	}
 }
 
-// ensureLoop creates or updates the stream after every (re)connect, retrying
-// with backoff, then announces this replica and resyncs presence.
+// ensureLoop checks, creates or updates the stream after every (re)connect
+// (and when the probe finds it gone), retrying with backoff, then announces
+// this replica and resyncs presence.
 func (bp *Backplane) ensureLoop() {
 	defer bp.wg.Done()
 	for {
@@ -359,10 +462,63 @@ func (bp *Backplane) ensureLoop() {
 	}
 }
 
+// ensureStream makes sure the stream exists with this replica's settings
+// and checks it against the one this replica knew (checkStream); on
+// success the backplane is up on the current connection.
 func (bp *Backplane) ensureStream() error {
+	gen := bp.connGen()
+	high := bp.highSeq.Load() // before any request: see checkStream
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	scfg := jetstream.StreamConfig{
+	scfg := bp.streamConfig()
+	var s jetstream.Stream
+	for s == nil {
+		existing, err := bp.js.Stream(ctx, bp.cfg.Stream)
+		switch {
+		case err == nil:
+			// The first seq is the stream's for life: an update must not
+			// move it (nats-server would purge below it on its next start).
+			scfg.FirstSeq = existing.CachedInfo().Config.FirstSeq
+			if s, err = bp.js.UpdateStream(ctx, scfg); err != nil {
+				var apiErr *jetstream.APIError
+				if !errors.As(err, &apiErr) {
+					return err
+				}
+				// A stream that cannot take this configuration (a storage
+				// change, say) is still usable: use it and say so.
+				bp.log.Error("the stream exists with a configuration that cannot be updated; using it as it is", "err", err)
+				s = existing
+			}
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			// Numbered from the clock, above every seq this replica saw:
+			// a stream made again after a loss numbers above the lost one.
+			scfg.FirstSeq = max(uint64(time.Now().UnixMilli())*1000, high+1)
+			s, err = bp.js.CreateStream(ctx, scfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				s, err = nil, nil // another replica made it first: look again
+			} else if err != nil {
+				return err
+			} else {
+				bp.log.Info("created the stream", "stream", bp.cfg.Stream, "first_seq", scfg.FirstSeq)
+			}
+		default:
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	bp.answer()
+	bp.checkStream(s.CachedInfo(), high)
+	bp.stream.Store(&s)
+	if bp.nc.IsConnected() && bp.connGen() == gen {
+		bp.checked.Store(gen + 1)
+	}
+	return nil
+}
+
+func (bp *Backplane) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:              bp.cfg.Stream,
 		Description:       "chatgate room messages, one subject per room",
 		Subjects:          []string{streamSubjects},
@@ -378,20 +534,101 @@ func (bp *Backplane) ensureStream() error {
 		// limit, so set a generous one (an account limit still applies).
 		MaxConsumers: maxConsumers,
 	}
-	s, err := bp.js.CreateOrUpdateStream(ctx, scfg)
-	if err != nil {
-		// A stream that exists but cannot take this configuration (a
-		// storage change, say) is still usable: use it and say so.
-		existing, gerr := bp.js.Stream(ctx, bp.cfg.Stream)
-		if gerr != nil {
-			return err
-		}
-		bp.log.Error("the stream exists with a configuration that cannot be updated; using it as it is", "err", err)
-		s = existing
+}
+
+// checkStream compares the stream's state (read after high was taken) with
+// the stream this replica knew. Another creation time means the stream was
+// made again; a last seq below high (a seq this replica delivered from it)
+// means it went back, as a stream restored from an older backup would. In
+// both cases the messages of the old stream are lost: a new epoch starts
+// and every room moves to the new stream.
+func (bp *Backplane) checkStream(info *jetstream.StreamInfo, high uint64) {
+	bp.streamMu.Lock()
+	defer bp.streamMu.Unlock()
+	prev := bp.created
+	bp.created = info.Created
+	var why string
+	switch {
+	case prev.IsZero():
+		return // the first stream this replica sees
+	case !info.Created.Equal(prev):
+		why = "created again"
+	case info.State.LastSeq < high:
+		why = "its sequence went back"
+	default:
+		return
 	}
-	bp.stream.Store(&s)
-	bp.streamOK.Store(true)
-	return nil
+	// The new stream's messages start after pos.
+	pos := info.State.LastSeq
+	if info.State.FirstSeq > 0 {
+		pos = info.State.FirstSeq - 1
+	}
+	// A stream numbered above everything this replica saw (one that chatgate
+	// made again) cannot have delivered positions of the old stream above
+	// pos: rooms already past pos are on the new stream, and stay.
+	above := pos >= high
+	ep := bp.epoch.Add(1)
+	bp.highSeq.Store(info.State.LastSeq)
+	rooms, gaps, unacked := 0, 0, 0
+	for _, r := range bp.allRooms() {
+		if gap, n, ok := r.moveTo(ep, pos, above); ok {
+			rooms++
+			unacked += n
+			if gap {
+				gaps++
+			}
+		}
+	}
+	bp.log.Error(msgStreamLost, "stream", bp.cfg.Stream, "why", why, "created", info.Created, "first_seq", info.State.FirstSeq,
+		"last_seq", info.State.LastSeq, "highest_seq_seen", high, "rooms", rooms, "rooms_with_gap", gaps, "unacked_sends", unacked)
+}
+
+// healthLoop asks JetStream for the stream's state every third of
+// HealthTimeout. Each answer keeps the backplane up (Health) and is checked
+// against the stream this replica knows (checkStream); a stream gone
+// missing is made again. It logs every change of Health.
+func (bp *Backplane) healthLoop() {
+	defer bp.wg.Done()
+	tick := time.NewTicker(bp.cfg.HealthTimeout / 3)
+	defer tick.Stop()
+	var last error = ErrDown
+	for {
+		select {
+		case <-bp.quit:
+			return
+		case <-tick.C:
+		}
+		if h := bp.Health(); h != last {
+			if h == nil {
+				bp.log.Info("backplane up")
+			} else {
+				bp.log.Warn(h.Error()+"; sends and new rooms get unavailable until it is back", "health_timeout", bp.cfg.HealthTimeout.String())
+			}
+			last = h
+		}
+		gen := bp.connGen()
+		if !bp.nc.IsConnected() || bp.checked.Load() != gen+1 {
+			continue // ensureLoop's turn
+		}
+		high := bp.highSeq.Load()
+		ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.HealthTimeout)
+		s, err := bp.js.Stream(ctx, bp.cfg.Stream)
+		cancel()
+		switch {
+		case err == nil:
+			bp.answer()
+			bp.checkStream(s.CachedInfo(), high)
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			bp.answer()
+			bp.log.Error("the stream is gone; making it again", "stream", bp.cfg.Stream)
+			bp.checked.Store(0)
+			bp.poke()
+		default:
+			// No answer in time: Health reports not responding once the
+			// last answer is HealthTimeout old.
+			bp.log.Debug("stream probe failed", "err", err)
+		}
+	}
 }
 
 // sleep waits d or until Close; it reports false on Close.

@@ -25,6 +25,7 @@ import (
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/natstest"
+	gwmetrics "github.com/chatgate/chatgate/metrics"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -106,7 +107,10 @@ func startNode(t testing.TB, ns *natstest.Server, name string, mutate func(*Conf
 	cfg.JoinRate, cfg.JoinBurst = 10000, 10000
 	cfg.DrainDelay, cfg.DrainWindow = 0, 0
 	cfg.PresenceInterval = bcfg.PresenceInterval
-	srv, err := gateway.New(cfg, gateway.Options{Broker: bp, Ready: bp.Up, Logger: bcfg.Logger, Web: http.NotFoundHandler()})
+	// The gateway's own metrics share the registry, as in the binary, so
+	// chatgate_ready can be compared with /readyz.
+	obs := gwmetrics.New(reg, gwmetrics.BuildInfo{Version: "test"}, nil)
+	srv, err := gateway.New(cfg, gateway.Options{Broker: bp, Ready: bp.Health, Logger: bcfg.Logger, Observer: obs, Web: http.NotFoundHandler()})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
@@ -128,6 +132,23 @@ func (n *node) readyz(t testing.TB) (int, string) {
 	rec := httptest.NewRecorder()
 	n.srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 	return rec.Code, strings.TrimSpace(rec.Body.String())
+}
+
+// checkReadiness fails unless /readyz answers code with body and
+// chatgate_ready agrees with it.
+func (n *node) checkReadiness(t testing.TB, code int, body string) {
+	t.Helper()
+	gotCode, gotBody := n.readyz(t)
+	if gotCode != code || gotBody != body {
+		t.Fatalf("%s: /readyz %d %q; want %d %q", n.name, gotCode, gotBody, code, body)
+	}
+	want := 0.0
+	if code == http.StatusOK {
+		want = 1
+	}
+	if got := n.gauge(t, "chatgate_ready"); got != want {
+		t.Fatalf("%s: chatgate_ready = %v while /readyz answers %d %q", n.name, got, gotCode, gotBody)
+	}
 }
 
 // gauge reads a gauge of n's registry.

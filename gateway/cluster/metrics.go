@@ -29,14 +29,14 @@ func newMetrics(reg prometheus.Registerer, bp *Backplane) *metrics {
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "backplane_publish_conflicts_total",
 			Help: "Publish attempts refused because another replica had just stored a message in the same room (each is retried)."}),
 		gaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "backplane_delivery_gaps_total",
-			Help: "Times a room's consumer found messages removed from the stream before this replica delivered them."}),
+			Help: "Times a room lost messages before this replica delivered them: removed from the stream first (trimmed or aged out), or lost with the stream itself (a NATS server restarted without its store)."}),
 	}
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(m.publishDuration, m.publishErrors, m.gaps, m.conflicts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "backplane_up",
-			Help: "1 while this replica is connected to NATS and the stream is in place."}, func() float64 {
+			Help: "1 while this replica is connected to NATS, the stream is in place and JetStream answers within the health timeout (the readiness condition)."}, func() float64 {
 			if bp.Up() {
 				return 1
 			}
@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer, bp *Backplane) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "backplane_consumer_lag",
 			Help: "Messages stored but not yet delivered by this replica's room consumers, summed over rooms (sampled at each delivery)."}, bp.consumerLag),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "backplane_presence_sync_age_seconds",
-			Help: "Age of the oldest presence information held from another replica; it stays below the presence TTL."}, bp.presenceAge),
+			Help: "Age of the oldest presence information held from another replica; below the presence TTL while the backplane is up, it grows during an outage (the users are kept, not expired)."}, bp.presenceAge),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "backplane_rooms",
 			Help: "Rooms this replica holds a consumer for (rooms with local members)."}, func() float64 { return float64(bp.Rooms()) }),
 	)

@@ -180,11 +180,13 @@ func (r *room) dropReplicaLocked(id string) {
 }
 
 // expireLocked drops the users of replicas not heard from for the TTL
-// (less one scan period, so they are gone within the TTL).
-func (r *room) expireLocked(now time.Time) {
+// (less one scan period, so they are gone within the TTL), counting the
+// silence from upSince at the earliest: the backplane was down before it,
+// so nobody could be heard.
+func (r *room) expireLocked(now, upSince time.Time) {
 	limit := r.bp.cfg.PresenceTTL - r.bp.tick
 	for id, rv := range r.remote {
-		if now.Sub(rv.lastSeen) >= limit {
+		if now.Sub(later(rv.lastSeen, upSince)) >= limit {
 			r.bp.log.Debug("replica expired from room presence", "replica", id)
 			r.dropReplicaLocked(id)
 		}
@@ -210,14 +212,25 @@ func (bp *Backplane) snapshotAll() {
 	}
 }
 
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // presenceLoop sends snapshots and census hellos every PresenceSync and
-// expires silent replicas every tick.
+// expires silent replicas every tick. While the backplane is down (Health)
+// nothing expires: the other replicas' users stay as last known, and their
+// TTL counts from the tick that finds the backplane up again.
 func (bp *Backplane) presenceLoop() {
 	defer bp.wg.Done()
 	snap := time.NewTicker(bp.cfg.PresenceSync)
 	defer snap.Stop()
 	expire := time.NewTicker(bp.tick)
 	defer expire.Stop()
+	var upSince time.Time
+	down := true
 	for {
 		select {
 		case <-bp.quit:
@@ -226,16 +239,23 @@ func (bp *Backplane) presenceLoop() {
 			bp.snapshotAll()
 			bp.announce(true)
 		case now := <-expire.C:
+			if !bp.Up() {
+				down = true
+				continue
+			}
+			if down {
+				down, upSince = false, now
+			}
 			for _, r := range bp.allRooms() {
 				r.mu.Lock()
 				if !r.closed {
-					r.expireLocked(now)
+					r.expireLocked(now, upSince)
 				}
 				r.mu.Unlock()
 			}
 			bp.censusMu.Lock()
 			for id, seen := range bp.census {
-				if now.Sub(seen) >= bp.cfg.PresenceTTL {
+				if now.Sub(later(seen, upSince)) >= bp.cfg.PresenceTTL {
 					delete(bp.census, id)
 				}
 			}

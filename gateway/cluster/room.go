@@ -42,6 +42,9 @@ type room struct {
 
 	mu     sync.Mutex
 	closed bool // torn down: a joiner must look the room up again
+	// epoch is the backplane epoch (stream) the positions below belong
+	// to; see Backplane.checkStream and moveTo.
+	epoch uint64
 	// lastSeq is the seq of the last message delivered to local members,
 	// or the starting point when none has been (joined.seq).
 	lastSeq uint64
@@ -49,8 +52,10 @@ type room struct {
 	// when the room had none at setup and none was delivered since).
 	lastMsg uint64
 	// floor is Chatgate-Prev for a message published when the subject is
-	// empty: the stream's first seq − 1 at setup. No earlier message of the
-	// room is above it (the stream only loses its oldest messages).
+	// empty: the stream's first seq − 1 at setup (or where a new stream
+	// starts, after a move). No earlier message of the room is above it
+	// (the stream only loses its oldest messages), and any message of the
+	// room at or below it may be gone.
 	floor   uint64
 	members []*member
 	index   map[hub.Subscriber]*member
@@ -72,13 +77,15 @@ type room struct {
 	yieldUntil time.Time
 
 	// publishing: one local publish at a time per room
-	pubMu  sync.Mutex
-	expect uint64 // the subject's last seq as this replica believes; guarded by pubMu
-	stale  bool   // expect must be refreshed from the stream; guarded by pubMu
+	pubMu    sync.Mutex
+	expect   uint64 // the subject's last seq as this replica believes; guarded by pubMu
+	stale    bool   // expect must be refreshed from the stream; guarded by pubMu
+	pubEpoch uint64 // the epoch expect belongs to; guarded by pubMu
 
 	// delivery pump
 	pumpMu sync.Mutex
 	iter   jetstream.MessagesContext // guarded by pumpMu
+	iterEp uint64                    // the epoch iter reads in; guarded by pumpMu
 	cons   jetstream.Consumer        // the pump's ordered consumer; guarded by pumpMu
 	stop   chan struct{}             // closed on teardown
 	psub   *nats.Subscription        // presence subscription; set in setup
@@ -88,6 +95,10 @@ type member struct {
 	sub       hub.Subscriber
 	buffering bool       // joining with since: live frames wait in buf
 	buf       []bufFrame // guarded by the room's mu
+	// skipTo: the member already has the room's messages up to this seq
+	// (it joined with a since this replica had not reached yet); guarded
+	// by the room's mu.
+	skipTo uint64
 }
 
 type bufFrame struct {
@@ -108,6 +119,7 @@ type presentUser struct {
 type pendingAck struct {
 	seq  uint64
 	mem  *member
+	ref  string
 	data []byte
 }
 
@@ -134,6 +146,7 @@ func (r *room) setup() error {
 		return errUnavailable
 	}
 	s := bp.streamHandle()
+	ep := bp.epoch.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.PublishTimeout)
 	defer cancel()
 	// Stream state first, then the subject: a message stored in between
@@ -157,8 +170,11 @@ func (r *room) setup() error {
 	default:
 		return err
 	}
+	if bp.epoch.Load() != ep {
+		return errUnavailable // the stream changed under the setup
+	}
 	r.mu.Lock()
-	r.lastSeq, r.lastMsg, r.floor = start, lastMsg, floor
+	r.epoch, r.lastSeq, r.lastMsg, r.floor = ep, start, lastMsg, floor
 	r.mu.Unlock()
 	if r.psub, err = bp.nc.Subscribe(presencePrefix+r.name, r.onPresence); err != nil {
 		return err
@@ -173,7 +189,7 @@ func (r *room) setup() error {
 		return err
 	}
 	r.pumpMu.Lock()
-	r.iter, r.cons = it, cons
+	r.iter, r.iterEp, r.cons = it, ep, cons
 	r.pumpMu.Unlock()
 	bp.wg.Add(1)
 	go r.pump()
@@ -219,13 +235,15 @@ func (bp *Backplane) deleteConsumer(name string) {
 
 // pump delivers the room's messages until teardown. Whatever goes wrong
 // with the consumer, it starts a new one from just after the last message
-// delivered, with backoff: a consumer error never wedges the room.
+// delivered, with backoff, once the backplane is up: a consumer error never
+// wedges the room. A move to a new stream (moveTo) stops the consumer, so
+// the next one starts on the new stream.
 func (r *room) pump() {
 	bp := r.bp
 	defer bp.wg.Done()
 	for attempt := 0; ; {
 		r.pumpMu.Lock()
-		it := r.iter
+		it, ep := r.iter, r.iterEp
 		r.pumpMu.Unlock()
 		if it != nil {
 			for {
@@ -237,7 +255,9 @@ func (r *room) pump() {
 					break
 				}
 				attempt = 0
-				r.deliver(msg)
+				if !r.deliver(msg, ep) {
+					break // from a stream or connection not checked: start over
+				}
 			}
 			it.Stop()
 			r.pumpMu.Lock()
@@ -257,11 +277,11 @@ func (r *room) pump() {
 		case <-time.After(backoff(attempt, 50*time.Millisecond, 2*time.Second)):
 		}
 		attempt++
-		if !bp.nc.IsConnected() {
+		if !bp.Up() {
 			continue
 		}
 		r.mu.Lock()
-		from := r.lastSeq + 1
+		from, ep := r.lastSeq+1, r.epoch
 		r.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.PublishTimeout)
 		cons, err := r.newConsumer(ctx, from)
@@ -282,9 +302,18 @@ func (r *room) pump() {
 			r.deleteConsumer(cons)
 			return
 		}
-		r.iter, r.cons = it, cons
+		r.iter, r.iterEp, r.cons = it, ep, cons
 		r.pumpMu.Unlock()
 	}
+}
+
+// stopPump ends the pump's current consumer; the pump starts a new one.
+func (r *room) stopPump() {
+	r.pumpMu.Lock()
+	if r.iter != nil {
+		r.iter.Stop()
+	}
+	r.pumpMu.Unlock()
 }
 
 func (r *room) isStopped() bool {
@@ -319,13 +348,20 @@ func decode(room string, seq uint64, h nats.Header, text []byte) stored {
 	return st
 }
 
-// deliver hands one live message to every local member in stream order.
-func (r *room) deliver(msg jetstream.Msg) {
+// deliver hands one live message, read by a consumer of epoch ep, to every
+// local member in stream order. It reports false, delivering nothing, when
+// the message may come from a stream this replica has not checked: one of
+// another epoch, or one read before the stream was checked on this
+// connection; the pump then starts over from the room's position.
+func (r *room) deliver(msg jetstream.Msg, ep uint64) bool {
 	bp := r.bp
 	now := time.Now()
+	if bp.checked.Load() == 0 {
+		return false // disconnected since the last check (cheap: no lock)
+	}
 	meta, err := msg.Metadata()
 	if err != nil {
-		return
+		return true
 	}
 	st := decode(r.name, meta.Sequence.Stream, msg.Headers(), msg.Data())
 	f := &hub.Frame{Data: st.data, Accepted: now}
@@ -338,12 +374,13 @@ func (r *room) deliver(msg jetstream.Msg) {
 	}
 
 	r.mu.Lock()
-	if r.closed || st.seq <= r.lastSeq {
-		r.mu.Unlock() // torn down, or a duplicate
+	if r.closed || ep != r.epoch || st.seq <= r.lastSeq {
+		moved := !r.closed && ep != r.epoch
+		r.mu.Unlock() // torn down, moved to another stream, or a duplicate
 		if span != nil {
 			span.End()
 		}
-		return
+		return !moved
 	}
 	if st.hasP && st.prev > r.lastMsg && r.lastMsg != 0 {
 		// Messages between what we delivered and this one are gone from
@@ -353,6 +390,7 @@ func (r *room) deliver(msg jetstream.Msg) {
 		bp.log.Warn("room delivery gap: messages were removed from the stream before this replica delivered them", "after", r.lastMsg, "next", st.seq)
 	}
 	r.lastSeq, r.lastMsg = st.seq, st.seq
+	bp.sawSeq(st.seq)
 	r.pending = meta.NumPending
 	for _, m := range r.members {
 		r.sendLocked(m, f, st.seq)
@@ -376,10 +414,57 @@ func (r *room) deliver(msg jetstream.Msg) {
 		span.SetAttributes(attribute.Int("chatgate.recipients", n))
 		span.End()
 	}
+	return true
+}
+
+// moveTo moves the room onto a new stream (epoch ep) whose messages start
+// after pos; above says no position of the old stream lies above pos. The
+// messages the room held in the old stream are gone: that is one gap,
+// counted and logged, and sends whose ack waited for their delivery are
+// answered unavailable. Delivery restarts on the new stream. ok is false
+// when the room was torn down or already moved.
+func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok bool) {
+	bp := r.bp
+	r.mu.Lock()
+	if r.closed || r.epoch == ep {
+		r.mu.Unlock()
+		return false, 0, false
+	}
+	onNew := above && r.lastSeq > pos // already delivering from the new stream
+	gap = !onNew && (r.lastMsg > r.floor || len(r.acks) > 0)
+	lastMsg := r.lastMsg
+	r.epoch = ep
+	if !onNew {
+		r.lastSeq, r.lastMsg = pos, 0
+	}
+	r.floor = pos
+	for _, m := range r.members {
+		m.skipTo = 0 // positions of the old stream
+	}
+	unacked = len(r.acks)
+	for _, a := range r.acks {
+		if r.index[a.mem.sub] == a.mem {
+			e := unavailable("the message was lost with the NATS stream before it was delivered; send it again")
+			e.Ref = a.ref
+			r.sendLocked(a.mem, &hub.Frame{Data: protocol.ErrorEnvelope(e)}, 0)
+		}
+	}
+	clear(r.acks)
+	r.acks = r.acks[:0]
+	r.mu.Unlock()
+	if gap {
+		bp.met.gaps.Inc()
+		bp.log.Warn(msgHistoryLost, "room", r.name, "last_delivered", lastMsg, "new_stream_after", pos, "unacked_sends", unacked)
+	}
+	r.stopPump()
+	return gap, unacked, true
 }
 
 // sendLocked queues f to m, or holds it while m is joining with since.
 func (r *room) sendLocked(m *member, f *hub.Frame, seq uint64) {
+	if seq != 0 && seq <= m.skipTo {
+		return // the member had it before it joined here
+	}
 	if m.buffering {
 		m.buf = append(m.buf, bufFrame{f: f, seq: seq})
 		return
@@ -400,7 +485,7 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 		m = &member{sub: sub}
 		r.addLocked(m)
 	}
-	joinSeq, lastMsg := r.lastSeq, r.lastMsg
+	joinSeq, lastMsg, floor, ep := r.lastSeq, r.lastMsg, r.floor, r.epoch
 	online, members := r.viewLocked(sub.User().ID)
 	if since == nil {
 		sub.Enqueue(&hub.Frame{Data: protocol.Joined(r.name, joinSeq, online, members, nil)})
@@ -410,7 +495,24 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 	m.buffering = true
 	r.mu.Unlock()
 
-	replay, recovered, err := r.replay(*since, joinSeq, lastMsg)
+	var err error
+	ahead := false
+	if *since > joinSeq {
+		// A position this replica has not delivered up to: the client comes
+		// from a replica further along, or from a quiet room's joined.seq
+		// there. If the stream has handed it out, the client holds every
+		// message of the room up to it: join at since, replay nothing, and
+		// skip the room's messages up to since that arrive here later.
+		ahead, err = r.handedOut(*since)
+		if ahead {
+			joinSeq = *since
+		}
+	}
+	var replay []stored
+	var recovered bool
+	if err == nil {
+		replay, recovered, err = r.replay(*since, joinSeq, lastMsg, floor)
+	}
 	if err != nil {
 		r.mu.Lock()
 		if already {
@@ -426,6 +528,14 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 		r.bp.log.Debug("cannot replay room history", "err", err)
 		return nil, true, unavailable("cannot read the room's history now; try again")
 	}
+	r.mu.Lock()
+	switch {
+	case r.epoch != ep:
+		recovered = false // the room moved to a new stream meanwhile
+	case ahead:
+		m.skipTo = max(m.skipTo, *since)
+	}
+	r.mu.Unlock()
 	// The member is still buffering, so nothing else of this room reaches
 	// sub until release: joined, then the replay, then the held frames.
 	sub.Enqueue(&hub.Frame{Data: protocol.Joined(r.name, joinSeq, online, members, &recovered)})
@@ -441,6 +551,23 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 	r.releaseLocked(m, max(last, joinSeq))
 	r.mu.Unlock()
 	return &membership{r: r, m: m}, true, nil
+}
+
+// handedOut reports whether the stream has reached seq (its last seq is at
+// or above it).
+func (r *room) handedOut(seq uint64) (bool, error) {
+	bp := r.bp
+	s := bp.streamHandle()
+	if s == nil || !bp.Up() {
+		return false, errUnavailable
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.PublishTimeout)
+	defer cancel()
+	info, err := s.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.State.LastSeq >= seq, nil
 }
 
 // releaseLocked queues what m held (messages after upTo only) and makes it
@@ -464,18 +591,23 @@ func (r *room) releaseLocked(m *member, upTo uint64) {
 // floor below which every earlier message of the room lies. So the replay
 // is complete iff
 //   - since ≥ joinSeq: nothing to replay (since == joinSeq) is complete;
-//     since > joinSeq is not a position this room handed out: false;
+//     since > joinSeq is not a position the stream handed out (join moves
+//     joinSeq up to a since the stream has reached): false;
 //   - no message is held in the range: complete iff the room's newest
 //     message known at the join (lastMsg) is ≤ since, otherwise they were
-//     removed (aged out or trimmed): false;
+//     removed (aged out or trimmed): false; and since is not below floor
+//     (messages of the room below the floor may be gone: a since from a
+//     lost stream is below the new stream's floor);
 //   - otherwise: the first replayed message's prev ≤ since (nothing of the
 //     room lies between since and it), every next one's prev is the one
 //     before (nothing missing inside), and the last is lastMsg.
 //
 // since 0 thus recovers iff the replay starts at the room's very first
-// message. A message without Chatgate-Prev (not written by chatgate)
-// makes the answer false.
-func (r *room) replay(since, joinSeq, lastMsg uint64) ([]stored, bool, error) {
+// message and the stream was numbered from 1 (one made by an earlier
+// chatgate); a stream numbered from the clock has a floor above 0, so
+// since 0 is not recovered, as with the in-process hub. A message without
+// Chatgate-Prev (not written by chatgate) makes the answer false.
+func (r *room) replay(since, joinSeq, lastMsg, floor uint64) ([]stored, bool, error) {
 	switch {
 	case since > joinSeq:
 		return nil, false, nil
@@ -487,7 +619,7 @@ func (r *room) replay(since, joinSeq, lastMsg uint64) ([]stored, bool, error) {
 		return nil, false, err
 	}
 	if len(msgs) == 0 {
-		return nil, lastMsg <= since, nil
+		return nil, lastMsg <= since && floor <= since, nil
 	}
 	ok := msgs[0].hasP && msgs[0].prev <= since
 	for i := 1; ok && i < len(msgs); i++ {
@@ -741,7 +873,7 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Publis
 	if !joined {
 		return hub.Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
 	}
-	seq, err := r.publish(ctx, ms.m.sub.User(), text)
+	seq, ep, err := r.publish(ctx, ms.m.sub.User(), text)
 	if err != nil {
 		bp.met.publishErrors.Inc()
 		bp.log.Debug("publish failed", "err", err)
@@ -751,15 +883,24 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Publis
 	}
 	ack := protocol.Ack(ref, r.name, seq)
 	r.mu.Lock()
+	moved := r.epoch != ep
 	switch {
-	case r.index[ms.m.sub] != ms.m:
+	case moved || r.index[ms.m.sub] != ms.m:
 	case r.lastSeq >= seq:
 		r.sendLocked(ms.m, &hub.Frame{Data: ack}, 0)
 	default:
-		r.acks = append(r.acks, pendingAck{seq: seq, mem: ms.m, data: ack})
+		r.acks = append(r.acks, pendingAck{seq: seq, mem: ms.m, ref: ref, data: ack})
 		slices.SortStableFunc(r.acks, func(a, b pendingAck) int { return cmpU64(a.seq, b.seq) })
 	}
 	r.mu.Unlock()
+	if moved {
+		// Stored in a stream the room has left (lost, or replaced while
+		// the PubAck was on its way): it may never be delivered.
+		bp.met.publishErrors.Inc()
+		e := unavailable("the stream changed while the message was stored; send it again")
+		e.Ref = ref
+		return hub.Published{}, e
+	}
 	return hub.Published{Seq: seq, Recipients: n}, nil
 }
 
@@ -773,14 +914,14 @@ func cmpU64(a, b uint64) int {
 	return 0
 }
 
-// publish stores one message and returns its stream seq. It expects the
-// subject's last seq to be what this replica believes; when another
-// replica got there first, it refreshes that from the stream and tries
-// again, a few times.
-func (r *room) publish(ctx context.Context, from protocol.User, text string) (uint64, error) {
+// publish stores one message and returns its stream seq and the room's
+// epoch it was published in. It expects the subject's last seq to be what
+// this replica believes; when another replica got there first, it
+// refreshes that from the stream and tries again, a few times.
+func (r *room) publish(ctx context.Context, from protocol.User, text string) (uint64, uint64, error) {
 	bp := r.bp
 	if !bp.Up() {
-		return 0, errUnavailable
+		return 0, 0, errUnavailable
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, bp.cfg.PublishTimeout)
@@ -797,10 +938,14 @@ func (r *room) publish(ctx context.Context, from protocol.User, text string) (ui
 	// that keeps losing asks the others to yield (see below); honour such
 	// a request before a new message (not before a retry).
 	r.mu.Lock()
-	known, floor, yield := r.lastMsg, r.floor, time.Until(r.yieldUntil)
+	known, floor, yield, ep := r.lastMsg, r.floor, time.Until(r.yieldUntil), r.epoch
 	r.mu.Unlock()
 	if yield > 0 {
 		sleepCtx(ctx, yield)
+	}
+	if ep != r.pubEpoch {
+		// A new stream: what we believed of the old one is void.
+		r.pubEpoch, r.expect, r.stale = ep, 0, true
 	}
 	if known > r.expect {
 		r.expect, r.stale = known, false
@@ -831,7 +976,7 @@ func (r *room) publish(ctx context.Context, from protocol.User, text string) (ui
 			r.expect = ack.Sequence
 			bp.met.publishDuration.Observe(time.Since(start).Seconds())
 			span.SetAttributes(attribute.Int64("chatgate.seq", int64(ack.Sequence)), attribute.Int("chatgate.publish_tries", try+1))
-			return ack.Sequence, nil
+			return ack.Sequence, ep, nil
 		}
 		last, ok := wrongLastSeq(err)
 		if !ok {
@@ -857,7 +1002,7 @@ func (r *room) publish(ctx context.Context, from protocol.User, text string) (ui
 	}
 	r.stale = true
 	span.SetStatus(codes.Error, err.Error())
-	return 0, err
+	return 0, 0, err
 }
 
 // lastOfSubject reads the subject's last seq from the stream (0 when it

@@ -99,8 +99,11 @@ type Observer interface {
 	PresenceSent(frames int)
 	HistoryReplayed(messages int)
 
-	// Lifecycle.
-	SetReady(bool)
+	// Lifecycle. WatchReadiness hands over the gateway's readiness check
+	// once, at construction: the observer calls it whenever it reports
+	// readiness (chatgate_ready, at each scrape), so what it reports is
+	// what /readyz answers at that moment, whatever the cause.
+	WatchReadiness(ready func() bool)
 	SetDraining(bool)
 	SetDrainRemaining(n int)
 }
@@ -124,7 +127,7 @@ func (Nop) RoomClosed()                            {}
 func (Nop) RoomSize(int)                           {}
 func (Nop) PresenceSent(int)                       {}
 func (Nop) HistoryReplayed(int)                    {}
-func (Nop) SetReady(bool)                          {}
+func (Nop) WatchReadiness(func() bool)             {}
 func (Nop) SetDraining(bool)                       {}
 func (Nop) SetDrainRemaining(int)                  {}
 

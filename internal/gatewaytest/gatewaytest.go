@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -48,6 +49,45 @@ type Proc struct {
 	// Exited is closed once the process has exited and its log is read.
 	Exited  chan struct{}
 	exitErr error
+
+	mu      sync.Mutex
+	records []map[string]any // the JSON log lines so far; guarded by mu
+	logged  chan struct{}    // closed and replaced when records grows; guarded by mu
+}
+
+// LogRecord waits until the process has logged a JSON line whose msg is
+// msg and returns it; it fails the test if the process exits or timeout
+// passes first.
+func (p *Proc) LogRecord(t testing.TB, msg string, timeout time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		for _, rec := range p.records {
+			if rec["msg"] == msg {
+				p.mu.Unlock()
+				return rec
+			}
+		}
+		logged := p.logged
+		p.mu.Unlock()
+		select {
+		case <-logged:
+		case <-p.Exited:
+			p.mu.Lock()
+			for _, rec := range p.records {
+				if rec["msg"] == msg {
+					p.mu.Unlock()
+					return rec
+				}
+			}
+			p.mu.Unlock()
+			t.Fatalf("the gateway exited without logging %q", msg)
+		case <-deadline.C:
+			t.Fatalf("the gateway did not log %q within %v", msg, timeout)
+		}
+	}
 }
 
 // ExitErr is the process's exit error (nil for status 0); valid once
@@ -71,7 +111,7 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &Proc{Cmd: cmd, Exited: make(chan struct{})}
+	p := &Proc{Cmd: cmd, Exited: make(chan struct{}), logged: make(chan struct{})}
 	listening := make(chan map[string]any, 1)
 	logged := make(chan struct{})
 	go func() {
@@ -81,7 +121,15 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 			line := sc.Text()
 			t.Logf("gateway: %s", line)
 			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			p.mu.Lock()
+			p.records = append(p.records, rec)
+			close(p.logged)
+			p.logged = make(chan struct{})
+			p.mu.Unlock()
+			if rec["msg"] == "listening" {
 				select {
 				case listening <- rec:
 				default:
@@ -120,4 +168,19 @@ func (p *Proc) Status(hc *http.Client, path string) int {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// Get GETs path on the admin listener and returns the HTTP status and the
+// body; status 0 if the request failed.
+func (p *Proc) Get(hc *http.Client, path string) (int, string) {
+	resp, err := hc.Get("http://" + p.AdminAddr + path)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, ""
+	}
+	return resp.StatusCode, string(body)
 }

@@ -7,6 +7,8 @@ package natstest
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -82,5 +84,23 @@ func (s *Server) Stop() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
+	s.start()
+}
+
+// RestartWiped stops the server if it runs, deletes its store (every
+// stream and message, as a lost volume would) and starts it again on the
+// same port.
+func (s *Server) RestartWiped() {
+	s.t.Helper()
+	s.Stop()
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		s.t.Fatalf("reading the store: %v", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+			s.t.Fatalf("wiping the store: %v", err)
+		}
+	}
 	s.start()
 }
