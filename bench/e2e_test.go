@@ -286,7 +286,7 @@ func TestServerUnreachable(t *testing.T) {
 	cfg.JSON = true
 	var out bytes.Buffer
 	res, code := Run(context.Background(), cfg, Options{Stdout: &out})
-	if code != ExitFailed || res.Error == "" || res.Errors["connect_refused"] != 3 {
+	if code != ExitFailed || res.Error != "no connection could be established (errors: connect_refused=3)" || res.Errors["connect_refused"] != 3 {
 		t.Fatalf("exit %d error %q errors %v", code, res.Error, res.Errors)
 	}
 	if !strings.Contains(out.String(), `"error"`) {

@@ -116,7 +116,7 @@ func (t *timeline) run(ctx context.Context, stop <-chan struct{}) {
 			}
 		}
 		t.prog.update(now.Sub(t.start), fmt.Sprintf("conns %d | %s deliveries/s | p99 %s",
-			pt.Conns, humanCount(pt.DeliveriesPerS), fmtUs(pt.P99Us)))
+			pt.Conns, humanCount(pt.DeliveriesPerS), pctl(s, pt.P99Us)))
 	}
 }
 

@@ -23,7 +23,7 @@ func WriteTable(w io.Writer, r *Result) {
 	c := r.Connections
 	row("connections", "%d/%d up, %d failed%s · connect p50 %s p99 %s max %s · %s/s",
 		c.Established, c.Attempted, c.Failed, statusList(c.FailuresByStatus),
-		fmtUs(c.ConnectLatency.P50Us), fmtUs(c.ConnectLatency.P99Us), fmtUs(c.ConnectLatency.MaxUs), humanCount(c.HandshakesPerS))
+		pctl(c.ConnectLatency, c.ConnectLatency.P50Us), pctl(c.ConnectLatency, c.ConnectLatency.P99Us), pctl(c.ConnectLatency, c.ConnectLatency.MaxUs), humanCount(c.HandshakesPerS))
 	if r.Scenario != ScenarioConnect {
 		m := r.Messages
 		row("messages", "sent %d (%s/s), acked %d, rejected %d, write failures %d, unconfirmed %d",
@@ -52,7 +52,7 @@ func WriteTable(w io.Writer, r *Result) {
 	}
 	if ch := r.Churn; ch != nil {
 		row("churn", "%d arrivals, %d joined, %d failed · join p50 %s p99 %s · %s presence frames/s at stable members",
-			ch.Arrivals, ch.Joined, ch.Failed, fmtUs(ch.JoinLatency.P50Us), fmtUs(ch.JoinLatency.P99Us), humanCount(ch.PresenceFramesPerS))
+			ch.Arrivals, ch.Joined, ch.Failed, pctl(ch.JoinLatency, ch.JoinLatency.P50Us), pctl(ch.JoinLatency, ch.JoinLatency.P99Us), humanCount(ch.PresenceFramesPerS))
 	}
 	if d := r.Drain; d != nil {
 		line := fmt.Sprintf("at %.1fs: %d reconnects, %d failed attempts, %d members could not resume", d.RanAtS, d.Reconnects, d.ReconnectFailures, d.ResumeFailed)
@@ -112,10 +112,19 @@ func latLine(l LatencySummary) string {
 		fmtUs(l.P50Us), fmtUs(l.P90Us), fmtUs(l.P99Us), fmtUs(l.P999Us), fmtUs(l.MaxUs), l.Count)
 }
 
+// pctl prints one value of l, or "-" when l measured nothing.
+func pctl(l LatencySummary, us int64) string {
+	if l.Count == 0 {
+		return "-"
+	}
+	return fmtUs(us)
+}
+
+// countList prints counts by name as "a=1 b=2", in name order.
 func countList(m map[string]int64) string {
 	var parts []string
 	for _, k := range sortedKeys(m) {
-		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
 	}
 	return strings.Join(parts, " ")
 }
@@ -163,8 +172,8 @@ func WriteHTML(w io.Writer, r *Result) error {
 }
 
 var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"us":  fmtUs,
-	"pct": func(f float64) string { return fmt.Sprintf("%.4f%%", f*100) },
+	"pctl": pctl,
+	"pct":  func(f float64) string { return fmt.Sprintf("%.4f%%", f*100) },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -185,9 +194,9 @@ svg{background:#fff;border:1px solid #e3e5ee}svg text{font:11px system-ui,sans-s
 
 <h2>Latency</h2>
 <table><tr><th></th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>
-{{with .R.Latency}}<tr><td>delivery (healthy members)</td><td class="n">{{.Count}}</td><td class="n">{{us .P50Us}}</td><td class="n">{{us .P90Us}}</td><td class="n">{{us .P99Us}}</td><td class="n">{{us .P999Us}}</td><td class="n">{{us .MaxUs}}</td></tr>{{end}}
-{{with .R.SlowLatency}}<tr><td>delivery (slow members)</td><td class="n">{{.Count}}</td><td class="n">{{us .P50Us}}</td><td class="n">{{us .P90Us}}</td><td class="n">{{us .P99Us}}</td><td class="n">{{us .P999Us}}</td><td class="n">{{us .MaxUs}}</td></tr>{{end}}
-{{with .R.Connections.ConnectLatency}}<tr><td>connect</td><td class="n">{{.Count}}</td><td class="n">{{us .P50Us}}</td><td class="n">{{us .P90Us}}</td><td class="n">{{us .P99Us}}</td><td class="n">{{us .P999Us}}</td><td class="n">{{us .MaxUs}}</td></tr>{{end}}
+{{with .R.Latency}}<tr><td>delivery (healthy members)</td><td class="n">{{.Count}}</td><td class="n">{{pctl . .P50Us}}</td><td class="n">{{pctl . .P90Us}}</td><td class="n">{{pctl . .P99Us}}</td><td class="n">{{pctl . .P999Us}}</td><td class="n">{{pctl . .MaxUs}}</td></tr>{{end}}
+{{with .R.SlowLatency}}<tr><td>delivery (slow members)</td><td class="n">{{.Count}}</td><td class="n">{{pctl . .P50Us}}</td><td class="n">{{pctl . .P90Us}}</td><td class="n">{{pctl . .P99Us}}</td><td class="n">{{pctl . .P999Us}}</td><td class="n">{{pctl . .MaxUs}}</td></tr>{{end}}
+{{with .R.Connections.ConnectLatency}}<tr><td>connect</td><td class="n">{{.Count}}</td><td class="n">{{pctl . .P50Us}}</td><td class="n">{{pctl . .P90Us}}</td><td class="n">{{pctl . .P99Us}}</td><td class="n">{{pctl . .P999Us}}</td><td class="n">{{pctl . .MaxUs}}</td></tr>{{end}}
 </table>
 <p>Latency runs from each message's intended send time (its slot in the open-loop schedule) to its arrival, so a stalled sender or server shows up in full.</p>
 <h3>Latency over time (log scale)</h3>

@@ -37,7 +37,7 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 	if e.established.Load() == 0 {
 		e.fillConnStats(res)
 		res.Errors = e.errs.snapshot()
-		return fmt.Errorf("no connection could be established (errors: %v)", e.errs.snapshot())
+		return fmt.Errorf("no connection could be established (errors: %s)", countList(res.Errors))
 	}
 	if lim := math.Float64frombits(e.sendLimit.Load()); lim > 0 && cfg.Rate > lim && cfg.Senders > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("the server allows %g sends/s per connection (welcome.limits.send_per_sec) but --rate is %g: expect rate_limited errors; start the gateway with a higher --send-rate", lim, cfg.Rate))
