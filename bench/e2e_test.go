@@ -229,7 +229,7 @@ func TestJSONShape(t *testing.T) {
 		"connections": {"attempted", "established", "failed", "connect_latency", "failures_by_status", "handshakes_per_s"},
 		"messages":    {"sent", "acked", "rejected", "write_failed", "deliveries", "deliveries_per_s", "sent_per_s", "sender_max_lag_us", "sends_late", "error_codes", "presence_frames"},
 		"latency":     {"count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"},
-		"correctness": {"members_checked", "members_excluded", "expected", "received", "lost", "missing_at_end", "loss_ratio", "duplicated", "out_of_order", "rejoins", "recovered_joins", "unrecovered_joins", "healed_by_replay", "unconfirmed", "foreign"},
+		"correctness": {"members_checked", "members_excluded", "excluded_by", "expected", "received", "lost", "missing_at_end", "loss_ratio", "duplicated", "out_of_order", "rejoins", "recovered_joins", "unrecovered_joins", "healed_by_replay", "unconfirmed", "foreign"},
 		"thresholds":  {"checked", "violations", "passed"},
 	}
 	for section, keys := range want {

@@ -96,7 +96,7 @@ func newEngine(cfg *Config, opts *Options, id string) *engine {
 	for i := 0; i < cfg.Conns; i++ {
 		r := i % cfg.Rooms
 		m := &member{e: e, idx: i, room: r, sender: -1, url: i % len(cfg.URLs),
-			up: make(chan struct{}), joined: make(chan struct{}), done: make(chan struct{})}
+			up: make(chan struct{}), joined: make(chan struct{}), refused: make(chan struct{}), done: make(chan struct{})}
 		if len(cfg.SourceIPs) > 0 {
 			m.src = cfg.SourceIPs[i%len(cfg.SourceIPs)]
 		}

@@ -33,16 +33,19 @@ type member struct {
 
 	joined     chan struct{} // closed at the first joined (raw: the probe)
 	joinedOnce sync.Once
+	refused    chan struct{} // closed when the gateway refuses the first join
+	refuseOnce sync.Once
 	done       chan struct{} // closed when the member's goroutines are over
 
 	// owned by the member's session goroutine (its reader)
-	tr        *tracker         // chatgate: the room's stream
-	rawTr     map[int]*tracker // raw: by sender id
-	buf       bytes.Buffer
-	lats      []time.Duration
-	env       envelope
-	rejoin    bool      // the next joined answers a join with since
-	nextStall time.Time // slow members: when to stall again
+	tr            *tracker         // chatgate: the room's stream
+	rawTr         map[int]*tracker // raw: by sender id
+	buf           bytes.Buffer
+	lats          []time.Duration
+	env           envelope
+	rejoin        bool      // the next joined answers a join with since
+	rejoinRefused bool      // the gateway refused a join with since
+	nextStall     time.Time // slow members: when to stall again
 
 	fresh   atomic.Int64 // new positions received
 	nSent   atomic.Int64
@@ -101,6 +104,7 @@ func (m *member) start(ctx context.Context, intended time.Time) {
 		defer t.Stop()
 		select {
 		case <-m.joined:
+		case <-m.refused: // counted as join_refused by the reader
 		case <-t.C:
 			e.errs.add("join_timeout", 1)
 		case <-ctx.Done():
@@ -293,15 +297,33 @@ func backoff(attempt int) time.Duration {
 	return time.Duration(rand.Int64N(int64(ceil))) + time.Millisecond
 }
 
-// healthy says whether a member counts for loss and latency.
-func (m *member) healthy() bool {
-	if !m.connected || m.slow {
-		return false
+// exclusion says why a member is not checked for loss, or "" when it is.
+// Its results must be final (the member's goroutines are over).
+func (m *member) exclusion() string {
+	switch {
+	case m.slow:
+		return "slow"
+	case !m.connected:
+		return "not_connected"
+	case !m.healthy() || m.rejoinRefused:
+		return "not_joined"
+	case m.resumeFailed:
+		return "resume_failed"
+	case m.lost:
+		return "disconnected"
 	}
+	return ""
+}
+
+// healthy says whether a member counts for loss and latency.
+func (m *member) healthy() bool { return m.connected && !m.slow && m.isJoined() }
+
+// isJoined says whether the member got into its room (raw: saw the probe).
+func (m *member) isJoined() bool {
 	select {
 	case <-m.joined:
+		return true
 	default:
 		return false
 	}
-	return true
 }

@@ -126,6 +126,18 @@ func (m *member) handleEnvelope(line []byte, nowNs int64) {
 		}
 	case "error":
 		e.errorCodes.add(string(env.Code), 1)
+		if string(env.Ref) == joinRef {
+			// The member is not in its room: it cannot be checked, and
+			// as a sender it would only collect not_joined errors.
+			if m.tr == nil {
+				e.errs.add("join_refused", 1)
+				m.refuseOnce.Do(func() { close(m.refused) })
+			} else {
+				e.errs.add("rejoin_refused", 1)
+				m.rejoinRefused = true
+			}
+			return
+		}
 		if len(env.Ref) > 0 && m.sender >= 0 {
 			e.rejected.Add(1)
 			m.nReject.Add(1)

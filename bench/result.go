@@ -1,9 +1,6 @@
 package bench
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // SchemaVersion names the JSON layout; it changes only when a field changes
 // meaning or goes away (new fields may be added).
@@ -177,48 +174,4 @@ type Thresholds struct {
 	Checked    []string `json:"checked"`
 	Violations []string `json:"violations"`
 	Passed     bool     `json:"passed"`
-}
-
-// evaluate checks the thresholds of cfg against r.
-func (r *Result) evaluate(cfg *Config) {
-	t := Thresholds{Checked: []string{}, Violations: []string{}}
-	lat, what := r.Latency, "delivery"
-	if r.Scenario == ScenarioConnect {
-		lat, what = r.Connections.ConnectLatency, "connect"
-	}
-	checkLat := func(name string, slo time.Duration, got int64) {
-		if slo <= 0 {
-			return
-		}
-		t.Checked = append(t.Checked, name)
-		switch {
-		case lat.Count == 0:
-			t.Violations = append(t.Violations, fmt.Sprintf("%s: no %s latencies were measured", name, what))
-		case time.Duration(got)*time.Microsecond > slo:
-			t.Violations = append(t.Violations, fmt.Sprintf("%s: %s %s is %v, above %v", name, what, name[4:], time.Duration(got)*time.Microsecond, slo))
-		}
-	}
-	checkLat("slo-p99", cfg.SLOP99, lat.P99Us)
-	checkLat("slo-p999", cfg.SLOP999, lat.P999Us)
-	if cfg.MaxLoss.Given {
-		t.Checked = append(t.Checked, "max-loss")
-		c := r.Correctness
-		if cfg.MaxLoss.IsRatio && c.LossRatio > cfg.MaxLoss.Ratio || !cfg.MaxLoss.IsRatio && c.Lost > cfg.MaxLoss.Count {
-			t.Violations = append(t.Violations, fmt.Sprintf("max-loss: %d lost of %d (%.4f%%), above %s", c.Lost, c.Expected, c.LossRatio*100, cfg.MaxLoss.String()))
-		}
-	}
-	checkCount := func(name string, limit, got int64) {
-		if limit < 0 {
-			return
-		}
-		t.Checked = append(t.Checked, name)
-		if got > limit {
-			t.Violations = append(t.Violations, fmt.Sprintf("%s: %d, above %d", name, got, limit))
-		}
-	}
-	checkCount("max-dup", cfg.MaxDup, r.Correctness.Duplicated)
-	checkCount("max-out-of-order", cfg.MaxOutOfOrder, r.Correctness.OutOfOrder)
-	checkCount("max-connect-errors", cfg.MaxConnectErrors, r.Connections.Failed)
-	t.Passed = len(t.Violations) == 0
-	r.Thresholds = t
 }

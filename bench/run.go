@@ -157,6 +157,9 @@ func fixNil(r *Result) {
 	if r.Connections.FailuresByStatus == nil {
 		r.Connections.FailuresByStatus = map[string]int64{}
 	}
+	if r.Correctness.ExcludedBy == nil {
+		r.Correctness.ExcludedBy = map[string]int64{}
+	}
 	if r.Messages.ErrorCodes == nil {
 		r.Messages.ErrorCodes = map[string]int64{}
 	}

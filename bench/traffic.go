@@ -76,8 +76,8 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		}
 	}
 	for _, m := range e.members {
-		if m.sender < 0 || !m.connected || interval == 0 {
-			continue
+		if m.sender < 0 || !m.connected || interval == 0 || cfg.Proto == ProtoChatgate && !m.isJoined() {
+			continue // a sender out of its room would only collect not_joined errors
 		}
 		// Senders are spread over one interval so they do not fire together.
 		offset := time.Duration(int64(interval) * int64(m.sender) / int64(max(nSenders, 1)))
@@ -194,7 +194,7 @@ func (e *engine) fillResult(res *Result, window float64) {
 			e.ledger.union(streamKey{m.room, s}, &tr.seen)
 		}
 	}
-	c := Correctness{Foreign: e.foreign.Load()}
+	c := Correctness{Foreign: e.foreign.Load(), ExcludedBy: map[string]int64{}}
 	if e.cfg.Proto == ProtoChatgate {
 		c.Unconfirmed = max(0, e.sent.Load()-e.acked.Load()-e.rejected.Load())
 	}
@@ -222,8 +222,9 @@ func (e *engine) fillResult(res *Result, window float64) {
 				slow.CloseCodes["open"]++
 			}
 		}
-		if !m.healthy() || m.lost {
+		if why := m.exclusion(); why != "" {
 			c.MembersExcluded++
+			c.ExcludedBy[why]++
 			continue
 		}
 		c.MembersChecked++
