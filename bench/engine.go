@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -287,9 +288,15 @@ func (e *engine) expectedFresh(m *member, cache map[[2]uint64]int) int {
 	return n
 }
 
-// settled reports whether every send is answered and every healthy member
-// has every message known to exist.
+// settled reports whether every send is answered, no member is between a
+// close and its rejoin, and every healthy member has every message known to
+// exist.
 func (e *engine) settled() bool {
+	for _, m := range e.members {
+		if m.reconnecting.Load() {
+			return false
+		}
+	}
 	for _, m := range e.members {
 		if m.sender < 0 || m.conn() == nil {
 			continue
@@ -400,7 +407,10 @@ func (e *engine) runDrain(ctx context.Context, start time.Time, out *DrainStats)
 			out.Output = out.Output[:2000]
 		}
 		if err != nil {
-			out.Error = err.Error()
+			out.Error = fmt.Sprintf("--drain-cmd %q: %v", e.cfg.DrainCmd, err)
+			if first, _, _ := strings.Cut(out.Output, "\n"); first != "" {
+				out.Error += ": " + first
+			}
 		}
 	}
 }

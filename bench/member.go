@@ -47,6 +47,8 @@ type member struct {
 	rejoinRefused bool      // the gateway refused a join with since
 	nextStall     time.Time // slow members: when to stall again
 
+	reconnecting atomic.Bool // between a close and the rejoin (the settle wait polls it)
+
 	fresh   atomic.Int64 // new positions received
 	nSent   atomic.Int64
 	nAcked  atomic.Int64
@@ -55,7 +57,8 @@ type member struct {
 	// results, written by the session goroutine before done is closed
 	connected    bool
 	lost         bool // disconnected for good before the end
-	resumeFailed bool
+	resumeFailed bool // could not reconnect, or was still trying at the end
+	noReplica    bool // resumeFailed with a single URL: nowhere else to go
 	lastClose    int
 	rejoins      int64
 	recovered    int64
@@ -223,11 +226,14 @@ func (m *member) session(ctx context.Context, ws *websocket.Conn) {
 			m.lost = true
 			return
 		}
+		m.reconnecting.Store(true)
 		ws = m.reconnectAfter(ctx, ci)
+		m.reconnecting.Store(false)
 		if ws == nil {
-			if !e.ending.Load() {
-				m.lost, m.resumeFailed = true, true
-			}
+			// Gave up, or the run ended first: either way this member
+			// missed messages it cannot be checked for.
+			m.lost, m.resumeFailed = true, true
+			m.noReplica = len(e.cfg.URLs) == 1
 			return
 		}
 	}
@@ -307,6 +313,8 @@ func (m *member) exclusion() string {
 		return "not_connected"
 	case !m.healthy() || m.rejoinRefused:
 		return "not_joined"
+	case m.noReplica:
+		return "no_replica"
 	case m.resumeFailed:
 		return "resume_failed"
 	case m.lost:

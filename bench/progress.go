@@ -11,10 +11,12 @@ import (
 
 // progress is the live display: a bar over the window with connections up,
 // deliveries per second and the current p99. It is a no-op unless enabled
-// (a terminal, or --progress on).
+// (a terminal, or --progress on). The bar stays on screen at 100% when the
+// window is over.
 type progress struct {
 	w   io.Writer
 	bar *progressbar.ProgressBar
+	max time.Duration
 	on  bool
 }
 
@@ -31,26 +33,28 @@ func (p *progress) start(d time.Duration) {
 	if !p.on {
 		return
 	}
+	p.max = d
 	p.bar = progressbar.NewOptions64(int64(d/time.Millisecond),
 		progressbar.OptionSetWriter(p.w),
 		progressbar.OptionSetWidth(24),
 		progressbar.OptionThrottle(200*time.Millisecond),
 		progressbar.OptionSetPredictTime(false),
 		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionClearOnFinish(),
 		progressbar.OptionSetDescription("starting"),
 	)
 }
 
-// update moves the bar to elapsed and rewrites its description.
+// update moves the bar to elapsed (the window's end at most) and rewrites
+// its description.
 func (p *progress) update(elapsed time.Duration, desc string) {
 	if p.bar == nil {
 		return
 	}
 	p.bar.Describe(desc)
-	_ = p.bar.Set64(int64(elapsed / time.Millisecond))
+	_ = p.bar.Set64(int64(min(elapsed, p.max) / time.Millisecond))
 }
 
+// finish fills the bar, leaves it on screen and ends its line.
 func (p *progress) finish() {
 	if p.bar == nil {
 		return

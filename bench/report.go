@@ -56,8 +56,11 @@ func WriteTable(w io.Writer, r *Result) {
 	}
 	if d := r.Drain; d != nil {
 		line := fmt.Sprintf("at %.1fs: %d reconnects, %d failed attempts, %d members could not resume", d.RanAtS, d.Reconnects, d.ReconnectFailures, d.ResumeFailed)
+		if d.NoReplica > 0 {
+			line += fmt.Sprintf(" (%d with no other replica to go to: counted apart, not as loss)", d.NoReplica)
+		}
 		if d.Error != "" {
-			line += " · command error: " + d.Error
+			line += " · failed: " + d.Error
 		}
 		row("drain", "%s", line)
 	}

@@ -2,8 +2,10 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestTableReadsLikeText: maps print as k=v, and what was not measured
@@ -40,5 +42,24 @@ func TestTableReadsLikeText(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "0µs") || strings.Contains(b.String(), "map[") {
 		t.Errorf("HTML report prints an empty latency as 0µs or a Go map")
+	}
+}
+
+// TestProgressEndsFull: the live bar ends on screen at 100%, however the
+// last tick of the window fell.
+func TestProgressEndsFull(t *testing.T) {
+	f := newFakeServer(t, false, nil)
+	cfg := testConfig(f.url())
+	cfg.Conns, cfg.Senders, cfg.Rate = 3, 1, 20
+	cfg.Duration, cfg.Settle, cfg.Interval = 1300*time.Millisecond, time.Second, 500*time.Millisecond
+	cfg.Progress = "on"
+	var stderr bytes.Buffer
+	if _, code := Run(context.Background(), cfg, Options{Stderr: &stderr}); code != ExitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	frames := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\r")
+	last := frames[len(frames)-1]
+	if !strings.Contains(last, "100%") {
+		t.Fatalf("the bar ends at %q, not 100%%; whole output %q", last, stderr.String())
 	}
 }

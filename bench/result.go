@@ -132,8 +132,13 @@ type DrainStats struct {
 	Output            string  `json:"output,omitempty"`
 	Reconnects        int64   `json:"reconnects"`
 	ReconnectFailures int64   `json:"reconnect_failures"`
-	// ResumeFailed counts members that could not reconnect at all.
+	// ResumeFailed counts members that could not reconnect and rejoin:
+	// every attempt failed, or they were still trying when the run ended.
 	ResumeFailed int `json:"resume_failed"`
+	// NoReplica counts those of them that had nowhere else to go: --url
+	// named a single gateway, the one that drained. They are excluded from
+	// the loss accounting (correctness.excluded_by no_replica), not lost.
+	NoReplica int `json:"no_replica"`
 }
 
 // ServerStats come from --server-pid and --server-metrics.

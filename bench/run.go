@@ -90,9 +90,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, int) {
 		}
 	}
 	fixNil(res)
-	if n := res.Connections.FailuresByStatus["401"]; n > 0 && cfg.creds == nil {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("%d handshakes were refused with 401: the gateway wants a token (run with --jwt-secret-file or --token-file)", n))
-	}
+	res.warn(&cfg)
 	res.evaluate(&cfg)
 	code := ExitOK
 	if err != nil {

@@ -68,26 +68,7 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 	prog.start(cfg.Duration)
 
 	var wg sync.WaitGroup
-	interval := IntervalFor(cfg.Rate)
-	nSenders := 0
-	for _, m := range e.members {
-		if m.sender >= 0 {
-			nSenders++
-		}
-	}
-	for _, m := range e.members {
-		if m.sender < 0 || !m.connected || interval == 0 || cfg.Proto == ProtoChatgate && !m.isJoined() {
-			continue // a sender out of its room would only collect not_joined errors
-		}
-		// Senders are spread over one interval so they do not fire together.
-		offset := time.Duration(int64(interval) * int64(m.sender) / int64(max(nSenders, 1)))
-		sched := Schedule{Start: start.Add(offset), Interval: interval, End: end, Count: cfg.Messages}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m.sendLoop(ctx, sched)
-		}()
-	}
+	window := e.startSenders(ctx, &wg, start, end)
 	var drain *DrainStats
 	if cfg.Scenario == ScenarioDrain {
 		drain = &DrainStats{Command: cfg.DrainCmd}
@@ -105,10 +86,6 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		}()
 	}
 	wg.Wait()
-	sendEnd := time.Now()
-	if cfg.Messages == 0 && sendEnd.Before(end) {
-		sendEnd = end
-	}
 	e.waitSettled(ctx)
 	var endSample serverSample
 	if smp != nil {
@@ -124,10 +101,12 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 	prog.finish()
 	e.shutdown()
 
-	window := sendEnd.Sub(start).Seconds()
-	res.WindowS = round3(window)
-	e.fillResult(res, window)
+	res.WindowS = round3(window.Seconds())
+	e.fillResult(res, window.Seconds())
 	res.Timeline = tl.points
+	if smp != nil {
+		res.Server = serverStats(smp, before, connected, startSample, endSample, tl.peakRSS, e.established.Load(), e.deliveries.Load()+e.slowDeliv.Load(), false)
+	}
 	if drain != nil {
 		drain.Reconnects = e.reconnects.Load()
 		drain.ReconnectFailures = e.reconnFail.Load()
@@ -135,13 +114,52 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 			if m.resumeFailed {
 				drain.ResumeFailed++
 			}
+			if m.noReplica {
+				drain.NoReplica++
+			}
 		}
 		res.Drain = drain
-	}
-	if smp != nil {
-		res.Server = serverStats(smp, before, connected, startSample, endSample, tl.peakRSS, e.established.Load(), e.deliveries.Load()+e.slowDeliv.Load(), false)
+		if drain.Error != "" {
+			return fmt.Errorf("the drain failed: %s", drain.Error)
+		}
 	}
 	return nil
+}
+
+// startSenders starts every sender's schedule over [start, end) and
+// returns the scheduled window: the whole --duration, or with --messages
+// until the last sender's last slot (at most --duration). That is the
+// window rates are computed over, however late the senders finish.
+func (e *engine) startSenders(ctx context.Context, wg *sync.WaitGroup, start, end time.Time) time.Duration {
+	cfg := e.cfg
+	interval := IntervalFor(cfg.Rate)
+	nSenders := 0
+	for _, m := range e.members {
+		if m.sender >= 0 {
+			nSenders++
+		}
+	}
+	window := cfg.Duration
+	if cfg.Messages > 0 && interval > 0 {
+		// The last sender starts almost one interval late; each sends
+		// --messages, one per interval.
+		last := time.Duration(int64(interval) * int64(max(nSenders-1, 0)) / int64(max(nSenders, 1)))
+		window = min(window, last+time.Duration(cfg.Messages)*interval)
+	}
+	for _, m := range e.members {
+		if m.sender < 0 || !m.connected || interval == 0 || cfg.Proto == ProtoChatgate && !m.isJoined() {
+			continue // a sender out of its room would only collect not_joined errors
+		}
+		// Senders are spread over one interval so they do not fire together.
+		offset := time.Duration(int64(interval) * int64(m.sender) / int64(max(nSenders, 1)))
+		sched := Schedule{Start: start.Add(offset), Interval: interval, End: end, Count: cfg.Messages}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.sendLoop(ctx, sched)
+		}()
+	}
+	return window
 }
 
 func (e *engine) fillConnStats(res *Result) {
@@ -250,7 +268,7 @@ func (e *engine) fillResult(res *Result, window float64) {
 	}
 	res.Correctness = c
 	if c.MissingAtEnd > 0 {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("%d expected deliveries had not arrived when --settle (%v) ran out, after the last one each member got: the server or this client fell behind (see sender lag and bench cpu); they count as lost", c.MissingAtEnd, e.cfg.Settle))
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%d expected deliveries had not arrived when --settle (%v) ran out, after the last one each member got: the server or this client fell behind (see sender lag and bench cpu), or the settle time is too short; they count as lost", c.MissingAtEnd, e.cfg.Settle))
 	}
 	res.Slow = slow
 	res.CloseCodes = e.closes.snapshot()

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -65,6 +66,33 @@ func (r *Result) evaluate(cfg *Config) {
 	}
 	t.Passed = len(t.Violations) == 0
 	r.Thresholds = t
+}
+
+// warn adds the warnings that explain a run's results: what went wrong
+// and, where chatbench can tell, what to change.
+func (r *Result) warn(cfg *Config) {
+	add := func(format string, args ...any) { r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...)) }
+	if n := r.Connections.FailuresByStatus["401"]; n > 0 && cfg.creds == nil {
+		add("%d handshakes were refused with 401: the gateway wants a token (run with --jwt-secret-file or --token-file)", n)
+	}
+	if d := r.Drain; d != nil && d.NoReplica > 0 {
+		add("there was no other replica to reconnect to: --url names one gateway, so the %d members the drain closed could not come back (%s); they are counted apart (drain.no_replica), not as loss. Give every replica's URL (--url ws://a/ws,ws://b/ws) to check that members resume on another one",
+			d.NoReplica, reconnectErrors(r.Errors))
+	}
+}
+
+// reconnectErrors lists the reconnect_* errors.
+func reconnectErrors(errs map[string]int64) string {
+	m := map[string]int64{}
+	for k, v := range errs {
+		if strings.HasPrefix(k, "reconnect_") {
+			m[k] = v
+		}
+	}
+	if len(m) == 0 {
+		return "they were still trying when the run ended"
+	}
+	return "errors: " + countList(m)
 }
 
 // problem is one reason a run gave too little to judge.
