@@ -354,10 +354,12 @@ func (s *Server) run(c *client, autoJoin []string) {
 	lateToDrain := !s.register(c)
 
 	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
-		SendPerSec:   float64(c.sendLim.Limit()), // a token may override the defaults
-		SendBurst:    c.sendLim.Burst(),
-		MaxTextBytes: s.cfg.MaxTextBytes,
-		MaxRooms:     s.cfg.MaxRoomsPerConn,
+		SendPerSec:     float64(c.sendLim.Limit()), // a token may override the defaults
+		SendBurst:      c.sendLim.Burst(),
+		MaxTextBytes:   s.cfg.MaxTextBytes,
+		MaxRooms:       s.cfg.MaxRoomsPerConn,
+		QueueBytes:     s.cfg.QueueBytes,
+		WriteTimeoutMs: s.cfg.WriteTimeout.Milliseconds(),
 	}))
 	if lateToDrain {
 		c.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain", RetryMs: s.retryMs()}, observe.DisconnectDrain, true)
