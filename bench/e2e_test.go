@@ -110,6 +110,7 @@ func TestEndToEndSlow(t *testing.T) {
 	cfg.Scenario = ScenarioSlow
 	cfg.Conns, cfg.Senders, cfg.Rate, cfg.Size = 10, 2, 50, 2000
 	cfg.SlowShare, cfg.SlowAfter, cfg.SlowStall = 0.25, 200*time.Millisecond, 0
+	cfg.given = map[string]bool{"senders": true, "rate": true, "size": true, "slow-stall": true}
 	cfg.Duration, cfg.Settle = 3*time.Second, 5*time.Second
 	var out bytes.Buffer
 	res, code := Run(context.Background(), cfg, Options{Stdout: &out})
@@ -226,7 +227,7 @@ func TestJSONShape(t *testing.T) {
 	want := map[string][]string{
 		"":            {"schema", "bench_id", "scenario", "proto", "target", "started_at", "params", "window_s", "connections", "messages", "latency", "correctness", "close_codes", "errors", "timeline", "histogram", "thresholds", "warnings", "client_cpu_cores"},
 		"params":      {"conns", "rooms", "senders_per_room", "rate_per_sender", "size_bytes", "duration_s", "messages_per_sender", "connect_rate", "slow_share", "source_ips", "target_deliveries_per_s"},
-		"connections": {"attempted", "established", "failed", "connect_latency", "failures_by_status", "handshakes_per_s"},
+		"connections": {"attempted", "established", "failed", "connect_latency", "failures_by_status", "failures_by_reason", "handshakes_per_s"},
 		"messages":    {"sent", "acked", "rejected", "write_failed", "deliveries", "deliveries_per_s", "sent_per_s", "sender_max_lag_us", "sends_late", "error_codes", "presence_frames"},
 		"latency":     {"count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"},
 		"correctness": {"members_checked", "members_excluded", "excluded_by", "expected", "received", "lost", "missing_at_end", "loss_ratio", "duplicated", "out_of_order", "rejoins", "recovered_joins", "unrecovered_joins", "healed_by_replay", "unconfirmed", "foreign"},

@@ -58,6 +58,7 @@ type engine struct {
 	errs       tally // client errors by kind
 	closes     tally // unexpected closes by code
 	status     tally // refused handshakes by HTTP status
+	refusals   tally // refused handshakes by status and the server's words
 	errorCodes tally // chatgate error envelopes by code
 
 	sendLimit atomic.Uint64 // math.Float64bits of welcome.limits.send_per_sec, first seen
@@ -65,6 +66,8 @@ type engine struct {
 	reconnect    bool
 	ending       atomic.Bool
 	stallAt      atomic.Int64 // unix ns at which slow members stop reading; 0 never
+	sockets      *sockQueues  // set when slow members stall until the gateway's writes block
+	kernelSeen   atomic.Int64 // the most the gateway's socket held when its writes blocked
 	resume       chan struct{}
 	resumeOnce   sync.Once
 	sendDeadline time.Time // senders give up waiting for a connection then

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,10 @@ type member struct {
 	slow   bool
 	src    net.IP
 	url    int
+
+	// The connection's ends, for sockQueues; set before the session
+	// starts (slow members only).
+	serverAddr, localAddr netip.AddrPort
 
 	mu   sync.Mutex // guards ws, up, gone
 	ws   *websocket.Conn
@@ -95,10 +100,14 @@ func (m *member) start(ctx context.Context, intended time.Time) {
 		if status != 0 {
 			e.status.add(strconv.Itoa(status), 1)
 		}
+		e.refusals.add(refusal(err), 1)
 		return
 	}
 	e.established.Add(1)
 	m.connected = true
+	if m.slow {
+		m.serverAddr, m.localAddr = connAddrs(ws.NetConn())
+	}
 	e.up.Add(1)
 	m.setConn(ws)
 	go m.session(ctx, ws)

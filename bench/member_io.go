@@ -28,43 +28,6 @@ func (m *member) readLoop(ws *websocket.Conn) closeInfo {
 	}
 }
 
-// throttle makes a slow member slow: from stallAt until the window is over
-// it stops reading for SlowStall at a time, reading freely for
-// slowReadPhase in between; with SlowStall 0 it stops until the window is
-// over.
-func (m *member) throttle() {
-	e := m.e
-	at := e.stallAt.Load()
-	if at == 0 || time.Now().UnixNano() < at {
-		return
-	}
-	select {
-	case <-e.resume:
-		return
-	default:
-	}
-	if e.cfg.SlowStall <= 0 {
-		<-e.resume
-		return
-	}
-	if time.Now().Before(m.nextStall) {
-		return
-	}
-	t := time.NewTimer(e.cfg.SlowStall)
-	select {
-	case <-t.C:
-	case <-e.resume:
-		t.Stop()
-	}
-	m.nextStall = time.Now().Add(slowReadPhase)
-}
-
-// slowMSS is the TCP segment size slow members announce.
-const slowMSS = 1200
-
-// slowReadPhase is how long a slow member reads between stalls.
-const slowReadPhase = 500 * time.Millisecond
-
 func (m *member) handleFrame(data []byte, now time.Time) {
 	e := m.e
 	nowNs := now.UnixNano()

@@ -140,6 +140,8 @@ func fmtUs(us int64) string {
 	switch {
 	case us >= 10_000_000:
 		return fmt.Sprintf("%.1fs", float64(us)/1e6)
+	case us >= 1_000_000:
+		return fmt.Sprintf("%.2fs", float64(us)/1e6)
 	case us >= 10_000:
 		return fmt.Sprintf("%.1fms", float64(us)/1e3)
 	case us >= 1000:

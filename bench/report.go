@@ -47,8 +47,28 @@ func WriteTable(w io.Writer, r *Result) {
 		}
 	}
 	if s := r.Slow; s != nil {
-		row("slow", "%d slow listeners: %d evicted with 4008; ends %s; %d deliveries, latency %s",
-			s.Members, s.Evicted, countList(s.CloseCodes), s.Deliveries, latLine(deref(r.SlowLatency)))
+		if s.Members == 0 {
+			row("slow", "no slow listener")
+		} else {
+			row("slow", "%d slow listeners: %d evicted with 4008; ends %s; %d deliveries, latency %s",
+				s.Members, s.Evicted, countList(s.CloseCodes), s.Deliveries, latLine(deref(r.SlowLatency)))
+		}
+		if p := s.Plan; p != nil && p.QueueBytes > 0 {
+			line := fmt.Sprintf("stalls of %.1fs, %s/s to each listener: the gateway's queue (%s) and the kernel's buffers (about %s) fill in %.1fs",
+				p.StallS, fmtBytes(p.BytesPerS), fmtBytes(float64(p.QueueBytes)), fmtBytes(float64(p.KernelBytes)), p.OverflowS)
+			if p.StallUntilBlocked {
+				held := ""
+				if p.KernelBytes > 0 {
+					held = fmt.Sprintf(" (its socket then held up to %s)", fmtBytes(float64(p.KernelBytes)))
+				}
+				line = fmt.Sprintf("stalls until the gateway's writes block%s and %.1fs more; %s/s to each listener fills the gateway's queue (%s) in %.1fs",
+					held, p.StallS, fmtBytes(p.BytesPerS), fmtBytes(float64(p.QueueBytes)), p.OverflowS)
+			}
+			if len(p.Sized) > 0 {
+				line += " (sized from welcome.limits: --" + strings.Join(p.Sized, " --") + ")"
+			}
+			row("", "%s", line)
+		}
 	}
 	if ch := r.Churn; ch != nil {
 		row("churn", "%d arrivals, %d joined, %d failed · join p50 %s p99 %s · %s presence frames/s at stable members",
@@ -72,7 +92,11 @@ func WriteTable(w io.Writer, r *Result) {
 		if s.CPUUsPerConnection > 0 {
 			line += fmt.Sprintf(", %.1f µs/connection", s.CPUUsPerConnection)
 		}
-		line += fmt.Sprintf(" · rss %s → %s (peak %s), %s/connection", fmtBytes(float64(s.RSSBeforeBytes)), fmtBytes(float64(s.RSSConnectedBytes)), fmtBytes(float64(s.RSSPeakBytes)), fmtBytes(s.MemBytesPerConn))
+		perConn := fmtBytes(s.MemBytesPerConn) + "/connection"
+		if s.MemPerConnNoisy {
+			perConn = "memory per connection: sample too noisy"
+		}
+		line += fmt.Sprintf(" · rss %s → %s (peak %s), %s", fmtBytes(float64(s.RSSBeforeBytes)), fmtBytes(float64(s.RSSConnectedBytes)), fmtBytes(float64(s.RSSPeakBytes)), perConn)
 		row("server", "%s [%s]", line, s.Source)
 		for _, e := range s.Errors {
 			row("", "sampling error: %s", e)

@@ -71,8 +71,11 @@ type ConnStats struct {
 	// the --connect-rate schedule, or when setup began) to the server's
 	// 101 answer.
 	ConnectLatency LatencySummary `json:"connect_latency"`
-	// FailuresByStatus counts refused handshakes by HTTP status.
+	// FailuresByStatus counts refused handshakes by HTTP status;
+	// FailuresByReason by status and the first line of the server's
+	// answer ("429 too many connections from this address").
 	FailuresByStatus map[string]int64 `json:"failures_by_status"`
+	FailuresByReason map[string]int64 `json:"failures_by_reason"`
 	// HandshakesPerS is established connections per second of the setup.
 	HandshakesPerS float64 `json:"handshakes_per_s"`
 }
@@ -109,6 +112,9 @@ type SlowStats struct {
 	// "open" for one still connected at the end.
 	CloseCodes map[string]int64 `json:"close_codes"`
 	Deliveries int64            `json:"deliveries"`
+	// Plan is how the run set out to overflow the gateway's queue
+	// (chatgate only).
+	Plan *SlowPlan `json:"plan,omitempty"`
 }
 
 // ChurnStats report the churning connections.
@@ -157,6 +163,10 @@ type ServerStats struct {
 	RSSConnectedBytes int64   `json:"rss_connected_bytes"`
 	RSSPeakBytes      int64   `json:"rss_peak_bytes"`
 	MemBytesPerConn   float64 `json:"mem_bytes_per_conn"`
+	// MemPerConnNoisy says the RSS did not grow while the connections
+	// opened (the runtime returned memory meanwhile): the sample says
+	// nothing, and MemBytesPerConn is 0.
+	MemPerConnNoisy bool `json:"mem_per_conn_noisy,omitempty"`
 	// Metrics holds the change of every scraped chatgate_* counter over the
 	// run, and the last value of gauges.
 	Metrics map[string]float64 `json:"metrics,omitempty"`

@@ -155,6 +155,9 @@ func fixNil(r *Result) {
 	if r.Connections.FailuresByStatus == nil {
 		r.Connections.FailuresByStatus = map[string]int64{}
 	}
+	if r.Connections.FailuresByReason == nil {
+		r.Connections.FailuresByReason = map[string]int64{}
+	}
 	if r.Correctness.ExcludedBy == nil {
 		r.Correctness.ExcludedBy = map[string]int64{}
 	}

@@ -14,7 +14,15 @@ import (
 // runTraffic runs fanout, rooms, slow and drain, and churn's stable part
 // (extra runs alongside the window when not nil).
 func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res *Result, extra func(ctx context.Context, e *engine, start, end time.Time)) error {
+	var plan *SlowPlan
+	if cfg.Scenario == ScenarioSlow {
+		plan = planSlow(ctx, cfg)
+		res.Params.SendersPerRoom, res.Params.RatePerSender, res.Params.SizeBytes = cfg.Senders, cfg.Rate, cfg.Size
+	}
 	e := newEngine(cfg, opts, id)
+	if plan != nil && plan.StallUntilBlocked {
+		e.sockets = new(sockQueues)
+	}
 	res.Params.TargetDeliveriesPerS = round3(e.targetDeliveries())
 	smp := newSampler(cfg)
 	var before, connected serverSample
@@ -101,8 +109,11 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 	prog.finish()
 	e.shutdown()
 
+	if plan != nil && plan.StallUntilBlocked {
+		plan.KernelBytes = e.kernelSeen.Load() // 0 when no write blocked
+	}
 	res.WindowS = round3(window.Seconds())
-	e.fillResult(res, window.Seconds())
+	e.fillResult(res, window.Seconds(), plan)
 	res.Timeline = tl.points
 	if smp != nil {
 		res.Server = serverStats(smp, before, connected, startSample, endSample, tl.peakRSS, e.established.Load(), e.deliveries.Load()+e.slowDeliv.Load(), false)
@@ -171,6 +182,7 @@ func (e *engine) fillConnStats(res *Result) {
 		Failed:           e.attempted.Load() - e.established.Load(),
 		ConnectLatency:   e.connHist.Summary(),
 		FailuresByStatus: e.status.snapshot(),
+		FailuresByReason: e.refusals.snapshot(),
 	}
 	if secs := e.connLast.Sub(e.connFirst).Seconds(); secs > 0 {
 		res.Connections.HandshakesPerS = round3(float64(e.established.Load()) / secs)
@@ -179,7 +191,7 @@ func (e *engine) fillConnStats(res *Result) {
 
 // fillResult turns the engine's state into the result. Every member's
 // goroutines are over.
-func (e *engine) fillResult(res *Result, window float64) {
+func (e *engine) fillResult(res *Result, window float64, plan *SlowPlan) {
 	e.fillConnStats(res)
 	res.Messages = MsgStats{
 		Sent:           e.sent.Load(),
@@ -218,7 +230,7 @@ func (e *engine) fillResult(res *Result, window float64) {
 	}
 	var slow *SlowStats
 	if e.cfg.Scenario == ScenarioSlow {
-		slow = &SlowStats{CloseCodes: map[string]int64{}, Deliveries: e.slowDeliv.Load()}
+		slow = &SlowStats{CloseCodes: map[string]int64{}, Deliveries: e.slowDeliv.Load(), Plan: plan}
 		st := e.slowLat.Total().Summary()
 		res.SlowLatency = &st
 	}

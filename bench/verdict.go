@@ -75,10 +75,60 @@ func (r *Result) warn(cfg *Config) {
 	if n := r.Connections.FailuresByStatus["401"]; n > 0 && cfg.creds == nil {
 		add("%d handshakes were refused with 401: the gateway wants a token (run with --jwt-secret-file or --token-file)", n)
 	}
+	r.Warnings = append(r.Warnings, r.refusalHints(cfg)...)
+	if s := r.Server; s != nil && s.MemPerConnNoisy {
+		add("memory per connection is not reported: the server's RSS went from %s to %s while %d connections opened (the runtime returned memory meanwhile), so the sample was too noisy; open more connections or hold them longer (--hold) before the sample",
+			fmtBytes(float64(s.RSSBeforeBytes)), fmtBytes(float64(s.RSSConnectedBytes)), r.Connections.Established)
+	}
+	if s := r.Slow; s != nil && s.Plan != nil && s.Plan.Problem != "" {
+		add("the slow listeners cannot be expected to overflow the gateway's queue: %s", s.Plan.Problem)
+	}
+	if s := r.Slow; s != nil && r.Proto == ProtoChatgate && s.Evicted < s.Members {
+		add("%d of %d slow listeners were not evicted with 4008 (their ends: %s): open means their backlog never exceeded the gateway's queue; 1006 that the gateway's write timeout ran out before it did (a stall longer than welcome.limits.write_timeout_ms)",
+			s.Members-s.Evicted, s.Members, countList(s.CloseCodes))
+	}
 	if d := r.Drain; d != nil && d.NoReplica > 0 {
 		add("there was no other replica to reconnect to: --url names one gateway, so the %d members the drain closed could not come back (%s); they are counted apart (drain.no_replica), not as loss. Give every replica's URL (--url ws://a/ws,ws://b/ws) to check that members resume on another one",
 			d.NoReplica, reconnectErrors(r.Errors))
 	}
+}
+
+// refusalHints explain refused handshakes whose cause chatbench can name.
+func (r *Result) refusalHints(cfg *Config) []string {
+	c := r.Connections
+	var perIP, perUser, other429, capacity int64
+	for reason, n := range c.FailuresByReason {
+		switch {
+		case strings.HasPrefix(reason, "429 too many connections from this address"):
+			perIP += n
+		case strings.HasPrefix(reason, "429 too many connections for this user"):
+			perUser += n
+		case strings.HasPrefix(reason, "429"):
+			other429 += n
+		case strings.HasPrefix(reason, "503 at capacity"):
+			capacity += n
+		}
+	}
+	var out []string
+	if perIP > 0 {
+		sources := max(len(cfg.SourceIPs), 1)
+		hint := "spread the connections over more source addresses with --source-ips (every 127.0.0.0/8 address is local on Linux)"
+		if each := c.Established / int64(sources); each > 0 {
+			need := int((c.Attempted + each - 1) / each)
+			hint = fmt.Sprintf("the gateway let in about %d from each of the %d source address(es) used: spread them over at least %d with --source-ips 127.0.0.1-127.0.0.%d (every 127.0.0.0/8 address is local on Linux)", each, sources, need, min(need, 255))
+		}
+		out = append(out, fmt.Sprintf("%d handshakes were refused with HTTP 429 (too many connections from this address): the gateway's per-IP limit (--max-conns-per-ip, 200 by default) refused them; %s, or raise --max-conns-per-ip", perIP, hint))
+	}
+	if perUser > 0 {
+		out = append(out, fmt.Sprintf("%d handshakes were refused with HTTP 429 (too many connections for this user): the gateway's per-user limit (--max-conns-per-user, 20 by default) refused them; with --token or --token-file every connection is the same user: use --jwt-secret-file (a user per connection) or raise --max-conns-per-user", perUser))
+	}
+	if other429 > 0 {
+		out = append(out, fmt.Sprintf("%d handshakes were refused with HTTP 429 Too Many Requests: the server limits connections per client; spread the source addresses with --source-ips or raise its limit", other429))
+	}
+	if capacity > 0 {
+		out = append(out, fmt.Sprintf("%d handshakes were refused with HTTP 503 (at capacity): the gateway's handshake rate (--handshake-rate, --handshake-burst) or its --max-conns refused them; lower --connect-rate or raise those", capacity))
+	}
+	return out
 }
 
 // reconnectErrors lists the reconnect_* errors.
