@@ -30,14 +30,16 @@ import (
 // bytes per second, and stall for longer than the overflow time but less
 // than the write timeout after the gateway's writes block.
 //
-// What the kernel holds depends on the connection's history (on loopback
-// the gateway socket's send buffer grows with the congestion window while
-// the listener still reads at full speed: from 16 KiB to over a MiB), so
-// where the gateway runs on this host chatbench watches it instead of
-// guessing: a slow listener stalls until the gateway socket's unsent bytes
-// (/proc/net/tcp, sockq.go) stop growing, then for 0.8 of the write
-// timeout more. Where it cannot see the gateway's socket it stalls for a
-// fixed time and counts the kernel's share from its TCP memory settings.
+// What the kernel holds depends on the connection's history: on loopback
+// the gateway socket's send buffer grows, in steps and even while the
+// listener does not read, from 16 KiB to about 1.2 MiB (holding some 700
+// KiB). So where the gateway runs on this host chatbench watches it
+// instead of guessing: a stall ends once the gateway socket's unacked
+// bytes (/proc/net/tcp, sockq.go) have stood still for 0.65 of the write
+// timeout, the gateway's writes blocked all that time; the rate is sized
+// so its queue overflows within 0.75 of that. Where it cannot see the
+// gateway's socket a stall is 0.8 of the write timeout and the kernel's
+// share is counted from its TCP memory settings.
 //
 // planSlow reads the limits from a probe connection's welcome, sizes what
 // the command line left open (--slow-stall, --size, --rate, --senders) and
@@ -53,8 +55,8 @@ type SlowPlan struct {
 	QueueBytes     int64 `json:"queue_bytes"`
 	WriteTimeoutMs int64 `json:"write_timeout_ms"`
 	// StallUntilBlocked says a stall lasts until the gateway's writes
-	// block (seen on this host), then StallS more; otherwise a stall is
-	// StallS (0: until the window ends).
+	// have been blocked for StallS (seen on this host); otherwise a stall
+	// is StallS (0: until the window ends).
 	StallUntilBlocked bool    `json:"stall_until_blocked"`
 	StallS            float64 `json:"stall_s"`
 	// KernelBytes is what the kernel held between the gateway and one
@@ -118,6 +120,9 @@ func planSlow(ctx context.Context, cfg *Config) *SlowPlan {
 	writeTimeout := time.Duration(p.WriteTimeoutMs) * time.Millisecond
 	if !given("slow-stall") {
 		cfg.SlowStall = writeTimeout * 8 / 10
+		if visible {
+			cfg.SlowStall = writeTimeout * 65 / 100
+		}
 		p.StallUntilBlocked = visible
 		sized("slow-stall")
 	}
@@ -309,48 +314,39 @@ func (m *member) throttle() {
 	m.nextStall = time.Now().Add(slowReadPhase)
 }
 
-// stallPoll is how often a stalled member looks at the gateway's socket;
-// stallStill how many looks in a row must find it no fuller before its
-// writes count as blocked (a quiet moment between messages is not a block).
-const (
-	stallPoll  = 50 * time.Millisecond
-	stallStill = 3
-)
+// stallPoll is how often a stalled member looks at the gateway's socket.
+const stallPoll = 50 * time.Millisecond
 
 // stallUntilBlocked stops reading until the gateway's socket to this
-// member stops taking data (its writes block), then for SlowStall more. A
-// socket this host does not show counts as blocked at once.
+// member has held the same bytes for SlowStall: its writes have been
+// blocked that long, long enough for its queue to overflow. (The kernel
+// grows the socket's send buffer in steps while the member does not read,
+// so shorter pauses come and go first.) A socket this host does not show
+// makes it a plain stall of SlowStall.
 func (m *member) stallUntilBlocked() {
 	e := m.e
 	tick := time.NewTicker(stallPoll)
 	defer tick.Stop()
-	var blocked, stillSince time.Time
-	last, still := int64(-1), 0
+	start := time.Now()
+	var still time.Time // since when the socket has held last
+	last, seen := int64(-1), true
 	for {
 		select {
 		case <-e.resume:
 			return
 		case now := <-tick.C:
-			if !blocked.IsZero() {
-				if now.Sub(blocked) >= e.cfg.SlowStall {
-					return
+			if seen {
+				var q int64
+				if q, seen = e.sockets.txQueue(m.serverAddr, m.localAddr); seen && q != last {
+					last, still = q, now
+					continue
 				}
-				continue
 			}
-			q, ok := e.sockets.txQueue(m.serverAddr, m.localAddr)
-			switch {
-			case !ok:
-				blocked = now
-			case q > last:
-				last, still = q, 0
-			default:
-				if still == 0 {
-					stillSince = now
+			if !seen && now.Sub(start) >= e.cfg.SlowStall || seen && now.Sub(still) >= e.cfg.SlowStall {
+				if seen {
+					e.noteKernel(last)
 				}
-				if still++; still >= stallStill {
-					blocked = stillSince
-					e.noteKernel(q)
-				}
+				return
 			}
 		}
 	}

@@ -58,9 +58,9 @@ func WriteTable(w io.Writer, r *Result) {
 			if p.StallUntilBlocked {
 				held := ""
 				if p.KernelBytes > 0 {
-					held = fmt.Sprintf(" (its socket then held up to %s)", fmtBytes(float64(p.KernelBytes)))
+					held = fmt.Sprintf(" (its socket holding up to %s)", fmtBytes(float64(p.KernelBytes)))
 				}
-				line = fmt.Sprintf("stalls until the gateway's writes block%s and %.1fs more; %s/s to each listener fills the gateway's queue (%s) in %.1fs",
+				line = fmt.Sprintf("stalls until the gateway's writes have been blocked%s for %.1fs; %s/s to each listener fills the gateway's queue (%s) in %.1fs",
 					held, p.StallS, fmtBytes(p.BytesPerS), fmtBytes(float64(p.QueueBytes)), p.OverflowS)
 			}
 			if len(p.Sized) > 0 {
