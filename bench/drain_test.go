@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,7 @@ func TestDrainSettleWaitsForReconnects(t *testing.T) {
 	_, urlB := startGateway(t, gcfg, gateway.Options{Broker: h})
 	cfg := drainConfig(urlA, urlB)
 	cfg.DrainAt = cfg.Duration - 100*time.Millisecond
+	cfg.Report = filepath.Join(t.TempDir(), "drain.html")
 	var out bytes.Buffer
 	res, code := Run(context.Background(), cfg, Options{Stdout: &out, Drain: func(ctx context.Context) error {
 		a.BeginDrain()
@@ -92,6 +94,9 @@ func TestDrainSettleWaitsForReconnects(t *testing.T) {
 	}
 	if res.WindowS != cfg.Duration.Seconds() {
 		t.Fatalf("window %vs, want the scheduled %v", res.WindowS, cfg.Duration)
+	}
+	if marks, _ := reportMarks(t, cfg.Report); len(marks) != 1 || !strings.HasPrefix(marks[0], "drain at 1.9") {
+		t.Fatalf("report marks %q, want the drain", marks)
 	}
 }
 

@@ -225,7 +225,7 @@ func TestJSONShape(t *testing.T) {
 		t.Fatal("more than one JSON value on stdout")
 	}
 	want := map[string][]string{
-		"":            {"schema", "bench_id", "scenario", "proto", "target", "started_at", "params", "window_s", "connections", "messages", "latency", "correctness", "close_codes", "errors", "timeline", "histogram", "thresholds", "warnings", "client_cpu_cores"},
+		"":            {"schema", "bench_id", "scenario", "proto", "target", "started_at", "params", "window_s", "connections", "messages", "latency", "correctness", "close_codes", "errors", "timeline", "events", "histogram", "thresholds", "warnings", "client_cpu_cores"},
 		"params":      {"conns", "rooms", "senders_per_room", "rate_per_sender", "size_bytes", "duration_s", "messages_per_sender", "connect_rate", "slow_share", "source_ips", "target_deliveries_per_s"},
 		"connections": {"attempted", "established", "failed", "connect_latency", "failures_by_status", "failures_by_reason", "handshakes_per_s"},
 		"messages":    {"sent", "acked", "rejected", "write_failed", "deliveries", "deliveries_per_s", "sent_per_s", "sender_max_lag_us", "sends_late", "error_codes", "presence_frames"},
@@ -254,7 +254,7 @@ func TestJSONShape(t *testing.T) {
 	if obj["schema"] != SchemaVersion {
 		t.Errorf("schema %v", obj["schema"])
 	}
-	for _, arr := range []string{"timeline", "histogram", "warnings", "target"} {
+	for _, arr := range []string{"timeline", "events", "histogram", "warnings", "target"} {
 		if _, ok := obj[arr].([]any); !ok {
 			t.Errorf("%s is %T, want an array", arr, obj[arr])
 		}

@@ -55,6 +55,11 @@ type engine struct {
 	reconnects  atomic.Int64
 	reconnFail  atomic.Int64
 
+	// Evictions and sheds as they happen (the sessions append), for the
+	// report's events.
+	closeMu    sync.Mutex
+	closeTimes []closeAt
+
 	errs       tally // client errors by kind
 	closes     tally // unexpected closes by code
 	status     tally // refused handshakes by HTTP status

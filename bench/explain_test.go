@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,7 @@ func TestSlowOverflowsTheQueue(t *testing.T) {
 	cfg := testConfig(url)
 	cfg.Scenario = ScenarioSlow
 	cfg.Conns, cfg.Duration = 20, 7*time.Second
+	cfg.Report = filepath.Join(t.TempDir(), "slow.html")
 	var out bytes.Buffer
 	res, _ := Run(context.Background(), cfg, Options{Stdout: &out})
 	t.Log(out.String())
@@ -79,6 +81,14 @@ func TestSlowOverflowsTheQueue(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "slow listeners cannot") || strings.Contains(out.String(), "were not evicted") {
 		t.Fatalf("warned:\n%s", out.String())
+	}
+	// The report marks the evictions and draws the slow listeners apart.
+	marks, series := reportMarks(t, cfg.Report)
+	if len(marks) == 0 || !strings.HasSuffix(marks[0], " evicted (4008)") || !series["slow listeners p99"] || !series["p99"] {
+		t.Fatalf("report marks %q, series %v", marks, series)
+	}
+	if n := res.Events; len(n) == 0 || n[0].Kind != EventEvicted {
+		t.Fatalf("events %+v", n)
 	}
 }
 

@@ -231,6 +231,7 @@ func (m *member) session(ctx context.Context, ws *websocket.Conn) {
 		}
 		m.lastClose = ci.code
 		e.closes.add(strconv.Itoa(ci.code), 1)
+		e.noteClose(ci.code)
 		if !e.reconnect || !retryable(ci.code) {
 			m.lost = true
 			return

@@ -86,7 +86,7 @@ func (t *timeline) run(ctx context.Context, stop <-chan struct{}) {
 	tick := time.NewTicker(t.e.cfg.Interval)
 	defer tick.Stop()
 	prevT := t.start
-	var prevDeliv, prevSent int64
+	var prevDeliv, prevSent, prevSlow int64
 	for {
 		var now time.Time
 		select {
@@ -100,8 +100,8 @@ func (t *timeline) run(ctx context.Context, stop <-chan struct{}) {
 			continue
 		}
 		s := t.e.lat.Flush()
-		t.e.slowLat.Flush()
-		deliv, sent := t.e.deliveries.Load(), t.e.sent.Load()
+		slow := t.e.slowLat.Flush()
+		deliv, sent, slowDeliv := t.e.deliveries.Load(), t.e.sent.Load(), t.e.slowDeliv.Load()
 		dt := now.Sub(prevT).Seconds()
 		pt := TimelinePoint{
 			TS:    round3(now.Sub(t.start).Seconds()),
@@ -111,8 +111,12 @@ func (t *timeline) run(ctx context.Context, stop <-chan struct{}) {
 		if dt > 0 {
 			pt.DeliveriesPerS = round3(float64(deliv-prevDeliv) / dt)
 			pt.SentPerS = round3(float64(sent-prevSent) / dt)
+			pt.SlowDeliveriesPerS = round3(float64(slowDeliv-prevSlow) / dt)
 		}
-		prevT, prevDeliv, prevSent = now, deliv, sent
+		if slow.Count > 0 {
+			pt.SlowP99Us = slow.P99Us
+		}
+		prevT, prevDeliv, prevSent, prevSlow = now, deliv, sent, slowDeliv
 		t.points = append(t.points, pt)
 		if t.smp != nil && t.smp.pid != 0 {
 			if _, rss, err := readProc(t.smp.pid); err == nil {

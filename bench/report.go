@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"math"
 	"strings"
 )
 
@@ -22,8 +21,8 @@ func WriteHTML(w io.Writer, r *Result) error {
 	}{
 		R:         r,
 		Summary:   tbl.String(),
-		LatChart:  latencyChart(r.Timeline),
-		RateChart: rateChart(r.Timeline),
+		LatChart:  latencyChart(r.Timeline, r.Events, r.Slow != nil),
+		RateChart: rateChart(r.Timeline, r.Events, r.Slow != nil),
 		HistChart: histogramChart(r.Histogram),
 	}
 	return reportTmpl.Execute(w, data)
@@ -58,6 +57,7 @@ svg{background:#fff;border:1px solid #e3e5ee}svg text{font:11px system-ui,sans-s
 </table>
 <p>Latency runs from each message's intended send time (its slot in the open-loop schedule) to its arrival, so a stalled sender or server shows up in full.</p>
 <h3>Latency over time (log scale)</h3>
+<p>Per --interval, of deliveries to healthy members{{if .R.Slow}} (and the slow listeners' p99 apart){{end}}. Dashed vertical lines mark the drain and the evictions (4008) and sheds (1013) of the run.</p>
 {{.LatChart}}
 <h3>Deliveries per second</h3>
 {{.RateChart}}
@@ -84,149 +84,3 @@ svg{background:#fff;border:1px solid #e3e5ee}svg text{font:11px system-ui,sans-s
 <pre>{{.Summary}}</pre>
 </body></html>
 `))
-
-// chart geometry
-const (
-	chartW, chartH = 900, 260
-	padL, padR     = 64, 16
-	padT, padB     = 14, 30
-)
-
-type chartSeries struct {
-	name  string
-	color string
-	ys    []float64
-}
-
-// lineChart draws series against xs. With logY the y axis is log10 (values
-// below 1 are drawn at 1).
-func lineChart(xs []float64, series []chartSeries, logY bool, yFmt func(float64) string) template.HTML {
-	if len(xs) == 0 {
-		return template.HTML(`<p><em>No samples.</em></p>`)
-	}
-	minX, maxX := xs[0], xs[len(xs)-1]
-	if maxX <= minX {
-		maxX = minX + 1
-	}
-	maxY := 1.0
-	for _, s := range series {
-		for _, y := range s.ys {
-			maxY = math.Max(maxY, y)
-		}
-	}
-	ty := func(y float64) float64 { return y }
-	if logY {
-		ty = func(y float64) float64 { return math.Log10(math.Max(y, 1)) }
-	}
-	top := ty(maxY)
-	if logY {
-		top = math.Ceil(top)
-	} else {
-		top = niceCeil(maxY)
-	}
-	if top <= 0 {
-		top = 1
-	}
-	px := func(x float64) float64 { return padL + (x-minX)/(maxX-minX)*(chartW-padL-padR) }
-	py := func(y float64) float64 { return chartH - padB - ty(y)/top*(chartH-padT-padB) }
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img">`, chartW, chartH, chartW, chartH)
-	// y grid
-	ticks := []float64{}
-	if logY {
-		for e := 0.0; e <= top; e++ {
-			ticks = append(ticks, math.Pow(10, e))
-		}
-	} else {
-		for i := 0; i <= 4; i++ {
-			ticks = append(ticks, top*float64(i)/4)
-		}
-	}
-	for _, t := range ticks {
-		y := py(t)
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#eee"/>`, padL, chartW-padR, y, y)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`, padL-6, y+4, template.HTMLEscapeString(yFmt(t)))
-	}
-	// x labels
-	for i := 0; i <= 5; i++ {
-		x := minX + (maxX-minX)*float64(i)/5
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%.1fs</text>`, px(x), chartH-10, x)
-	}
-	for si, s := range series {
-		var pts strings.Builder
-		for i, y := range s.ys {
-			if i < len(xs) {
-				fmt.Fprintf(&pts, "%.1f,%.1f ", px(xs[i]), py(y))
-			}
-		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.6" points="%s"/>`, s.color, strings.TrimSpace(pts.String()))
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`,
-			padL+10+si*110, padT, s.color, padL+24+si*110, padT+9, template.HTMLEscapeString(s.name))
-	}
-	b.WriteString(`</svg>`)
-	return template.HTML(b.String())
-}
-
-func niceCeil(v float64) float64 {
-	if v <= 0 {
-		return 1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 2.5, 5, 10} {
-		if m*p >= v {
-			return m * p
-		}
-	}
-	return 10 * p
-}
-
-func latencyChart(tl []TimelinePoint) template.HTML {
-	xs := make([]float64, len(tl))
-	p50, p99, mx := make([]float64, len(tl)), make([]float64, len(tl)), make([]float64, len(tl))
-	for i, p := range tl {
-		xs[i], p50[i], p99[i], mx[i] = p.TS, float64(p.P50Us), float64(p.P99Us), float64(p.MaxUs)
-	}
-	return lineChart(xs, []chartSeries{{"p50", "#2f6fde", p50}, {"p99", "#e07b00", p99}, {"max", "#b3261e", mx}}, true,
-		func(v float64) string { return fmtUs(int64(v)) })
-}
-
-func rateChart(tl []TimelinePoint) template.HTML {
-	xs := make([]float64, len(tl))
-	d := make([]float64, len(tl))
-	for i, p := range tl {
-		xs[i], d[i] = p.TS, p.DeliveriesPerS
-	}
-	return lineChart(xs, []chartSeries{{"deliveries/s", "#176b2c", d}}, false, humanCount)
-}
-
-// histogramChart draws one bar per bucket, heights on a log scale so the
-// tail stays visible.
-func histogramChart(bs []Bucket) template.HTML {
-	if len(bs) == 0 {
-		return template.HTML(`<p><em>No samples.</em></p>`)
-	}
-	var maxC int64 = 1
-	for _, b := range bs {
-		maxC = max(maxC, b.Count)
-	}
-	top := math.Ceil(math.Log10(float64(maxC) + 1))
-	bw := float64(chartW-padL-padR) / float64(len(bs))
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img">`, chartW, chartH, chartW, chartH)
-	for e := 0.0; e <= top; e++ {
-		y := chartH - padB - e/top*(chartH-padT-padB)
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#eee"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`,
-			padL, chartW-padR, y, y, padL-6, y+4, humanCount(math.Pow(10, e)))
-	}
-	for i, bk := range bs {
-		h := math.Log10(float64(bk.Count)+1) / top * (chartH - padT - padB)
-		x := padL + float64(i)*bw
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#2f6fde"><title>≤ %s: %d</title></rect>`,
-			x+1, chartH-padB-h, math.Max(bw-2, 1), h, template.HTMLEscapeString(fmtUs(bk.LeUs)), bk.Count)
-		if len(bs) <= 24 || i%2 == 0 {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`, x+bw/2, chartH-10, template.HTMLEscapeString(fmtUs(bk.LeUs)))
-		}
-	}
-	b.WriteString(`</svg>`)
-	return template.HTML(b.String())
-}

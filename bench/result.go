@@ -38,6 +38,7 @@ type Result struct {
 	// Errors counts client-side errors by kind.
 	Errors     map[string]int64 `json:"errors"`
 	Timeline   []TimelinePoint  `json:"timeline"`
+	Events     []Event          `json:"events"`
 	Histogram  []Bucket         `json:"histogram"`
 	Thresholds Thresholds       `json:"thresholds"`
 	Warnings   []string         `json:"warnings"`
@@ -182,6 +183,25 @@ type TimelinePoint struct {
 	P99Us          int64   `json:"p99_us"`
 	MaxUs          int64   `json:"max_us"`
 	Conns          int64   `json:"conns"`
+	// The slow listeners' deliveries and p99 (slow only; absent in an
+	// interval where they received nothing).
+	SlowDeliveriesPerS float64 `json:"slow_deliveries_per_s,omitempty"`
+	SlowP99Us          int64   `json:"slow_p99_us,omitempty"`
+}
+
+// Event kinds.
+const (
+	EventDrain   = "drain"   // the drain ran (--drain-cmd or by hand at --drain-at)
+	EventEvicted = "evicted" // connections closed with 4008 slow_consumer
+	EventShed    = "shed"    // connections closed with 1013 (the gateway's total queue was full)
+)
+
+// Event is a moment of the run, marked on the report's charts. Closes are
+// gathered per --interval: TS is the first of them, Count how many.
+type Event struct {
+	TS    float64 `json:"t_s"`
+	Kind  string  `json:"kind"`
+	Count int64   `json:"count"`
 }
 
 // Thresholds is the verdict on --slo-p99, --max-loss and the others.

@@ -66,6 +66,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, int) {
 		CloseCodes: map[string]int64{},
 		Errors:     map[string]int64{},
 		Timeline:   []TimelinePoint{},
+		Events:     []Event{},
 		Histogram:  []Bucket{},
 		Warnings:   []string{},
 	}
@@ -166,6 +167,9 @@ func fixNil(r *Result) {
 	}
 	if r.Timeline == nil {
 		r.Timeline = []TimelinePoint{}
+	}
+	if r.Events == nil {
+		r.Events = []Event{}
 	}
 	if r.Histogram == nil {
 		r.Histogram = []Bucket{}

@@ -185,6 +185,9 @@ func planSlow(ctx context.Context, cfg *Config) *SlowPlan {
 			fmtBytes(p.BytesPerS), what, p.OverflowS, budgetName(cfg.SlowStall, writeTimeout))
 	case cfg.SlowStall > 0 && cfg.Duration-cfg.SlowAfter < cfg.SlowStall:
 		p.Problem = fmt.Sprintf("the window leaves %v after --slow-after, less than one stall of %v: lengthen --duration", cfg.Duration-cfg.SlowAfter, cfg.SlowStall)
+	case p.StallUntilBlocked && cfg.Duration-cfg.SlowAfter < time.Duration((float64(p.KernelBytes)/p.BytesPerS)*float64(time.Second))+cfg.SlowStall:
+		p.Problem = fmt.Sprintf("the window leaves %v after --slow-after, and at %s/s the kernel's buffers (about %s) take %.1fs to fill before the gateway's writes block for the %v stall: lengthen --duration",
+			cfg.Duration-cfg.SlowAfter, fmtBytes(p.BytesPerS), fmtBytes(float64(p.KernelBytes)), float64(p.KernelBytes)/p.BytesPerS, cfg.SlowStall)
 	}
 	return p
 }
@@ -245,15 +248,16 @@ func probeLimits(ctx context.Context, cfg *Config) (lim welcomeLimits, rcvbuf in
 }
 
 // kernelEstimate is what the kernel may hold between the gateway and one
-// slow listener: the listener's receive buffer, and the gateway socket's
-// send buffer. On loopback the send buffer grows with the congestion
-// window: a small receive window (--slow-rcvbuf) keeps it within about 16
-// times tcp_wmem's default; without one the receive buffer autotunes up to
-// tcp_rmem's maximum and the send buffer to tcp_wmem's.
+// slow listener: the listener's receive buffer, and what the gateway
+// socket's send buffer holds. On loopback with a small receive window
+// (--slow-rcvbuf) the send buffer grows to about 1.2 MiB and holds some
+// 700 KiB (48 times tcp_wmem's default of 16 KiB); without one the receive
+// buffer autotunes up to tcp_rmem's maximum and the send buffer to
+// tcp_wmem's.
 func kernelEstimate(rcvbuf int, smallWindow bool) int64 {
 	wdef, wmax := tcpMem("tcp_wmem", 16384, 4194304)
 	if smallWindow {
-		return int64(rcvbuf) + min(wmax, 16*wdef)
+		return int64(rcvbuf) + min(wmax, 48*wdef)
 	}
 	_, rmax := tcpMem("tcp_rmem", 131072, 6291456)
 	return rmax + wmax

@@ -115,6 +115,7 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 	res.WindowS = round3(window.Seconds())
 	e.fillResult(res, window.Seconds(), plan)
 	res.Timeline = tl.points
+	res.Events = e.events(start, drain)
 	if smp != nil {
 		res.Server = serverStats(smp, before, connected, startSample, endSample, tl.peakRSS, e.established.Load(), e.deliveries.Load()+e.slowDeliv.Load(), false)
 	}
