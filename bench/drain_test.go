@@ -23,6 +23,19 @@ func drainConfig(urls ...string) Config {
 	return cfg
 }
 
+// sharedHub starts two gateways that share an in-process hub keeping
+// history messages per room; their drains hint retries within retryMax.
+func sharedHub(t *testing.T, history int, retryMax time.Duration) (a *gateway.Server, urlA, urlB string) {
+	t.Helper()
+	h := hub.New(hub.Config{History: history, PresenceInterval: 50 * time.Millisecond})
+	t.Cleanup(h.Close)
+	gcfg := gatewayConfig()
+	gcfg.DrainRetryMax = retryMax
+	a, urlA = startGateway(t, gcfg, gateway.Options{Broker: h})
+	_, urlB = startGateway(t, gcfg, gateway.Options{Broker: h})
+	return a, urlA, urlB
+}
+
 // TestDrainSingleURL drains the only gateway: the members it closes have
 // nowhere to reconnect. They are counted apart, not as loss, the run says
 // why, the members it did not close are checked, and the window is the
@@ -69,12 +82,7 @@ func TestDrainSingleURL(t *testing.T) {
 // bench settles, and the settle waits for them instead of counting what
 // they had not received yet as lost.
 func TestDrainSettleWaitsForReconnects(t *testing.T) {
-	h := hub.New(hub.Config{History: 10000, PresenceInterval: 50 * time.Millisecond})
-	t.Cleanup(h.Close)
-	gcfg := gatewayConfig()
-	gcfg.DrainRetryMax = 800 * time.Millisecond
-	a, urlA := startGateway(t, gcfg, gateway.Options{Broker: h})
-	_, urlB := startGateway(t, gcfg, gateway.Options{Broker: h})
+	a, urlA, urlB := sharedHub(t, 10000, 800*time.Millisecond)
 	cfg := drainConfig(urlA, urlB)
 	cfg.DrainAt = cfg.Duration - 100*time.Millisecond
 	cfg.Report = filepath.Join(t.TempDir(), "drain.html")
@@ -119,12 +127,7 @@ func TestDrainFailures(t *testing.T) {
 		// The gateways share a hub that keeps one message of history: the
 		// members that move miss what the sender on the other gateway
 		// sent while they were away, and the replay cannot heal it.
-		h := hub.New(hub.Config{History: 1, PresenceInterval: 50 * time.Millisecond})
-		t.Cleanup(h.Close)
-		gcfg := gatewayConfig()
-		gcfg.DrainRetryMax = 500 * time.Millisecond
-		a, urlA := startGateway(t, gcfg, gateway.Options{Broker: h})
-		_, urlB := startGateway(t, gcfg, gateway.Options{Broker: h})
+		a, urlA, urlB := sharedHub(t, 1, 500*time.Millisecond)
 		cfg := drainConfig(urlA, urlB)
 		cfg.Rooms, cfg.Senders = 1, 2 // one sender on each gateway
 		cfg.DrainAt = 500 * time.Millisecond

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/chatgate/chatgate/gateway"
-	"github.com/chatgate/chatgate/gateway/hub"
 )
 
 // gatewayConfig is the gateway's defaults with limits raised for load, as
@@ -137,12 +136,7 @@ func TestEndToEndSlow(t *testing.T) {
 // TestEndToEndDrain drains one of two gateways that share a hub: its
 // members reconnect to the other, rejoin with since, and nothing is lost.
 func TestEndToEndDrain(t *testing.T) {
-	h := hub.New(hub.Config{History: 10000, PresenceInterval: 50 * time.Millisecond})
-	t.Cleanup(h.Close)
-	gcfg := gatewayConfig()
-	gcfg.DrainRetryMax = 200 * time.Millisecond
-	a, urlA := startGateway(t, gcfg, gateway.Options{Broker: h})
-	_, urlB := startGateway(t, gcfg, gateway.Options{Broker: h})
+	a, urlA, urlB := sharedHub(t, 10000, 200*time.Millisecond)
 	cfg := testConfig(urlA)
 	cfg.URLs = []string{urlA, urlB}
 	cfg.Scenario = ScenarioDrain

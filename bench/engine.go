@@ -241,11 +241,7 @@ func (e *engine) probe(ctx context.Context) {
 			if err := ws.WriteMessage(websocket.TextMessage, msg); err != nil {
 				break
 			}
-			t := time.NewTimer(100 * time.Millisecond)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if realClock.SleepUntil(ctx, time.Now().Add(100*time.Millisecond)) != nil {
 				return
 			}
 			all := true
@@ -330,14 +326,7 @@ func (e *engine) waitSettled(ctx context.Context) {
 	deadline := time.Now().Add(e.cfg.Settle)
 	for !e.settled() {
 		wait := min(time.Until(deadline), 20*time.Millisecond)
-		if wait <= 0 {
-			return
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if wait <= 0 || realClock.SleepUntil(ctx, time.Now().Add(wait)) != nil {
 			return
 		}
 	}

@@ -271,11 +271,7 @@ func (m *member) reconnectAfter(ctx context.Context, ci closeInfo) *websocket.Co
 		wait = backoff(0)
 	}
 	for attempt := 0; attempt < maxReconnectAttempts; attempt++ {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if realClock.SleepUntil(ctx, time.Now().Add(wait)) != nil {
 			return nil
 		}
 		if e.ending.Load() {
