@@ -221,8 +221,12 @@ func (m *member) session(ctx context.Context, ws *websocket.Conn) {
 	e := m.e
 	defer close(m.done)
 	defer m.markGone()
+	defer m.reconnecting.Store(false)
 	for {
 		ci := m.readLoop(ws)
+		// Marked before the connection is gone, so the settle wait never
+		// sees this member neither connected nor reconnecting.
+		m.reconnecting.Store(e.reconnect && retryable(ci.code))
 		m.setConn(nil)
 		e.up.Add(-1)
 		_ = ws.NetConn().Close()
@@ -236,7 +240,6 @@ func (m *member) session(ctx context.Context, ws *websocket.Conn) {
 			m.lost = true
 			return
 		}
-		m.reconnecting.Store(true)
 		ws = m.reconnectAfter(ctx, ci)
 		m.reconnecting.Store(false)
 		if ws == nil {

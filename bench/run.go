@@ -21,7 +21,7 @@ import (
 // Exit codes of Run.
 const (
 	ExitOK        = 0
-	ExitThreshold = 1 // a --slo-*/--max-* threshold was missed
+	ExitThreshold = 1 // a --slo-*/--max-*/--min-checked threshold was missed, or the run measured too little to judge it
 	ExitUsage     = 2 // bad flags
 	ExitFailed    = 3 // the run could not be done
 )
