@@ -174,7 +174,7 @@ func TestMainConfigErrors(t *testing.T) {
 		{"help", []string{"--help"}, nil, 0, "CHATGATE_SEND_RATE"},
 		{"bad flag value", []string{"--send-rate", "-1"}, nil, 2, "--send-rate must be positive"},
 		{"bad env value", nil, []string{"CHATGATE_PONG_TIMEOUT=soon"}, 2, "CHATGATE_PONG_TIMEOUT"},
-		{"unknown flag", []string{"--nope"}, nil, 2, "flag provided but not defined"},
+		{"unknown flag", []string{"--nope"}, nil, 2, "chatgate: unknown flag --nope\nRun 'chatgate --help' for the flags.\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -190,6 +190,10 @@ func TestMainConfigErrors(t *testing.T) {
 			}
 			if code != tc.code || !strings.Contains(string(out), tc.want) {
 				t.Fatalf("exit %d, output:\n%s\nwant exit %d and %q", code, out, tc.code, tc.want)
+			}
+			// A bad setting is one line and the hint, never the usage.
+			if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); code == 2 && (len(lines) != 2 || lines[1] != "Run 'chatgate --help' for the flags.") {
+				t.Fatalf("a bad setting printed:\n%s", out)
 			}
 		})
 	}
