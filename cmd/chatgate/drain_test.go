@@ -52,8 +52,16 @@ func TestSIGTERMDrain(t *testing.T) {
 	}
 	bin := gatewaytest.Build(t)
 	p := gatewaytest.Start(t, bin, "--drain-delay", "1s", "--drain-window", "300ms", "--shutdown-timeout", "10s", "--send-rate", "1000", "--send-burst", "1000")
-	if got := p.Status(statusClient, "/readyz"); got != http.StatusOK {
-		t.Fatalf("/readyz = %d before the drain", got)
+	// Ready follows the "listening" line Start waits for: wait for it.
+	for deadline := time.Now().Add(waitTimeout); ; {
+		got := p.Status(statusClient, "/readyz")
+		if got == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz = %d before the drain", got)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	url := "ws://" + p.ChatAddr + "/ws?room=r"
 	const members, msgs = 3, 30
