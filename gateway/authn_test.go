@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,10 @@ func TestAuthRefusedBeforeUpgrade(t *testing.T) {
 	old := regClaims("alice")
 	old.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Minute))
 	expired := token(t, auth.Claims{RegisteredClaims: old})
+	// A date written as a string: encoding/json alone would read it.
+	stringExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "alice", "exp": strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10),
+	}).SignedString([]byte(testSecret))
 	cases := []struct {
 		name, query, challenge string
 		header                 http.Header
@@ -58,6 +63,7 @@ func TestAuthRefusedBeforeUpgrade(t *testing.T) {
 		{"no token", "", `Bearer realm="chatgate"`, nil},
 		{"wrong signature", "token=" + other, `error="invalid_token"`, nil},
 		{"expired", "token=" + expired, `error="invalid_token"`, nil},
+		{"exp of the wrong type", "token=" + stringExp, `error="invalid_token"`, nil},
 		{"garbage header", "", `error="invalid_token"`, http.Header{"Authorization": {"Bearer not.a.jwt"}}},
 	}
 	for i, tc := range cases {
