@@ -163,7 +163,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.JWTAudience, "jwt-audience", c.JWTAudience, "required token audience (aud) when set")
 	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", c.JWTLeeway, "clock skew allowed when checking exp, nbf and iat")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", c.MaxConnsPerUser, "most WebSockets open at once for one authenticated user; above it upgrades get 429")
-	fs.Func("allowed-origins", "comma-separated Origin patterns allowed to open WebSockets, e.g. https://chat.example.com,https://*.example.com; empty allows only the request's own host; requests without Origin (non-browser clients) are always allowed", func(v string) error {
+	fs.Func("allowed-origins", "comma-separated Origin patterns allowed to open WebSockets, e.g. https://chat.example.com,https://*.example.com; empty allows only an http(s) origin naming the request's own Host, which does not stop DNS rebinding: set this in production; requests without Origin (non-browser clients) are always allowed", func(v string) error {
 		c.AllowedOrigins = splitList(v)
 		return nil
 	})
