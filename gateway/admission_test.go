@@ -481,6 +481,29 @@ func TestAdmissionWelcome(t *testing.T) {
 		{"DEL", query("name", "a\x7fb"), guest},
 		{"C1 control", query("name", "a\u0085b"), guest},
 		{"invalid UTF-8", query("name", "a\xffb"), guest},
+		// Invisible format characters (category Cf) and bidi controls
+		// could make one name look like another, or reorder what is
+		// shown around it.
+		{"right-to-left override", query("name", "\u202Egnp.exe Admin"), guest},
+		{"left-to-right embedding", query("name", "a\u202Ab"), guest},
+		{"pop directional formatting", query("name", "ab\u202C"), guest},
+		{"right-to-left isolate", query("name", "a\u2067b"), guest},
+		{"first strong isolate", query("name", "a\u2068b"), guest},
+		{"pop directional isolate", query("name", "a\u2069b"), guest},
+		{"right-to-left mark", query("name", "a\u200Fb"), guest},
+		{"arabic letter mark", query("name", "a\u061Cb"), guest},
+		{"zero width space", query("name", "ad\u200Bmin"), guest},
+		{"zero width non-joiner", query("name", "ad\u200Cmin"), guest},
+		{"zero width joiner", query("name", "ad\u200Dmin"), guest},
+		{"word joiner", query("name", "ad\u2060min"), guest},
+		{"byte order mark", query("name", "\uFEFFadmin"), guest},
+		{"soft hyphen", query("name", "ad\u00ADmin"), guest},
+		{"tag characters", query("name", "admin\U000E0041\U000E0042"), guest},
+		{"interlinear annotation", query("name", "a\uFFF9b"), guest},
+		{"line separator", query("name", "a\u2028b"), guest},
+		{"paragraph separator", query("name", "a\u2029b"), guest},
+		{"right-to-left script is fine", query("name", "שלום"), "שלום"},
+		{"combining marks are fine", query("name", "e\u0301t\u00E9"), "e\u0301t\u00E9"},
 	}
 	seen := map[string]bool{}
 	for _, tc := range cases {

@@ -543,8 +543,8 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// displayName trims name and returns it if it is 1-32 runes with no control
-// characters, else a generated guest-XXXX name.
+// displayName trims name and returns it if validName accepts it, else a
+// generated guest-XXXX name.
 func displayName(name, id string) string {
 	if n, ok := validName(name); ok {
 		return n
@@ -553,10 +553,16 @@ func displayName(name, id string) string {
 }
 
 // validName trims name and reports whether it is 1-32 runes of valid UTF-8
-// with no control characters.
+// with nothing that could hide or rearrange text: no control characters,
+// no format characters (category Cf: the bidi embeddings, overrides,
+// isolates and marks, zero-width spaces and joiners, the byte order mark,
+// soft hyphens, tag characters) and no line or paragraph separators.
 func validName(name string) (string, bool) {
 	name = strings.TrimSpace(name)
 	n := utf8.RuneCountInString(name)
-	return name, n >= 1 && n <= 32 && utf8.ValidString(name) &&
-		strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) < 0
+	return name, n >= 1 && n <= 32 && utf8.ValidString(name) && strings.IndexFunc(name, badNameRune) < 0
+}
+
+func badNameRune(r rune) bool {
+	return r == utf8.RuneError || unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
