@@ -7,6 +7,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -642,5 +643,56 @@ func TestAdmissionPerIPBehindTrustedProxy(t *testing.T) {
 	}
 	if n := rejectCount(s, observe.RejectPerIP); n != 2 {
 		t.Fatalf("%d per-IP rejects; want 2", n)
+	}
+}
+
+func TestIPLimitKey(t *testing.T) {
+	cases := []struct {
+		ip   string
+		bits int
+		want string
+	}{
+		{"198.51.100.7", 64, "198.51.100.7"},
+		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::1", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:3::1", 64, "2001:db8:1:3::/64"},
+		{"2001:db8:1:2:aaaa::1", 48, "2001:db8:1::/48"},
+		{"2001:db8:1:2::1", 128, "2001:db8:1:2::1"},
+		{"2001:db8:1:2::1", 56, "2001:db8:1::/56"},
+		{"fe80::1%eth0", 64, "fe80::/64"},
+		{"::1", 64, "::/64"},
+		{"pipe", 64, "pipe"},
+	}
+	for _, tc := range cases {
+		if got := ipLimitKey(tc.ip, tc.bits); got != tc.want {
+			t.Errorf("ipLimitKey(%s, %d) = %s; want %s", tc.ip, tc.bits, got, tc.want)
+		}
+	}
+}
+
+// IPv6 clients are counted per /64 (--ipv6-prefix-len): a client cannot
+// get a fresh allowance by picking another address in its own /64. The
+// addresses come through a trusted proxy, as loopback has only ::1.
+func TestAdmissionPerIPv6Prefix(t *testing.T) {
+	xff := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
+	for _, tc := range []struct {
+		bits       int
+		sameSubnet bool // whether 2001:db8:1:2::2 shares ::1's allowance
+	}{{64, true}, {128, false}} {
+		t.Run(fmt.Sprintf("/%d", tc.bits), func(t *testing.T) {
+			s := newTestServer(t, func(c *Config) {
+				c.MaxConns, c.MaxConnsPerIP, c.IPv6PrefixLen = 100, 1, tc.bits
+				c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+			})
+			s.dialWith(t, dialOpts{header: xff("2001:db8:1:2::1")})
+			if tc.sameSubnet {
+				expectRefused(t, s, xff("2001:db8:1:2::2"), http.StatusTooManyRequests, true)
+				expectRefused(t, s, xff("2001:db8:1:2:ffff:ffff:ffff:ffff"), http.StatusTooManyRequests, true)
+			} else {
+				s.dialWith(t, dialOpts{header: xff("2001:db8:1:2::2")})
+			}
+			// Another /64 has its own allowance.
+			s.dialWith(t, dialOpts{header: xff("2001:db8:1:3::1")})
+		})
 	}
 }

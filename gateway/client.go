@@ -45,8 +45,10 @@ type client struct {
 	conn *websocket.Conn
 	id   string
 	user protocol.User
-	ip   string
-	log  *slog.Logger
+	ip   string // the client address, for logs
+	// ipKey is what the per-IP limits count: ip, or its IPv6 prefix.
+	ipKey string
+	log   *slog.Logger
 
 	// spanOpts start a message's span: a link to the handshake's.
 	spanOpts []trace.SpanStartOption
@@ -95,7 +97,7 @@ type closeRequest struct {
 	reason observe.DisconnectReason
 }
 
-func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, ip string, handshake trace.SpanContext) *client {
+func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, ip, ipKey string, handshake trace.SpanContext) *client {
 	cfg := &s.cfg
 	return &client{
 		spanOpts: []trace.SpanStartOption{
@@ -107,6 +109,7 @@ func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, i
 		id:         id,
 		user:       user,
 		ip:         ip,
+		ipKey:      ipKey,
 		log:        s.log.With("conn", id),
 		rooms:      make(map[string]hub.Membership),
 		sendLim:    rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst),

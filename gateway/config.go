@@ -34,6 +34,7 @@ type Config struct {
 	AllowedOrigins    []string
 	MaxConns          int
 	MaxConnsPerIP     int
+	IPv6PrefixLen     int
 	TrustedProxies    []netip.Prefix
 	HandshakeRate     float64
 	HandshakeBurst    int
@@ -101,6 +102,7 @@ func DefaultConfig() Config {
 		NodeID:             host,
 		MaxConns:           50000,
 		MaxConnsPerIP:      200,
+		IPv6PrefixLen:      64,
 		Auth:               "none",
 		JWTLeeway:          30 * time.Second,
 		MaxConnsPerUser:    20,
@@ -169,6 +171,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most WebSockets open at once; above it upgrades get 503")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "most WebSockets open at once from one client IP; above it upgrades get 429")
+	fs.IntVar(&c.IPv6PrefixLen, "ipv6-prefix-len", c.IPv6PrefixLen, "per-IP limits count IPv6 clients by this many leading bits of their address (64: one /64, the block one subscriber usually holds; 128: each address alone); IPv4 addresses count alone")
 	fs.Func("trusted-proxies", "comma-separated addresses or CIDRs of reverse proxies (ingress, Gateway API, load balancer) whose X-Forwarded-For is believed: a connection from one is counted against --max-conns-per-ip by the nearest untrusted X-Forwarded-For address; empty trusts no header and counts the TCP peer", func(v string) error {
 		p, err := parsePrefixes(splitList(v))
 		c.TrustedProxies = p
@@ -303,6 +306,9 @@ func (c *Config) Validate() error {
 		if p.v <= 0 {
 			bad("%s must be positive, got %v", p.name, p.v)
 		}
+	}
+	if c.IPv6PrefixLen < 1 || c.IPv6PrefixLen > 128 {
+		bad("--ipv6-prefix-len must be between 1 and 128, got %d", c.IPv6PrefixLen)
 	}
 	if c.DrainDelay < 0 || c.DrainWindow < 0 {
 		bad("--drain-delay and --drain-window must not be negative")

@@ -229,7 +229,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		defer s.conns.Done()
 		// The upgrader has already answered with an HTTP error.
-		s.adm.release(a.ip, a.userKey())
+		s.adm.release(a.ipKey, a.userKey())
 		s.obs.ConnRejected(observe.RejectBadRequest)
 		s.log.Debug("upgrade failed", "err", err)
 		endHandshake(span, http.StatusBadRequest, string(observe.RejectBadRequest))
@@ -248,7 +248,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	} else {
 		user = protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
 	}
-	c := newClient(s, conn, "c_"+id, user, a.ip, span.SpanContext())
+	c := newClient(s, conn, "c_"+id, user, a.ip, a.ipKey, span.SpanContext())
 	c.ident = a.ident
 	if a.ident != nil && a.ident.SendRate > 0 {
 		burst := a.ident.SendBurst
@@ -271,7 +271,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 
 // admitted is a connection that passed the pre-upgrade checks.
 type admitted struct {
-	ip    string
+	ip    string         // the client address (clientIP), for logs
+	ipKey string         // what the per-IP limits count (ipLimitKey)
 	ident *auth.Identity // nil without --auth jwt
 }
 
@@ -324,7 +325,8 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (a admitted, why 
 		a.ident = &ident
 	}
 	a.ip = clientIP(r, s.cfg.TrustedProxies)
-	ok, why, status := s.adm.admit(a.ip, a.userKey())
+	a.ipKey = ipLimitKey(a.ip, s.cfg.IPv6PrefixLen)
+	ok, why, status := s.adm.admit(a.ipKey, a.userKey())
 	if !ok {
 		msg := "at capacity"
 		switch why {
@@ -385,7 +387,7 @@ func (s *Server) run(c *client, autoJoin []string) {
 	<-c.writerDone
 	// Free the admission slot before anyone can see the connection gone,
 	// so an immediate reconnect is never refused for it.
-	s.adm.release(c.ip, c.userKey())
+	s.adm.release(c.ipKey, c.userKey())
 	_ = c.conn.NetConn().Close()
 
 	s.unregister(c)
