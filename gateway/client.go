@@ -183,6 +183,38 @@ func (c *client) beginCloseLocked(code int, why protocol.CloseReason, reason obs
 	return true
 }
 
+// abortLocked ends the connection without writing anything more: it begins
+// a close without flush with this reason and code, or, when a close is
+// already under way, stops its flush. Either way whatever is still queued
+// can no longer be written, so it leaves the gateway-wide total here. Every
+// failure path (a failed read or write, a forced close) ends this way: a
+// flushing close must not keep its queue counted once the socket is gone.
+// c.mu must be held.
+func (c *client) abortLocked(code int, why protocol.CloseReason, reason observe.DisconnectReason) (started bool) {
+	if c.beginCloseLocked(code, why, reason, false) {
+		return true
+	}
+	if c.flush {
+		c.flush = false
+		c.dropQueueLocked()
+	}
+	return false
+}
+
+// releaseQueue runs when the writer has returned: nothing it took is in
+// flight any more (it settles every batch before returning) and nothing
+// queued will ever be written, so the connection's bytes leave the
+// gateway-wide total whatever ended it.
+func (c *client) releaseQueue() {
+	c.mu.Lock()
+	c.closing, c.flush = true, false
+	c.srv.queued.Add(-int64(c.queued))
+	c.queued, c.inflight = 0, 0
+	clear(c.queue)
+	c.queue = c.queue[:0]
+	c.mu.Unlock()
+}
+
 func (c *client) dropQueueLocked() {
 	dropped := c.queued - c.inflight
 	c.srv.queued.Add(-int64(dropped))
@@ -271,6 +303,7 @@ func (c *client) endHandling() {
 // poked or a ping is due. Every write carries a deadline.
 func (c *client) writeLoop() {
 	defer close(c.writerDone)
+	defer c.releaseQueue()
 	ping := time.NewTicker(c.srv.cfg.PingInterval)
 	defer ping.Stop()
 	for {
@@ -422,7 +455,7 @@ func (c *client) writeFailed(err error) {
 		reason = observe.DisconnectWriteTimeout
 	}
 	c.mu.Lock()
-	c.beginCloseLocked(0, protocol.CloseReason{}, reason, false)
+	c.abortLocked(0, protocol.CloseReason{}, reason)
 	c.mu.Unlock()
 	c.log.Debug("write failed", "err", err)
 	_ = c.conn.NetConn().Close()
@@ -520,7 +553,7 @@ func (c *client) readFailed(err error) {
 		code, why, reason = protocol.CloseHeartbeatTimeout, protocol.CloseReason{R: "heartbeat_timeout"}, observe.DisconnectPingTimeout
 	}
 	c.mu.Lock()
-	started := c.beginCloseLocked(code, why, reason, false)
+	started := c.abortLocked(code, why, reason)
 	c.mu.Unlock()
 	if started {
 		c.log.Debug("read ended", "reason", reason, "err", err)

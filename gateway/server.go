@@ -438,6 +438,10 @@ func (s *Server) MaxQueueBytes() int {
 	return worst
 }
 
+// QueuedBytes reports the bytes queued to all clients together now, the
+// total --total-queue-bytes caps, for its gauge.
+func (s *Server) QueuedBytes() int64 { return s.queued.Load() }
+
 // retryMs picks a jittered reconnect delay between a tenth of
 // --drain-retry-max and all of it, so reconnects do not arrive as a herd.
 func (s *Server) retryMs() int64 {
@@ -515,7 +519,7 @@ func (s *Server) ForceClose() {
 	s.mu.Unlock()
 	for _, c := range all {
 		c.mu.Lock()
-		c.beginCloseLocked(0, protocol.CloseReason{}, observe.DisconnectShutdownForced, false)
+		c.abortLocked(0, protocol.CloseReason{}, observe.DisconnectShutdownForced)
 		c.mu.Unlock()
 		_ = c.conn.NetConn().Close()
 	}

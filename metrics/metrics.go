@@ -68,10 +68,18 @@ var LatencyBuckets = []float64{
 	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 }
 
+// QueueGauges are read at scrape time; a nil func leaves its gauge out.
+type QueueGauges struct {
+	// Max reports the largest outbound queue of any client now, in bytes.
+	Max func() float64
+	// Total reports the bytes queued to all clients together now: what
+	// --total-queue-bytes caps.
+	Total func() float64
+}
+
 // New registers every collector on reg, plus the Go runtime and process
-// collectors, and returns the Metrics. queueDepth, if not nil, reports the
-// current worst per-client queue in bytes.
-func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) *Metrics {
+// collectors, and returns the Metrics. queues reports the outbound queues.
+func New(reg prometheus.Registerer, build BuildInfo, queues QueueGauges) *Metrics {
 	f := factory{reg}
 	m := &Metrics{
 		connections: f.gauge("connections", "WebSocket connections open now."),
@@ -122,8 +130,11 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 	}
 	buildInfo := f.gaugeVec("build_info", "Build information; always 1.", "version", "revision", "goversion")
 	buildInfo.WithLabelValues(build.Version, build.Revision, runtime.Version()).Set(1)
-	if queueDepth != nil {
-		f.gaugeFunc("send_queue_max_bytes", "The largest outbound queue of any client now, in bytes.", queueDepth)
+	if queues.Max != nil {
+		f.gaugeFunc("send_queue_max_bytes", "The largest outbound queue of any client now, in bytes.", queues.Max)
+	}
+	if queues.Total != nil {
+		f.gaugeFunc("send_queue_total_bytes", "Bytes queued to all clients together now (what --total-queue-bytes caps).", queues.Total)
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),

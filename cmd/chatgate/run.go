@@ -107,8 +107,9 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	var srv *gateway.Server // set below, before the admin listener serves
-	m := metrics.New(reg, metrics.BuildInfo{Version: version, Revision: buildRevision()}, func() float64 {
-		return float64(srv.MaxQueueBytes())
+	m := metrics.New(reg, metrics.BuildInfo{Version: version, Revision: buildRevision()}, metrics.QueueGauges{
+		Max:   func() float64 { return float64(srv.MaxQueueBytes()) },
+		Total: func() float64 { return float64(srv.QueuedBytes()) },
 	})
 	tracing, err := telemetry.Setup(ctx, version, os.Getenv, log)
 	if err != nil {
