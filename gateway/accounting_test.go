@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
@@ -237,5 +238,73 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 				t.Fatalf("gateway-wide queued total is %d bytes with no connection open; want 0", n)
 			}
 		})
+	}
+}
+
+// A history replay does not count against --queue-bytes, however large:
+// the gateway chose to send it at once. Live frames behind it still do,
+// and so does every byte in the gateway-wide total. Only the number of
+// replay frames waiting is capped, at a full history of every room the
+// connection may be in: more means the client keeps asking for replays
+// it does not read.
+func TestReplayAccounting(t *testing.T) {
+	srv, err := New(func() Config {
+		cfg := testConfig()
+		cfg.QueueBytes, cfg.MaxRoomsPerConn, cfg.History = 64<<10, 2, 10
+		return cfg
+	}(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	newC := func() *client {
+		return newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, "127.0.0.1", "127.0.0.1", trace.SpanContext{})
+	}
+	big := make([]byte, 24<<10) // one escaped 4 KiB text
+	replay := func(c *client, n int) {
+		for i := 0; i < n; i++ {
+			c.Enqueue(&hub.Frame{Data: big, Replay: true})
+		}
+	}
+
+	c := newC()
+	replay(c, 20) // 2 rooms x 10 messages: 480 KiB, 7.5 x --queue-bytes
+	if r := c.closeReason(); r != "" {
+		t.Fatalf("a full replay of every room closed the client (%s)", r)
+	}
+	if got, want := srv.QueuedBytes(), int64(20*(len(big)+1)); got != want {
+		t.Fatalf("gateway-wide total %d; want the replay's %d bytes", got, want)
+	}
+	// Live traffic behind the replay is capped as always.
+	live := &hub.Frame{Data: make([]byte, 16<<10)}
+	for i := 0; i < 3; i++ {
+		c.Enqueue(live)
+	}
+	if r := c.closeReason(); r != "" {
+		t.Fatalf("48 KiB of live frames behind a replay closed the client (%s)", r)
+	}
+	c.Enqueue(live)
+	if r := c.closeReason(); r != observe.DisconnectSlowConsumer {
+		t.Fatalf("64 KiB of live frames: reason %q; want slow_consumer", r)
+	}
+	if n := srv.QueuedBytes(); n != 0 {
+		t.Fatalf("the evicted client's queue is still counted: %d bytes", n)
+	}
+
+	// Draining the replay makes room for another.
+	c = newC()
+	replay(c, 20)
+	take(c)
+	replay(c, 20)
+	if r := c.closeReason(); r != "" {
+		t.Fatalf("a second replay after the first was written closed the client (%s)", r)
+	}
+	// More replay frames waiting than every room's history: slow consumer.
+	replay(c, 1)
+	if r := c.closeReason(); r != observe.DisconnectSlowConsumer {
+		t.Fatalf("%d replay frames waiting: reason %q; want slow_consumer", 21, r)
+	}
+	if n := srv.QueuedBytes(); n != 0 {
+		t.Fatalf("the evicted client's queue is still counted: %d bytes", n)
 	}
 }

@@ -280,7 +280,7 @@ func TestBadInputAutoJoinQuery(t *testing.T) {
 
 func TestBadInputCloseCodes(t *testing.T) {
 	s := newTestServer(t, func(c *Config) {
-		c.MaxTextBytes = 256
+		c.MaxTextBytes = 64 // its worst send envelope, 876 bytes, fits the frame limit
 		c.MaxFrameBytes = 1024
 	})
 	// pad builds a valid join envelope of exactly n bytes.

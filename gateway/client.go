@@ -72,10 +72,16 @@ type client struct {
 	// previous batch, kept for reuse.
 	queue []*hub.Frame
 	spare []*hub.Frame
-	// queued counts the bytes in queue plus inflight, the bytes the writer
-	// has taken but not yet written.
-	queued   int
-	inflight int
+	// queued counts the bytes of the live frames (everything but history
+	// replays) in queue or taken by the writer and not yet settled: what
+	// --queue-bytes caps. replayBytes and replayFrames count the replayed
+	// history frames likewise. The gateway chose to send a replay at once,
+	// so its bytes do not count against --queue-bytes; only how many
+	// replay frames may wait is capped (maxReplayFrames). Both byte counts
+	// are part of the gateway-wide total (Server.queued).
+	queued       int
+	replayBytes  int
+	replayFrames int
 	// Once closing is set no frame is queued again. flush says whether the
 	// writer writes what is queued before the close frame; closeCode 0
 	// means no close frame (the peer is gone or the socket is stuck).
@@ -128,6 +134,14 @@ func (c *client) User() protocol.User { return c.user }
 // cap the client is evicted with 4008 (and over the gateway-wide cap a
 // backed-up client is shed with 1013); the eviction itself happens on the
 // writer, off the broadcast path.
+//
+// A history replay (f.Replay) is written at the pace the client reads it,
+// like everything else, but does not count against --queue-bytes: the
+// gateway queued it all at once, and any history a room holds must reach a
+// client that reads at a normal pace, however its texts encode. Only the
+// number of replay frames waiting is capped, at a full replay of every room
+// the connection may be in: a client that keeps re-joining with since
+// without reading what it asked for is a slow consumer.
 func (c *client) Enqueue(f *hub.Frame) {
 	n := len(f.Data) + 1 // the '\n' separator
 	cfg := &c.srv.cfg
@@ -136,19 +150,23 @@ func (c *client) Enqueue(f *hub.Frame) {
 		c.mu.Unlock()
 		return
 	}
-	c.queued += n
+	if f.Replay {
+		c.replayBytes += n
+		c.replayFrames++
+	} else {
+		c.queued += n
+	}
 	total := c.srv.queued.Add(int64(n))
+	c.queue = append(c.queue, f)
 	queued := c.queued // before an eviction drops the queue
 	var evicted observe.DisconnectReason
 	switch {
-	case c.queued > cfg.QueueBytes:
+	case c.queued > cfg.QueueBytes || c.replayFrames > c.maxReplayFrames():
 		evicted = observe.DisconnectSlowConsumer
 		c.beginCloseLocked(protocol.CloseSlowConsumer, protocol.CloseReason{R: "slow_consumer", RetryMs: c.srv.retryMs()}, evicted, false)
-	case total > cfg.TotalQueueBytes && c.queued > cfg.QueueBytes/16:
+	case total > cfg.TotalQueueBytes && c.queued+c.replayBytes > cfg.QueueBytes/16:
 		evicted = observe.DisconnectOverloaded
 		c.beginCloseLocked(protocol.CloseTryAgainLater, protocol.CloseReason{R: "overloaded", RetryMs: c.srv.retryMs()}, evicted, false)
-	default:
-		c.queue = append(c.queue, f)
 	}
 	c.mu.Unlock()
 	c.srv.obs.QueueSampled(queued)
@@ -208,19 +226,43 @@ func (c *client) abortLocked(code int, why protocol.CloseReason, reason observe.
 func (c *client) releaseQueue() {
 	c.mu.Lock()
 	c.closing, c.flush = true, false
-	c.srv.queued.Add(-int64(c.queued))
-	c.queued, c.inflight = 0, 0
+	c.srv.queued.Add(-int64(c.queued + c.replayBytes))
+	c.queued, c.replayBytes, c.replayFrames = 0, 0, 0
 	clear(c.queue)
 	c.queue = c.queue[:0]
 	c.mu.Unlock()
 }
 
+// dropQueueLocked discards what the writer has not taken yet; what it has
+// taken is settled by the writer. c.mu must be held.
 func (c *client) dropQueueLocked() {
-	dropped := c.queued - c.inflight
-	c.srv.queued.Add(-int64(dropped))
-	c.queued = c.inflight
+	live, replay, replayN := frameCost(c.queue)
+	c.queued -= live
+	c.replayBytes -= replay
+	c.replayFrames -= replayN
+	c.srv.queued.Add(-int64(live + replay))
 	clear(c.queue)
 	c.queue = c.queue[:0]
+}
+
+// frameCost is what frames count for in the queue accounting: the bytes of
+// live frames, the bytes of replayed ones, and how many are replayed.
+func frameCost(frames []*hub.Frame) (live, replay, replayN int) {
+	for _, f := range frames {
+		if f.Replay {
+			replay += len(f.Data) + 1
+			replayN++
+		} else {
+			live += len(f.Data) + 1
+		}
+	}
+	return live, replay, replayN
+}
+
+// maxReplayFrames is how many replayed frames may wait: a full history of
+// every room the connection may be in.
+func (c *client) maxReplayFrames() int {
+	return c.srv.cfg.MaxRoomsPerConn * c.srv.cfg.History
 }
 
 // traceEviction records an eviction as a span of its own, linked to the
@@ -336,9 +378,6 @@ func (c *client) flushQueue(ping *time.Ticker) (closing bool, err error) {
 		batch := c.queue
 		c.queue, c.spare = c.spare[:0], nil
 		closing, flush := c.closing, c.flush
-		for _, f := range batch {
-			c.inflight += len(f.Data) + 1
-		}
 		c.mu.Unlock()
 		if len(batch) == 0 {
 			c.recycle(batch)
@@ -380,16 +419,14 @@ func (c *client) flushQueue(ping *time.Ticker) (closing bool, err error) {
 // reports whether the client has been aborted meanwhile (closing without
 // flush), in which case the rest of the batch must be dropped too.
 func (c *client) settle(frames []*hub.Frame) (aborted bool) {
-	n := 0
-	for _, f := range frames {
-		n += len(f.Data) + 1
-	}
+	live, replay, replayN := frameCost(frames)
 	c.mu.Lock()
-	c.inflight -= n
-	c.queued -= n
+	c.queued -= live
+	c.replayBytes -= replay
+	c.replayFrames -= replayN
 	aborted = c.closing && !c.flush
 	c.mu.Unlock()
-	c.srv.queued.Add(-int64(n))
+	c.srv.queued.Add(-int64(live + replay))
 	return aborted
 }
 

@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
 // Config is the gateway's complete configuration. Every field has a flag
@@ -117,7 +118,7 @@ func DefaultConfig() Config {
 		AbuseStrikes:       20,
 		AbuseWindow:        10 * time.Second,
 		MaxTextBytes:       4096,
-		MaxFrameBytes:      16 << 10,
+		MaxFrameBytes:      32 << 10,
 		MaxRoomsPerConn:    16,
 		QueueBytes:         1 << 20,
 		TotalQueueBytes:    1 << 30,
@@ -189,7 +190,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.AbuseStrikes, "abuse-strikes", c.AbuseStrikes, "rate-limit or protocol violations tolerated per --abuse-window before the connection is closed with 1008")
 	fs.DurationVar(&c.AbuseWindow, "abuse-window", c.AbuseWindow, "window over which --abuse-strikes are counted")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", c.MaxTextBytes, "largest message text in bytes; larger sends get a too_large error")
-	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", c.MaxFrameBytes, "largest inbound WebSocket message in bytes; larger ones close the connection with 1009")
+	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", c.MaxFrameBytes, "largest inbound WebSocket message in bytes, as written (JSON escapes count); larger ones close the connection with 1009; at least the longest send envelope a --max-text-bytes text can need (6 bytes per byte of text, plus 492)")
 	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms", c.MaxRoomsPerConn, "rooms one connection may be in at once")
 	fs.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "outbound queue cap per connection in bytes; above it the client is evicted with 4008")
 	fs.Int64Var(&c.TotalQueueBytes, "total-queue-bytes", c.TotalQueueBytes, "outbound bytes queued over all connections before the gateway sheds the most backed-up clients with 1013")
@@ -316,8 +317,18 @@ func (c *Config) Validate() error {
 	if c.PongTimeout <= c.PingInterval {
 		bad("--pong-timeout (%v) must be longer than --ping-interval (%v)", c.PongTimeout, c.PingInterval)
 	}
-	if c.MaxFrameBytes < c.MaxTextBytes+256 {
-		bad("--max-frame-bytes (%d) must leave room for a --max-text-bytes (%d) text plus its envelope (256 bytes)", c.MaxFrameBytes, c.MaxTextBytes)
+	if c.MaxTextBytes > 0 {
+		// JSON may spend 6 bytes on one byte of text (\u00XX): a frame
+		// limit below the worst case would close, with 1009, a client
+		// sending a text the text limit allows.
+		if need := protocol.MaxSendEnvelopeBytes(c.MaxTextBytes); c.MaxFrameBytes < need {
+			bad("--max-frame-bytes (%d) must hold a send envelope with a --max-text-bytes (%d) text at its longest JSON encoding (6 bytes per byte of text): at least %d", c.MaxFrameBytes, c.MaxTextBytes, need)
+		}
+		// One message at its longest must fit a queue, or every
+		// recipient of it would be evicted.
+		if need := protocol.MaxMessageEnvelopeBytes(c.MaxTextBytes) + 1; c.QueueBytes < need {
+			bad("--queue-bytes (%d) must hold one message envelope with a --max-text-bytes (%d) text at its longest JSON encoding: at least %d", c.QueueBytes, c.MaxTextBytes, need)
+		}
 	}
 	if c.TotalQueueBytes < int64(c.QueueBytes) {
 		bad("--total-queue-bytes (%d) must be at least --queue-bytes (%d)", c.TotalQueueBytes, c.QueueBytes)

@@ -36,7 +36,6 @@ func take(c *client) {
 	c.mu.Lock()
 	batch := c.queue
 	c.queue = c.spare[:0]
-	c.inflight += c.queued
 	c.mu.Unlock()
 	c.settle(batch)
 	c.recycle(batch)

@@ -134,7 +134,7 @@ func New(reg prometheus.Registerer, build BuildInfo, queues QueueGauges) *Metric
 		f.gaugeFunc("send_queue_max_bytes", "The largest outbound queue of any client now, in bytes.", queues.Max)
 	}
 	if queues.Total != nil {
-		f.gaugeFunc("send_queue_total_bytes", "Bytes queued to all clients together now (what --total-queue-bytes caps).", queues.Total)
+		f.gaugeFunc("send_queue_total_bytes", "Bytes queued to all clients together now (what --total-queue-bytes caps), history replays included.", queues.Total)
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),

@@ -17,7 +17,7 @@ const REPLAY_FALLBACK_MS = 2500; // a replay that never reaches joined.seq
 const RESYNC_MIN_MS = 10_000; // at most one member-list resync per room
 const TOAST_MS = 8000;
 const SLOW_MODE_MS = 10_000;
-const FRAME_LIMIT = 16 << 10; // the gateway's default --max-frame-bytes
+const FRAME_LIMIT = 32 << 10; // the gateway's default --max-frame-bytes
 const DEFAULT_ROOM = 'lobby';
 const KEYS = { name: 'chatgate.name', rooms: 'chatgate.rooms', active: 'chatgate.active', token: 'chatgate.token' };
 // A token that worked before may meet a gateway that is restarting: allow a
@@ -977,9 +977,11 @@ function submitComposer() {
     return;
   }
   // Escapes make the JSON frame longer than the text; a frame over the
-  // server's frame limit (not announced; 16 KiB by default) closes the
-  // connection, so refuse it here.
-  if (byteLength(sendEnvelope(room.name, text, 's0000000000')) > Math.max(FRAME_LIMIT, (max || 0) + 256)) {
+  // server's frame limit (not announced; 32 KiB by default) closes the
+  // connection, so refuse it here. The gateway's frame limit always holds
+  // a text of max_text_bytes at six bytes per byte plus 492, so this only
+  // bites a text over the text limit.
+  if (byteLength(sendEnvelope(room.name, text, 's0000000000')) > Math.max(FRAME_LIMIT, 6 * (max || 0) + 492)) {
     showToast('This message has too many special characters to send. Please shorten it.');
     return;
   }
