@@ -144,6 +144,14 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
+		{name: "1009 too many frames (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectTooManyFrames},
+			close: func(t *testing.T, e env) {
+				if _, err := e.victim.conn.NetConn().Write(fragmented([]byte(`{}`), e.s.srv.cfg.MaxMsgFrames+1, true)); err != nil {
+					t.Fatal(err)
+				}
+				waitClosing(t, e.vc) // the flush has begun
+				resetConn(t, e.victim)
+			}},
 		{name: "1008 protocol errors (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectProtocolError},
 			mutate: func(c *Config) { c.AbuseStrikes = 1 },
 			close: func(t *testing.T, e env) {

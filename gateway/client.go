@@ -579,6 +579,19 @@ func (c *client) readLoop() {
 }
 
 func (c *client) readFailed(err error) {
+	if errors.Is(err, errTooManyFrames) {
+		// Only reading has failed: what is queued goes out first, as for a
+		// message over --max-frame-bytes. (No frame is being handled, so
+		// there is no reply to wait for.)
+		c.mu.Lock()
+		started := c.beginCloseLocked(protocol.CloseMessageTooBig, protocol.CloseReason{R: "too_many_frames"}, observe.DisconnectTooManyFrames, true)
+		c.mu.Unlock()
+		if started {
+			c.log.Debug("closing connection", "reason", observe.DisconnectTooManyFrames, "code", protocol.CloseMessageTooBig)
+		}
+		c.poke()
+		return
+	}
 	code, why, reason := 0, protocol.CloseReason{}, observe.DisconnectReadError
 	var ce *websocket.CloseError
 	var ne net.Error

@@ -51,6 +51,7 @@ type Config struct {
 	AbuseWindow     time.Duration
 	MaxTextBytes    int
 	MaxFrameBytes   int
+	MaxMsgFrames    int
 	MaxRoomsPerConn int
 	QueueBytes      int
 	TotalQueueBytes int64
@@ -119,6 +120,7 @@ func DefaultConfig() Config {
 		AbuseWindow:        10 * time.Second,
 		MaxTextBytes:       4096,
 		MaxFrameBytes:      32 << 10,
+		MaxMsgFrames:       64,
 		MaxRoomsPerConn:    16,
 		QueueBytes:         1 << 20,
 		TotalQueueBytes:    1 << 30,
@@ -191,6 +193,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AbuseWindow, "abuse-window", c.AbuseWindow, "window over which --abuse-strikes are counted")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", c.MaxTextBytes, "largest message text in bytes; larger sends get a too_large error")
 	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", c.MaxFrameBytes, "largest inbound WebSocket message in bytes, as written (JSON escapes count); larger ones close the connection with 1009; at least the longest send envelope a --max-text-bytes text can need (6 bytes per byte of text, plus 492)")
+	fs.IntVar(&c.MaxMsgFrames, "max-message-frames", c.MaxMsgFrames, "most WebSocket frames (fragments) one inbound message may have; more close the connection with 1009")
 	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms", c.MaxRoomsPerConn, "rooms one connection may be in at once")
 	fs.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "outbound queue cap per connection in bytes; above it the client is evicted with 4008")
 	fs.Int64Var(&c.TotalQueueBytes, "total-queue-bytes", c.TotalQueueBytes, "outbound bytes queued over all connections before the gateway sheds the most backed-up clients with 1013")
@@ -278,6 +281,7 @@ func (c *Config) Validate() error {
 		{"--max-conns", c.MaxConns}, {"--max-conns-per-ip", c.MaxConnsPerIP}, {"--handshake-burst", c.HandshakeBurst},
 		{"--max-header-bytes", c.MaxHeaderBytes}, {"--send-burst", c.SendBurst}, {"--join-burst", c.JoinBurst},
 		{"--abuse-strikes", c.AbuseStrikes}, {"--max-text-bytes", c.MaxTextBytes}, {"--max-frame-bytes", c.MaxFrameBytes},
+		{"--max-message-frames", c.MaxMsgFrames},
 		{"--max-rooms", c.MaxRoomsPerConn}, {"--queue-bytes", c.QueueBytes}, {"--history", c.History},
 		{"--max-rooms-total", c.MaxRooms}, {"--presence-max-members", c.PresenceMaxMembers},
 	}

@@ -225,7 +225,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Counted from here so that shutdown waits for failed upgrades too.
 	s.conns.Add(1)
-	conn, err := s.upgrader.Upgrade(w, r, nil)
+	// The hijacked connection counts the frames of each inbound message.
+	conn, err := s.upgrader.Upgrade(frameLimitWriter{ResponseWriter: w, max: s.cfg.MaxMsgFrames}, r, nil)
 	if err != nil {
 		defer s.conns.Done()
 		// The upgrader has already answered with an HTTP error.
