@@ -55,6 +55,12 @@ type client struct {
 	// ident is the verified token's identity; nil for anonymous users.
 	ident *auth.Identity
 
+	// budgetKey names the send budget this connection shares with its
+	// user's (or address's) other connections; sharedLim is that budget
+	// (safe for concurrent use). Set before the loops start.
+	budgetKey string
+	sharedLim *rate.Limiter
+
 	// owned by the read loop
 	rooms   map[string]hub.Membership
 	sendLim *rate.Limiter
@@ -652,8 +658,8 @@ func (c *client) handle(data []byte) {
 			c.reject(&protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + in.Room, Ref: in.Ref})
 			return
 		}
-		if !c.sendLim.Allow() {
-			c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast; message dropped", Ref: in.Ref, RetryAfterMs: retryAfterMs(c.sendLim)})
+		if ok, wait := c.allowSend(); !ok {
+			c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast; message dropped", Ref: in.Ref, RetryAfterMs: wait})
 			return
 		}
 		ctx, span := c.srv.tracer.Start(context.Background(), "chatgate.send", c.spanOpts...)
@@ -724,6 +730,22 @@ func (c *client) reject(e *protocol.Error) {
 		reason, r = observe.DisconnectRateAbuse, "rate_abuse"
 	}
 	c.closeWith(protocol.ClosePolicyViolation, protocol.CloseReason{R: r}, reason, true)
+}
+
+// allowSend takes a token from the connection's send budget and one from
+// the budget it shares with its user's (or address's) other connections,
+// or neither: a send refused by one budget costs the other nothing. When
+// refused it says how long until both have a token.
+func (c *client) allowSend() (ok bool, retryMs int64) {
+	now := time.Now()
+	own := c.sendLim.ReserveN(now, 1)
+	shared := c.sharedLim.ReserveN(now, 1)
+	if own.OK() && shared.OK() && own.DelayFrom(now) == 0 && shared.DelayFrom(now) == 0 {
+		return true, 0
+	}
+	own.CancelAt(now)
+	shared.CancelAt(now)
+	return false, max(retryAfterMs(c.sendLim), retryAfterMs(c.sharedLim))
 }
 
 // retryAfterMs is how long until lim allows one more event.

@@ -45,6 +45,8 @@ type Config struct {
 	// Per-connection limits.
 	SendRate        float64
 	SendBurst       int
+	UserSendRate    float64
+	UserSendBurst   int
 	JoinRate        float64
 	JoinBurst       int
 	AbuseStrikes    int
@@ -146,6 +148,20 @@ func DefaultConfig() Config {
 	}
 }
 
+// UserSendLimits returns the send rate and burst shared by all connections
+// of one user or address: --user-send-rate and --user-send-burst, each
+// twice its per-connection counterpart when 0.
+func (c *Config) UserSendLimits() (float64, int) {
+	r, b := c.UserSendRate, c.UserSendBurst
+	if r == 0 {
+		r = 2 * c.SendRate
+	}
+	if b == 0 {
+		b = 2 * c.SendBurst
+	}
+	return r, b
+}
+
 // EnvPrefix prefixes every flag's environment variable.
 const EnvPrefix = "CHATGATE_"
 
@@ -187,6 +203,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 	fs.Float64Var(&c.SendRate, "send-rate", c.SendRate, "messages per second one connection may send (sustained)")
 	fs.IntVar(&c.SendBurst, "send-burst", c.SendBurst, "messages one connection may send in a burst")
+	fs.Float64Var(&c.UserSendRate, "user-send-rate", c.UserSendRate, "messages per second all connections of one user (--auth jwt) or of one client address (anonymous) may send together, on top of --send-rate; reconnecting does not refill it; 0 means twice --send-rate")
+	fs.IntVar(&c.UserSendBurst, "user-send-burst", c.UserSendBurst, "burst allowance of --user-send-rate; 0 means twice --send-burst")
 	fs.Float64Var(&c.JoinRate, "join-rate", c.JoinRate, "joins per second one connection may make (sustained)")
 	fs.IntVar(&c.JoinBurst, "join-burst", c.JoinBurst, "joins one connection may make in a burst")
 	fs.IntVar(&c.AbuseStrikes, "abuse-strikes", c.AbuseStrikes, "rate-limit or protocol violations tolerated per --abuse-window before the connection is closed with 1008")
@@ -311,6 +329,9 @@ func (c *Config) Validate() error {
 		if p.v <= 0 {
 			bad("%s must be positive, got %v", p.name, p.v)
 		}
+	}
+	if !(c.UserSendRate >= 0) || c.UserSendBurst < 0 {
+		bad("--user-send-rate and --user-send-burst must not be negative (0 means twice --send-rate and --send-burst)")
 	}
 	if c.IPv6PrefixLen < 1 || c.IPv6PrefixLen > 128 {
 		bad("--ipv6-prefix-len must be between 1 and 128, got %d", c.IPv6PrefixLen)

@@ -68,6 +68,7 @@ type Server struct {
 	ownHub     *hub.Hub    // the in-process hub when the Server made it; nil otherwise
 	origins    originChecker
 	adm        *admission
+	budgets    *sendBudgets
 	upgrader   websocket.Upgrader
 	mux        *http.ServeMux
 	tracer     trace.Tracer
@@ -112,6 +113,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	userRate, userBurst := cfg.UserSendLimits()
+	s.budgets = newSendBudgets(userRate, userBurst, nil)
 	if s.obs == nil {
 		s.obs = observe.Nop{}
 	}
@@ -251,13 +254,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newClient(s, conn, "c_"+id, user, a.ip, a.ipKey, span.SpanContext())
 	c.ident = a.ident
+	var tokenRate float64
+	var tokenBurst int
 	if a.ident != nil && a.ident.SendRate > 0 {
+		tokenRate, tokenBurst = a.ident.SendRate, a.ident.SendBurst
 		burst := a.ident.SendBurst
 		if burst <= 0 {
 			burst = s.cfg.SendBurst
 		}
 		c.sendLim = rate.NewLimiter(rate.Limit(a.ident.SendRate), burst)
 	}
+	// The budget shared with the user's (or the address's) other
+	// connections; a token's send_rate and send_burst apply to it too.
+	c.budgetKey = budgetKey(a.userKey(), a.ipKey)
+	c.sharedLim = s.budgets.acquire(c.budgetKey, tokenRate, tokenBurst)
 	s.obs.ConnAccepted()
 	// The connection gets a goroutine of its own and the HTTP handler
 	// returns: its goroutine's stack, grown while parsing the request, and
@@ -389,6 +399,7 @@ func (s *Server) run(c *client, autoJoin []string) {
 	// Free the admission slot before anyone can see the connection gone,
 	// so an immediate reconnect is never refused for it.
 	s.adm.release(c.ipKey, c.userKey())
+	s.budgets.release(c.budgetKey)
 	_ = c.conn.NetConn().Close()
 
 	s.unregister(c)
