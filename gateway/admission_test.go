@@ -122,20 +122,21 @@ func TestAdmissionNotAnUpgrade(t *testing.T) {
 		name   string
 		method string
 		header http.Header
+		status int
 	}{
-		{"plain GET", http.MethodGet, nil},
-		{"plain POST", http.MethodPost, nil},
-		{"HEAD", http.MethodHead, nil},
-		{"Upgrade without Connection", http.MethodGet, http.Header{"Upgrade": {"websocket"}}},
-		{"Connection without Upgrade", http.MethodGet, http.Header{"Connection": {"Upgrade"}}},
-		{"upgrade to another protocol", http.MethodGet, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"h2c"}}},
+		{"plain GET", http.MethodGet, nil, http.StatusBadRequest},
+		{"plain POST", http.MethodPost, nil, http.StatusMethodNotAllowed},
+		{"HEAD", http.MethodHead, nil, http.StatusBadRequest},
+		{"Upgrade without Connection", http.MethodGet, http.Header{"Upgrade": {"websocket"}}, http.StatusBadRequest},
+		{"Connection without Upgrade", http.MethodGet, http.Header{"Connection": {"Upgrade"}}, http.StatusBadRequest},
+		{"upgrade to another protocol", http.MethodGet, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"h2c"}}, http.StatusBadRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := rejectCount(s, observe.RejectBadRequest)
 			status, h, _ := doWSRequest(t, s, tc.method, tc.header)
-			if status != http.StatusBadRequest {
-				t.Fatalf("%s: %d; want 400", tc.name, status)
+			if status != tc.status {
+				t.Fatalf("%s: %d; want %d", tc.name, status, tc.status)
 			}
 			if v := h.Get("Retry-After"); v != "" {
 				t.Fatalf("400 with Retry-After %q", v)

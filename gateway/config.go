@@ -35,11 +35,15 @@ type Config struct {
 	AllowedOrigins    []string
 	MaxConns          int
 	MaxConnsPerIP     int
+	MaxTCPConnsPerIP  int
 	IPv6PrefixLen     int
 	TrustedProxies    []netip.Prefix
 	HandshakeRate     float64
 	HandshakeBurst    int
 	ReadHeaderTimeout time.Duration
+	HTTPReadTimeout   time.Duration
+	HTTPWriteTimeout  time.Duration
+	HTTPIdleTimeout   time.Duration
 	MaxHeaderBytes    int
 
 	// Per-connection limits.
@@ -113,6 +117,9 @@ func DefaultConfig() Config {
 		HandshakeRate:      500,
 		HandshakeBurst:     1000,
 		ReadHeaderTimeout:  5 * time.Second,
+		HTTPReadTimeout:    10 * time.Second,
+		HTTPWriteTimeout:   30 * time.Second,
+		HTTPIdleTimeout:    60 * time.Second,
 		MaxHeaderBytes:     16 << 10,
 		SendRate:           10,
 		SendBurst:          20,
@@ -146,6 +153,16 @@ func DefaultConfig() Config {
 		LogFormat:          "text",
 		LogLevel:           "info",
 	}
+}
+
+// TCPConnsPerIP returns the accept-time cap on TCP connections per client
+// address: --max-tcp-conns-per-ip, or --max-conns-per-ip + 64 when 0 (room
+// for page loads and handshakes beside a full set of WebSockets).
+func (c *Config) TCPConnsPerIP() int {
+	if c.MaxTCPConnsPerIP > 0 {
+		return c.MaxTCPConnsPerIP
+	}
+	return c.MaxConnsPerIP + 64
 }
 
 // UserSendLimits returns the send rate and burst shared by all connections
@@ -190,6 +207,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most WebSockets open at once; above it upgrades get 503")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "most WebSockets open at once from one client IP; above it upgrades get 429")
+	fs.IntVar(&c.MaxTCPConnsPerIP, "max-tcp-conns-per-ip", c.MaxTCPConnsPerIP, "most TCP connections open at once on the chat listener from one client address (peer, not X-Forwarded-For; trusted proxies are not counted), whatever they are for; more are closed at accept; 0 means --max-conns-per-ip + 64")
 	fs.IntVar(&c.IPv6PrefixLen, "ipv6-prefix-len", c.IPv6PrefixLen, "per-IP limits count IPv6 clients by this many leading bits of their address (64: one /64, the block one subscriber usually holds; 128: each address alone); IPv4 addresses count alone")
 	fs.Func("trusted-proxies", "comma-separated addresses or CIDRs of reverse proxies (ingress, Gateway API, load balancer) whose X-Forwarded-For is believed: a connection from one is counted against --max-conns-per-ip by the nearest untrusted X-Forwarded-For address; empty trusts no header and counts the TCP peer", func(v string) error {
 		p, err := parsePrefixes(splitList(v))
@@ -199,6 +217,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.HandshakeRate, "handshake-rate", c.HandshakeRate, "WebSocket handshakes accepted per second, all clients together; above it upgrades get 503")
 	fs.IntVar(&c.HandshakeBurst, "handshake-burst", c.HandshakeBurst, "burst allowance of --handshake-rate")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time allowed to read a request's headers")
+	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", c.HTTPReadTimeout, "time allowed to read a whole request on both listeners (a WebSocket has its own timeouts once upgraded)")
+	fs.DurationVar(&c.HTTPWriteTimeout, "http-write-timeout", c.HTTPWriteTimeout, "time allowed to write a response on both listeners, from the end of the request's headers")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", c.HTTPIdleTimeout, "how long a keep-alive HTTP connection may wait for its next request on both listeners")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "largest request header block accepted")
 
 	fs.Float64Var(&c.SendRate, "send-rate", c.SendRate, "messages per second one connection may send (sustained)")
@@ -321,7 +342,8 @@ func (c *Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"--read-header-timeout", c.ReadHeaderTimeout}, {"--abuse-window", c.AbuseWindow}, {"--ping-interval", c.PingInterval},
+		{"--read-header-timeout", c.ReadHeaderTimeout}, {"--http-read-timeout", c.HTTPReadTimeout}, {"--http-write-timeout", c.HTTPWriteTimeout},
+		{"--http-idle-timeout", c.HTTPIdleTimeout}, {"--abuse-window", c.AbuseWindow}, {"--ping-interval", c.PingInterval},
 		{"--pong-timeout", c.PongTimeout}, {"--write-timeout", c.WriteTimeout}, {"--room-ttl", c.RoomTTL},
 		{"--presence-interval", c.PresenceInterval}, {"--shutdown-timeout", c.ShutdownTimeout}, {"--drain-retry-max", c.DrainRetryMax},
 	}
@@ -332,6 +354,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.UserSendRate >= 0) || c.UserSendBurst < 0 {
 		bad("--user-send-rate and --user-send-burst must not be negative (0 means twice --send-rate and --send-burst)")
+	}
+	if c.MaxTCPConnsPerIP != 0 && c.MaxTCPConnsPerIP < c.MaxConnsPerIP {
+		bad("--max-tcp-conns-per-ip (%d) must be at least --max-conns-per-ip (%d), or 0 for --max-conns-per-ip + 64: every WebSocket is a TCP connection", c.MaxTCPConnsPerIP, c.MaxConnsPerIP)
 	}
 	if c.IPv6PrefixLen < 1 || c.IPv6PrefixLen > 128 {
 		bad("--ipv6-prefix-len must be between 1 and 128, got %d", c.IPv6PrefixLen)

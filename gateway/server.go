@@ -71,6 +71,7 @@ type Server struct {
 	budgets    *sendBudgets
 	upgrader   websocket.Upgrader
 	mux        *http.ServeMux
+	chat       http.Handler // mux behind chatOnly
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
 	auth       *auth.Authenticator // nil without --auth jwt
@@ -176,6 +177,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if opts.Web != nil {
 		s.mux.Handle("/", opts.Web)
 	}
+	s.chat = chatOnly(s.mux, s.obs)
 	return s, nil
 }
 
@@ -183,8 +185,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 // else on that listener is the web page.
 const WebSocketPath = "/ws"
 
-// ServeHTTP serves the chat listener.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the chat listener: GET and HEAD without a body only.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.chat.ServeHTTP(w, r) }
 
 // SetReady marks the server ready (or not) for /readyz.
 func (s *Server) SetReady(ok bool) {

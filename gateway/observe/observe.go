@@ -56,12 +56,15 @@ const (
 	RejectBadRequest RejectReason = "bad_request"
 	RejectAuth       RejectReason = "auth"
 	RejectPerUser    RejectReason = "per_user"
+	// RejectTCPPerIP: a TCP connection closed at accept because its
+	// address already had --max-tcp-conns-per-ip open.
+	RejectTCPPerIP RejectReason = "tcp_per_ip"
 )
 
 // RejectReasons lists every RejectReason.
 var RejectReasons = []RejectReason{
 	RejectOrigin, RejectCapacity, RejectPerIP, RejectRate, RejectDraining, RejectBadRequest,
-	RejectAuth, RejectPerUser,
+	RejectAuth, RejectPerUser, RejectTCPPerIP,
 }
 
 // Observer receives the gateway's events. Implementations must be safe for
