@@ -315,10 +315,7 @@ func exposedMetrics(t *testing.T) map[string]bool {
 // both are closed before returning. Done once per test binary.
 var exposedNames = sync.OnceValues(func() (map[string]bool, error) {
 	reg := prometheus.NewRegistry()
-	metrics.New(reg, metrics.BuildInfo{Version: "lint", Revision: "lint"}, metrics.QueueGauges{
-		Max:   func() float64 { return 0 },
-		Total: func() float64 { return 0 },
-	})
+	metrics.New(reg, metrics.BuildInfo{Version: "lint", Revision: "lint"}, func() float64 { return 0 })
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)

@@ -10,6 +10,7 @@ package metrics
 import (
 	"net/http"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,10 @@ type Metrics struct {
 	ready            prometheus.Gauge
 	draining         prometheus.Gauge
 	drainRemaining   prometheus.Gauge
+
+	// queueTotal reports the gateway-wide queued bytes; set once the
+	// gateway exists (SetQueueTotal), read at scrape time.
+	queueTotal atomic.Pointer[func() float64]
 }
 
 var _ observe.Observer = (*Metrics)(nil)
@@ -68,18 +73,11 @@ var LatencyBuckets = []float64{
 	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 }
 
-// QueueGauges are read at scrape time; a nil func leaves its gauge out.
-type QueueGauges struct {
-	// Max reports the largest outbound queue of any client now, in bytes.
-	Max func() float64
-	// Total reports the bytes queued to all clients together now: what
-	// --total-queue-bytes caps.
-	Total func() float64
-}
-
 // New registers every collector on reg, plus the Go runtime and process
-// collectors, and returns the Metrics. queues reports the outbound queues.
-func New(reg prometheus.Registerer, build BuildInfo, queues QueueGauges) *Metrics {
+// collectors, and returns the Metrics. queueDepth, if not nil, reports the
+// current worst per-client queue in bytes; SetQueueTotal provides the
+// gateway-wide total.
+func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) *Metrics {
 	f := factory{reg}
 	m := &Metrics{
 		connections: f.gauge("connections", "WebSocket connections open now."),
@@ -130,18 +128,25 @@ func New(reg prometheus.Registerer, build BuildInfo, queues QueueGauges) *Metric
 	}
 	buildInfo := f.gaugeVec("build_info", "Build information; always 1.", "version", "revision", "goversion")
 	buildInfo.WithLabelValues(build.Version, build.Revision, runtime.Version()).Set(1)
-	if queues.Max != nil {
-		f.gaugeFunc("send_queue_max_bytes", "The largest outbound queue of any client now, in bytes.", queues.Max)
+	if queueDepth != nil {
+		f.gaugeFunc("send_queue_max_bytes", "The largest outbound queue of any client now, in bytes.", queueDepth)
 	}
-	if queues.Total != nil {
-		f.gaugeFunc("send_queue_total_bytes", "Bytes queued to all clients together now (what --total-queue-bytes caps), history replays included.", queues.Total)
-	}
+	f.gaugeFunc("send_queue_total_bytes", "Bytes queued to all clients together now (what --total-queue-bytes caps), history replays included.", func() float64 {
+		if total := m.queueTotal.Load(); total != nil {
+			return (*total)()
+		}
+		return 0
+	})
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
 }
+
+// SetQueueTotal makes chatgate_send_queue_total_bytes report total (the
+// bytes queued to all clients together); until it is called it reports 0.
+func (m *Metrics) SetQueueTotal(total func() float64) { m.queueTotal.Store(&total) }
 
 // Handler serves the registry's metrics, in OpenMetrics when the scraper
 // asks for it (so exemplars are visible).

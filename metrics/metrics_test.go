@@ -22,10 +22,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func newMetrics(t testing.TB) (*Metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m := New(reg, BuildInfo{Version: "v1.2.3", Revision: "abc"}, QueueGauges{
-		Max:   func() float64 { return 4096 },
-		Total: func() float64 { return 123456 },
-	})
+	m := New(reg, BuildInfo{Version: "v1.2.3", Revision: "abc"}, func() float64 { return 4096 })
+	m.SetQueueTotal(func() float64 { return 123456 })
 	return m, reg
 }
 

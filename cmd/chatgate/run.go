@@ -107,9 +107,8 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	var srv *gateway.Server // set below, before the admin listener serves
-	m := metrics.New(reg, metrics.BuildInfo{Version: version, Revision: buildRevision()}, metrics.QueueGauges{
-		Max:   func() float64 { return float64(srv.MaxQueueBytes()) },
-		Total: func() float64 { return float64(srv.QueuedBytes()) },
+	m := metrics.New(reg, metrics.BuildInfo{Version: version, Revision: buildRevision()}, func() float64 {
+		return float64(srv.MaxQueueBytes())
 	})
 	tracing, err := telemetry.Setup(ctx, version, os.Getenv, log)
 	if err != nil {
@@ -137,6 +136,7 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 		_ = tracing.Shutdown(context.Background())
 		return err
 	}
+	m.SetQueueTotal(func() float64 { return float64(srv.QueuedBytes()) })
 	return gateway.Run(ctx, srv, gateway.RunOptions{
 		AdminRoutes: func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler(reg)) },
 		OnShutdown:  append(onShutdown, tracing.Shutdown),
