@@ -146,7 +146,7 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 			}},
 		{name: "1009 too many frames (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectTooManyFrames},
 			close: func(t *testing.T, e env) {
-				if _, err := e.victim.conn.NetConn().Write(fragmented([]byte(`{}`), e.s.srv.cfg.MaxMsgFrames+1, true)); err != nil {
+				if _, err := e.victim.conn.NetConn().Write(fragmented([]byte(`{}`), e.s.srv.cfg.MessageFrames()+1, true)); err != nil {
 					t.Fatal(err)
 				}
 				waitClosing(t, e.vc) // the flush has begun

@@ -129,7 +129,6 @@ func DefaultConfig() Config {
 		AbuseWindow:        10 * time.Second,
 		MaxTextBytes:       4096,
 		MaxFrameBytes:      32 << 10,
-		MaxMsgFrames:       64,
 		MaxRoomsPerConn:    16,
 		QueueBytes:         1 << 20,
 		TotalQueueBytes:    1 << 30,
@@ -153,6 +152,18 @@ func DefaultConfig() Config {
 		LogFormat:          "text",
 		LogLevel:           "info",
 	}
+}
+
+// MessageFrames returns the most frames one inbound message may have:
+// --max-message-frames, or when 0 --max-frame-bytes / 512 (64 with the
+// default 32 KiB), at least 16, so that raising the size limit leaves
+// clients that fragment messages (gorilla/websocket does, at its 4 KiB write
+// buffer) the same room.
+func (c *Config) MessageFrames() int {
+	if c.MaxMsgFrames > 0 {
+		return c.MaxMsgFrames
+	}
+	return max(16, c.MaxFrameBytes/512)
 }
 
 // TCPConnsPerIP returns the accept-time cap on TCP connections per client
@@ -232,7 +243,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AbuseWindow, "abuse-window", c.AbuseWindow, "window over which --abuse-strikes are counted")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", c.MaxTextBytes, "largest message text in bytes; larger sends get a too_large error")
 	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", c.MaxFrameBytes, "largest inbound WebSocket message in bytes, as written (JSON escapes count); larger ones close the connection with 1009; at least the longest send envelope a --max-text-bytes text can need (6 bytes per byte of text, plus 492)")
-	fs.IntVar(&c.MaxMsgFrames, "max-message-frames", c.MaxMsgFrames, "most WebSocket frames (fragments) one inbound message may have; more close the connection with 1009")
+	fs.IntVar(&c.MaxMsgFrames, "max-message-frames", c.MaxMsgFrames, "most WebSocket frames (fragments) one inbound message may have; more close the connection with 1009; 0 means --max-frame-bytes / 512 (fragments of 512 bytes on average), at least 16")
 	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms", c.MaxRoomsPerConn, "rooms one connection may be in at once")
 	fs.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "outbound queue cap per connection in bytes; above it the client is evicted with 4008")
 	fs.Int64Var(&c.TotalQueueBytes, "total-queue-bytes", c.TotalQueueBytes, "outbound bytes queued over all connections before the gateway sheds the most backed-up clients with 1013")
@@ -320,7 +331,6 @@ func (c *Config) Validate() error {
 		{"--max-conns", c.MaxConns}, {"--max-conns-per-ip", c.MaxConnsPerIP}, {"--handshake-burst", c.HandshakeBurst},
 		{"--max-header-bytes", c.MaxHeaderBytes}, {"--send-burst", c.SendBurst}, {"--join-burst", c.JoinBurst},
 		{"--abuse-strikes", c.AbuseStrikes}, {"--max-text-bytes", c.MaxTextBytes}, {"--max-frame-bytes", c.MaxFrameBytes},
-		{"--max-message-frames", c.MaxMsgFrames},
 		{"--max-rooms", c.MaxRoomsPerConn}, {"--queue-bytes", c.QueueBytes}, {"--history", c.History},
 		{"--max-rooms-total", c.MaxRooms}, {"--presence-max-members", c.PresenceMaxMembers},
 	}
@@ -354,6 +364,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.UserSendRate >= 0) || c.UserSendBurst < 0 {
 		bad("--user-send-rate and --user-send-burst must not be negative (0 means twice --send-rate and --send-burst)")
+	}
+	if c.MaxMsgFrames < 0 {
+		bad("--max-message-frames must not be negative (0 means --max-frame-bytes / 512), got %d", c.MaxMsgFrames)
 	}
 	if c.MaxTCPConnsPerIP != 0 && c.MaxTCPConnsPerIP < c.MaxConnsPerIP {
 		bad("--max-tcp-conns-per-ip (%d) must be at least --max-conns-per-ip (%d), or 0 for --max-conns-per-ip + 64: every WebSocket is a TCP connection", c.MaxTCPConnsPerIP, c.MaxConnsPerIP)

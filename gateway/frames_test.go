@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -190,4 +192,25 @@ func TestMaxMessageFrames(t *testing.T) {
 		go func() { _, _ = c.conn.NetConn().Write(flood) }() // the server stops reading it
 		expectCloseWith(t, s, c, protocol.CloseMessageTooBig, "too_many_frames", observe.DisconnectTooManyFrames)
 	})
+}
+
+// The default frame allowance follows the size limit, so clients that
+// fragment (gorilla/websocket does, at its 4 KiB write buffer) can always
+// send a message up to --max-frame-bytes.
+func TestMessageFramesDefault(t *testing.T) {
+	for _, tc := range []struct{ set, frameBytes, want int }{
+		{0, 32 << 10, 64}, {0, 1 << 20, 2048}, {0, 1024, 16}, {10, 32 << 10, 10},
+	} {
+		cfg := Config{MaxMsgFrames: tc.set, MaxFrameBytes: tc.frameBytes}
+		if got := cfg.MessageFrames(); got != tc.want {
+			t.Errorf("--max-message-frames %d, --max-frame-bytes %d: %d frames; want %d", tc.set, tc.frameBytes, got, tc.want)
+		}
+	}
+	for _, frameBytes := range []int{32 << 10, 256 << 10} {
+		s := newTestServer(t, func(c *Config) { c.MaxFrameBytes = frameBytes })
+		c := s.dial(t, "") // a gorilla client: 4 KiB write buffer
+		msg := []byte(`{"type":"join","room":"big"}`)
+		c.sendRaw(websocket.TextMessage, append(msg, bytes.Repeat([]byte(" "), frameBytes-len(msg))...))
+		c.expect("joined")
+	}
 }

@@ -231,7 +231,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// Counted from here so that shutdown waits for failed upgrades too.
 	s.conns.Add(1)
 	// The hijacked connection counts the frames of each inbound message.
-	conn, err := s.upgrader.Upgrade(frameLimitWriter{ResponseWriter: w, max: s.cfg.MaxMsgFrames}, r, nil)
+	conn, err := s.upgrader.Upgrade(frameLimitWriter{ResponseWriter: w, max: s.cfg.MessageFrames()}, r, nil)
 	if err != nil {
 		defer s.conns.Done()
 		// The upgrader has already answered with an HTTP error.
