@@ -90,9 +90,9 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	gw := startGatewayProc(t, gatewaytest.Build(t),
 		"--backplane", nats.URL(), "--stream-replicas", "1", "--node-id", "e2e-"+e2ePod,
 		"--send-rate", "200", "--send-burst", "10",
-		"--max-text-bytes", strconv.Itoa(floodTextBytes), "--max-frame-bytes", "32768",
+		"--max-text-bytes", strconv.Itoa(floodTextBytes), "--max-frame-bytes", "98304",
 		"--abuse-strikes", "3",
-		"--queue-bytes", "65536",
+		"--queue-bytes", "131072",
 		"--drain-delay", "2s", "--drain-window", "3s", "--shutdown-timeout", "15s",
 		"--presence-interval", "100ms",
 	)

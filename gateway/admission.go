@@ -122,6 +122,23 @@ func clientIP(r *http.Request, trusted []netip.Prefix) string {
 	return nearest.String()
 }
 
+// ipLimitKey is the key under which the per-IP limits count a client
+// address (from clientIP): an IPv4 address as it is, an IPv6 address by its
+// leading v6Bits bits (--ipv6-prefix-len, default 64), since one IPv6 user
+// commonly holds a whole /64 and can pick a new address in it for every
+// connection. Anything that is not an address is its own key.
+func ipLimitKey(ip string, v6Bits int) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() || v6Bits >= 128 {
+		return ip
+	}
+	p, err := a.WithZone("").Prefix(v6Bits)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
 // peerAddr parses a RemoteAddr ("ip:port").
 func peerAddr(remote string) netip.Addr {
 	if ap, err := netip.ParseAddrPort(remote); err == nil {

@@ -7,6 +7,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -121,20 +122,21 @@ func TestAdmissionNotAnUpgrade(t *testing.T) {
 		name   string
 		method string
 		header http.Header
+		status int
 	}{
-		{"plain GET", http.MethodGet, nil},
-		{"plain POST", http.MethodPost, nil},
-		{"HEAD", http.MethodHead, nil},
-		{"Upgrade without Connection", http.MethodGet, http.Header{"Upgrade": {"websocket"}}},
-		{"Connection without Upgrade", http.MethodGet, http.Header{"Connection": {"Upgrade"}}},
-		{"upgrade to another protocol", http.MethodGet, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"h2c"}}},
+		{"plain GET", http.MethodGet, nil, http.StatusBadRequest},
+		{"plain POST", http.MethodPost, nil, http.StatusMethodNotAllowed},
+		{"HEAD", http.MethodHead, nil, http.StatusBadRequest},
+		{"Upgrade without Connection", http.MethodGet, http.Header{"Upgrade": {"websocket"}}, http.StatusBadRequest},
+		{"Connection without Upgrade", http.MethodGet, http.Header{"Connection": {"Upgrade"}}, http.StatusBadRequest},
+		{"upgrade to another protocol", http.MethodGet, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"h2c"}}, http.StatusBadRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := rejectCount(s, observe.RejectBadRequest)
 			status, h, _ := doWSRequest(t, s, tc.method, tc.header)
-			if status != http.StatusBadRequest {
-				t.Fatalf("%s: %d; want 400", tc.name, status)
+			if status != tc.status {
+				t.Fatalf("%s: %d; want %d", tc.name, status, tc.status)
 			}
 			if v := h.Get("Retry-After"); v != "" {
 				t.Fatalf("400 with Retry-After %q", v)
@@ -482,6 +484,29 @@ func TestAdmissionWelcome(t *testing.T) {
 		{"DEL", query("name", "a\x7fb"), guest},
 		{"C1 control", query("name", "a\u0085b"), guest},
 		{"invalid UTF-8", query("name", "a\xffb"), guest},
+		// Invisible format characters (category Cf) and bidi controls
+		// could make one name look like another, or reorder what is
+		// shown around it.
+		{"right-to-left override", query("name", "\u202Egnp.exe Admin"), guest},
+		{"left-to-right embedding", query("name", "a\u202Ab"), guest},
+		{"pop directional formatting", query("name", "ab\u202C"), guest},
+		{"right-to-left isolate", query("name", "a\u2067b"), guest},
+		{"first strong isolate", query("name", "a\u2068b"), guest},
+		{"pop directional isolate", query("name", "a\u2069b"), guest},
+		{"right-to-left mark", query("name", "a\u200Fb"), guest},
+		{"arabic letter mark", query("name", "a\u061Cb"), guest},
+		{"zero width space", query("name", "ad\u200Bmin"), guest},
+		{"zero width non-joiner", query("name", "ad\u200Cmin"), guest},
+		{"zero width joiner", query("name", "ad\u200Dmin"), guest},
+		{"word joiner", query("name", "ad\u2060min"), guest},
+		{"byte order mark", query("name", "\uFEFFadmin"), guest},
+		{"soft hyphen", query("name", "ad\u00ADmin"), guest},
+		{"tag characters", query("name", "admin\U000E0041\U000E0042"), guest},
+		{"interlinear annotation", query("name", "a\uFFF9b"), guest},
+		{"line separator", query("name", "a\u2028b"), guest},
+		{"paragraph separator", query("name", "a\u2029b"), guest},
+		{"right-to-left script is fine", query("name", "שלום"), "שלום"},
+		{"combining marks are fine", query("name", "e\u0301t\u00E9"), "e\u0301t\u00E9"},
 	}
 	seen := map[string]bool{}
 	for _, tc := range cases {
@@ -620,5 +645,56 @@ func TestAdmissionPerIPBehindTrustedProxy(t *testing.T) {
 	}
 	if n := rejectCount(s, observe.RejectPerIP); n != 2 {
 		t.Fatalf("%d per-IP rejects; want 2", n)
+	}
+}
+
+func TestIPLimitKey(t *testing.T) {
+	cases := []struct {
+		ip   string
+		bits int
+		want string
+	}{
+		{"198.51.100.7", 64, "198.51.100.7"},
+		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::1", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:3::1", 64, "2001:db8:1:3::/64"},
+		{"2001:db8:1:2:aaaa::1", 48, "2001:db8:1::/48"},
+		{"2001:db8:1:2::1", 128, "2001:db8:1:2::1"},
+		{"2001:db8:1:2::1", 56, "2001:db8:1::/56"},
+		{"fe80::1%eth0", 64, "fe80::/64"},
+		{"::1", 64, "::/64"},
+		{"pipe", 64, "pipe"},
+	}
+	for _, tc := range cases {
+		if got := ipLimitKey(tc.ip, tc.bits); got != tc.want {
+			t.Errorf("ipLimitKey(%s, %d) = %s; want %s", tc.ip, tc.bits, got, tc.want)
+		}
+	}
+}
+
+// IPv6 clients are counted per /64 (--ipv6-prefix-len): a client cannot
+// get a fresh allowance by picking another address in its own /64. The
+// addresses come through a trusted proxy, as loopback has only ::1.
+func TestAdmissionPerIPv6Prefix(t *testing.T) {
+	xff := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
+	for _, tc := range []struct {
+		bits       int
+		sameSubnet bool // whether 2001:db8:1:2::2 shares ::1's allowance
+	}{{64, true}, {128, false}} {
+		t.Run(fmt.Sprintf("/%d", tc.bits), func(t *testing.T) {
+			s := newTestServer(t, func(c *Config) {
+				c.MaxConns, c.MaxConnsPerIP, c.IPv6PrefixLen = 100, 1, tc.bits
+				c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+			})
+			s.dialWith(t, dialOpts{header: xff("2001:db8:1:2::1")})
+			if tc.sameSubnet {
+				expectRefused(t, s, xff("2001:db8:1:2::2"), http.StatusTooManyRequests, true)
+				expectRefused(t, s, xff("2001:db8:1:2:ffff:ffff:ffff:ffff"), http.StatusTooManyRequests, true)
+			} else {
+				s.dialWith(t, dialOpts{header: xff("2001:db8:1:2::2")})
+			}
+			// Another /64 has its own allowance.
+			s.dialWith(t, dialOpts{header: xff("2001:db8:1:3::1")})
+		})
 	}
 }

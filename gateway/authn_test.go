@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,10 @@ func TestAuthRefusedBeforeUpgrade(t *testing.T) {
 	old := regClaims("alice")
 	old.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Minute))
 	expired := token(t, auth.Claims{RegisteredClaims: old})
+	// A date written as a string: encoding/json alone would read it.
+	stringExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "alice", "exp": strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10),
+	}).SignedString([]byte(testSecret))
 	cases := []struct {
 		name, query, challenge string
 		header                 http.Header
@@ -58,6 +63,7 @@ func TestAuthRefusedBeforeUpgrade(t *testing.T) {
 		{"no token", "", `Bearer realm="chatgate"`, nil},
 		{"wrong signature", "token=" + other, `error="invalid_token"`, nil},
 		{"expired", "token=" + expired, `error="invalid_token"`, nil},
+		{"exp of the wrong type", "token=" + stringExp, `error="invalid_token"`, nil},
 		{"garbage header", "", `error="invalid_token"`, http.Header{"Authorization": {"Bearer not.a.jwt"}}},
 	}
 	for i, tc := range cases {
@@ -179,16 +185,31 @@ func regClaims(sub string) jwt.RegisteredClaims {
 
 func TestAuthNameFallsBackToSubject(t *testing.T) {
 	s := jwtServer(t, nil)
-	tok := token(t, auth.Claims{RegisteredClaims: regClaims("erin")})
-	d := &websocket.Dialer{HandshakeTimeout: waitTimeout}
-	conn, _, err := d.Dial(s.wsURL(query("token", tok, "name", "Mallory")), nil)
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name, sub, claim, want string
+	}{
+		{"no name claim", "erin", "", "erin"},
+		// A token's name is held to the same rules as the name parameter.
+		{"name with a bidi override", "erin", "\u202Egnp.exe Admin", "erin"},
+		{"name with a zero width joiner", "erin", "Ad\u200Dmin", "erin"},
+		{"neither name nor sub presentable", "\u202Eerin", "\u2066x", "guest-"},
 	}
-	defer conn.Close()
-	c := &wsClient{t: t, conn: conn}
-	if u := c.expect("welcome")["user"].(map[string]any); u["id"] != "erin" || u["name"] != "erin" {
-		t.Fatalf("welcome user %v; want erin/erin", u)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := token(t, auth.Claims{RegisteredClaims: regClaims(tc.sub), Name: tc.claim})
+			d := &websocket.Dialer{HandshakeTimeout: waitTimeout}
+			conn, _, err := d.Dial(s.wsURL(query("token", tok, "name", "Mallory")), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			c := &wsClient{t: t, conn: conn}
+			u := c.expect("welcome")["user"].(map[string]any)
+			name, _ := u["name"].(string)
+			if u["id"] != tc.sub || name != tc.want && !(tc.want == "guest-" && strings.HasPrefix(name, "guest-")) {
+				t.Fatalf("welcome user %v; want %s/%s", u, tc.sub, tc.want)
+			}
+		})
 	}
 }
 

@@ -280,7 +280,7 @@ func TestBadInputAutoJoinQuery(t *testing.T) {
 
 func TestBadInputCloseCodes(t *testing.T) {
 	s := newTestServer(t, func(c *Config) {
-		c.MaxTextBytes = 256
+		c.MaxTextBytes = 64 // its worst send envelope, 876 bytes, fits the frame limit
 		c.MaxFrameBytes = 1024
 	})
 	// pad builds a valid join envelope of exactly n bytes.
@@ -305,12 +305,15 @@ func TestBadInputCloseCodes(t *testing.T) {
 		{"frame far over", websocket.TextMessage, pad(1 << 20), protocol.CloseMessageTooBig, "too_large", observe.DisconnectTooLarge},
 		{"binary frame over the size limit", websocket.BinaryMessage, pad(4096), protocol.CloseUnsupportedData, "binary_frame", observe.DisconnectBinaryFrame},
 	}
+	// Each message goes out as one frame (gorilla fragments at its write
+	// buffer's size): the frame count limit has a test of its own.
+	oneFrame := &websocket.Dialer{HandshakeTimeout: waitTimeout, Subprotocols: []string{protocol.Subprotocol}, WriteBufferSize: 2 << 20}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s.obs.mu.Lock()
 			before := s.obs.closed
 			s.obs.mu.Unlock()
-			c := s.dial(t, "")
+			c := s.dialWith(t, dialOpts{dialer: oneFrame})
 			c.sendRaw(tc.mt, tc.frame)
 			expectCloseWith(t, s, c, tc.code, tc.r, tc.reason)
 			// The server really lets go of the connection.

@@ -45,13 +45,21 @@ type client struct {
 	conn *websocket.Conn
 	id   string
 	user protocol.User
-	ip   string
-	log  *slog.Logger
+	ip   string // the client address, for logs
+	// ipKey is what the per-IP limits count: ip, or its IPv6 prefix.
+	ipKey string
+	log   *slog.Logger
 
 	// spanOpts start a message's span: a link to the handshake's.
 	spanOpts []trace.SpanStartOption
 	// ident is the verified token's identity; nil for anonymous users.
 	ident *auth.Identity
+
+	// budgetKey names the send budget this connection shares with its
+	// user's (or address's) other connections; sharedLim is that budget
+	// (safe for concurrent use). Set before the loops start.
+	budgetKey string
+	sharedLim *rate.Limiter
 
 	// owned by the read loop
 	rooms   map[string]hub.Membership
@@ -70,10 +78,16 @@ type client struct {
 	// previous batch, kept for reuse.
 	queue []*hub.Frame
 	spare []*hub.Frame
-	// queued counts the bytes in queue plus inflight, the bytes the writer
-	// has taken but not yet written.
-	queued   int
-	inflight int
+	// queued counts the bytes of the live frames (everything but history
+	// replays) in queue or taken by the writer and not yet settled: what
+	// --queue-bytes caps. replayBytes and replayFrames count the replayed
+	// history frames likewise. The gateway chose to send a replay at once,
+	// so its bytes do not count against --queue-bytes; only how many
+	// replay frames may wait is capped (maxReplayFrames). Both byte counts
+	// are part of the gateway-wide total (Server.queued).
+	queued       int
+	replayBytes  int
+	replayFrames int
 	// Once closing is set no frame is queued again. flush says whether the
 	// writer writes what is queued before the close frame; closeCode 0
 	// means no close frame (the peer is gone or the socket is stuck).
@@ -95,7 +109,7 @@ type closeRequest struct {
 	reason observe.DisconnectReason
 }
 
-func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, ip string, handshake trace.SpanContext) *client {
+func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, ip, ipKey string, handshake trace.SpanContext) *client {
 	cfg := &s.cfg
 	return &client{
 		spanOpts: []trace.SpanStartOption{
@@ -107,6 +121,7 @@ func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, i
 		id:         id,
 		user:       user,
 		ip:         ip,
+		ipKey:      ipKey,
 		log:        s.log.With("conn", id),
 		rooms:      make(map[string]hub.Membership),
 		sendLim:    rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst),
@@ -125,6 +140,14 @@ func (c *client) User() protocol.User { return c.user }
 // cap the client is evicted with 4008 (and over the gateway-wide cap a
 // backed-up client is shed with 1013); the eviction itself happens on the
 // writer, off the broadcast path.
+//
+// A history replay (f.Replay) is written at the pace the client reads it,
+// like everything else, but does not count against --queue-bytes: the
+// gateway queued it all at once, and any history a room holds must reach a
+// client that reads at a normal pace, however its texts encode. Only the
+// number of replay frames waiting is capped, at a full replay of every room
+// the connection may be in: a client that keeps re-joining with since
+// without reading what it asked for is a slow consumer.
 func (c *client) Enqueue(f *hub.Frame) {
 	n := len(f.Data) + 1 // the '\n' separator
 	cfg := &c.srv.cfg
@@ -133,19 +156,23 @@ func (c *client) Enqueue(f *hub.Frame) {
 		c.mu.Unlock()
 		return
 	}
-	c.queued += n
+	if f.Replay {
+		c.replayBytes += n
+		c.replayFrames++
+	} else {
+		c.queued += n
+	}
 	total := c.srv.queued.Add(int64(n))
+	c.queue = append(c.queue, f)
 	queued := c.queued // before an eviction drops the queue
 	var evicted observe.DisconnectReason
 	switch {
-	case c.queued > cfg.QueueBytes:
+	case c.queued > cfg.QueueBytes || c.replayFrames > c.maxReplayFrames():
 		evicted = observe.DisconnectSlowConsumer
 		c.beginCloseLocked(protocol.CloseSlowConsumer, protocol.CloseReason{R: "slow_consumer", RetryMs: c.srv.retryMs()}, evicted, false)
-	case total > cfg.TotalQueueBytes && c.queued > cfg.QueueBytes/16:
+	case total > cfg.TotalQueueBytes && c.queued+c.replayBytes > cfg.QueueBytes/16:
 		evicted = observe.DisconnectOverloaded
 		c.beginCloseLocked(protocol.CloseTryAgainLater, protocol.CloseReason{R: "overloaded", RetryMs: c.srv.retryMs()}, evicted, false)
-	default:
-		c.queue = append(c.queue, f)
 	}
 	c.mu.Unlock()
 	c.srv.obs.QueueSampled(queued)
@@ -180,12 +207,68 @@ func (c *client) beginCloseLocked(code int, why protocol.CloseReason, reason obs
 	return true
 }
 
-func (c *client) dropQueueLocked() {
-	dropped := c.queued - c.inflight
-	c.srv.queued.Add(-int64(dropped))
-	c.queued = c.inflight
+// abortLocked ends the connection without writing anything more: it begins
+// a close without flush with this reason and code, or, when a close is
+// already under way, stops its flush. Either way whatever is still queued
+// can no longer be written, so it leaves the gateway-wide total here. Every
+// failure path (a failed read or write, a forced close) ends this way: a
+// flushing close must not keep its queue counted once the socket is gone.
+// c.mu must be held.
+func (c *client) abortLocked(code int, why protocol.CloseReason, reason observe.DisconnectReason) (started bool) {
+	if c.beginCloseLocked(code, why, reason, false) {
+		return true
+	}
+	if c.flush {
+		c.flush = false
+		c.dropQueueLocked()
+	}
+	return false
+}
+
+// releaseQueue runs when the writer has returned: nothing it took is in
+// flight any more (it settles every batch before returning) and nothing
+// queued will ever be written, so the connection's bytes leave the
+// gateway-wide total whatever ended it.
+func (c *client) releaseQueue() {
+	c.mu.Lock()
+	c.closing, c.flush = true, false
+	c.srv.queued.Add(-int64(c.queued + c.replayBytes))
+	c.queued, c.replayBytes, c.replayFrames = 0, 0, 0
 	clear(c.queue)
 	c.queue = c.queue[:0]
+	c.mu.Unlock()
+}
+
+// dropQueueLocked discards what the writer has not taken yet; what it has
+// taken is settled by the writer. c.mu must be held.
+func (c *client) dropQueueLocked() {
+	live, replay, replayN := frameCost(c.queue)
+	c.queued -= live
+	c.replayBytes -= replay
+	c.replayFrames -= replayN
+	c.srv.queued.Add(-int64(live + replay))
+	clear(c.queue)
+	c.queue = c.queue[:0]
+}
+
+// frameCost is what frames count for in the queue accounting: the bytes of
+// live frames, the bytes of replayed ones, and how many are replayed.
+func frameCost(frames []*hub.Frame) (live, replay, replayN int) {
+	for _, f := range frames {
+		if f.Replay {
+			replay += len(f.Data) + 1
+			replayN++
+		} else {
+			live += len(f.Data) + 1
+		}
+	}
+	return live, replay, replayN
+}
+
+// maxReplayFrames is how many replayed frames may wait: a full history of
+// every room the connection may be in.
+func (c *client) maxReplayFrames() int {
+	return c.srv.cfg.MaxRoomsPerConn * c.srv.cfg.History
 }
 
 // traceEviction records an eviction as a span of its own, linked to the
@@ -268,6 +351,7 @@ func (c *client) endHandling() {
 // poked or a ping is due. Every write carries a deadline.
 func (c *client) writeLoop() {
 	defer close(c.writerDone)
+	defer c.releaseQueue()
 	ping := time.NewTicker(c.srv.cfg.PingInterval)
 	defer ping.Stop()
 	for {
@@ -300,9 +384,6 @@ func (c *client) flushQueue(ping *time.Ticker) (closing bool, err error) {
 		batch := c.queue
 		c.queue, c.spare = c.spare[:0], nil
 		closing, flush := c.closing, c.flush
-		for _, f := range batch {
-			c.inflight += len(f.Data) + 1
-		}
 		c.mu.Unlock()
 		if len(batch) == 0 {
 			c.recycle(batch)
@@ -344,16 +425,14 @@ func (c *client) flushQueue(ping *time.Ticker) (closing bool, err error) {
 // reports whether the client has been aborted meanwhile (closing without
 // flush), in which case the rest of the batch must be dropped too.
 func (c *client) settle(frames []*hub.Frame) (aborted bool) {
-	n := 0
-	for _, f := range frames {
-		n += len(f.Data) + 1
-	}
+	live, replay, replayN := frameCost(frames)
 	c.mu.Lock()
-	c.inflight -= n
-	c.queued -= n
+	c.queued -= live
+	c.replayBytes -= replay
+	c.replayFrames -= replayN
 	aborted = c.closing && !c.flush
 	c.mu.Unlock()
-	c.srv.queued.Add(-int64(n))
+	c.srv.queued.Add(-int64(live + replay))
 	return aborted
 }
 
@@ -419,7 +498,7 @@ func (c *client) writeFailed(err error) {
 		reason = observe.DisconnectWriteTimeout
 	}
 	c.mu.Lock()
-	c.beginCloseLocked(0, protocol.CloseReason{}, reason, false)
+	c.abortLocked(0, protocol.CloseReason{}, reason)
 	c.mu.Unlock()
 	c.log.Debug("write failed", "err", err)
 	_ = c.conn.NetConn().Close()
@@ -506,6 +585,19 @@ func (c *client) readLoop() {
 }
 
 func (c *client) readFailed(err error) {
+	if errors.Is(err, errTooManyFrames) {
+		// Only reading has failed: what is queued goes out first, as for a
+		// message over --max-frame-bytes. (No frame is being handled, so
+		// there is no reply to wait for.)
+		c.mu.Lock()
+		started := c.beginCloseLocked(protocol.CloseMessageTooBig, protocol.CloseReason{R: "too_many_frames"}, observe.DisconnectTooManyFrames, true)
+		c.mu.Unlock()
+		if started {
+			c.log.Debug("closing connection", "reason", observe.DisconnectTooManyFrames, "code", protocol.CloseMessageTooBig)
+		}
+		c.poke()
+		return
+	}
 	code, why, reason := 0, protocol.CloseReason{}, observe.DisconnectReadError
 	var ce *websocket.CloseError
 	var ne net.Error
@@ -517,7 +609,7 @@ func (c *client) readFailed(err error) {
 		code, why, reason = protocol.CloseHeartbeatTimeout, protocol.CloseReason{R: "heartbeat_timeout"}, observe.DisconnectPingTimeout
 	}
 	c.mu.Lock()
-	started := c.beginCloseLocked(code, why, reason, false)
+	started := c.abortLocked(code, why, reason)
 	c.mu.Unlock()
 	if started {
 		c.log.Debug("read ended", "reason", reason, "err", err)
@@ -566,8 +658,8 @@ func (c *client) handle(data []byte) {
 			c.reject(&protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + in.Room, Ref: in.Ref})
 			return
 		}
-		if !c.sendLim.Allow() {
-			c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast; message dropped", Ref: in.Ref, RetryAfterMs: retryAfterMs(c.sendLim)})
+		if ok, wait := c.allowSend(); !ok {
+			c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast; message dropped", Ref: in.Ref, RetryAfterMs: wait})
 			return
 		}
 		ctx, span := c.srv.tracer.Start(context.Background(), "chatgate.send", c.spanOpts...)
@@ -638,6 +730,22 @@ func (c *client) reject(e *protocol.Error) {
 		reason, r = observe.DisconnectRateAbuse, "rate_abuse"
 	}
 	c.closeWith(protocol.ClosePolicyViolation, protocol.CloseReason{R: r}, reason, true)
+}
+
+// allowSend takes a token from the connection's send budget and one from
+// the budget it shares with its user's (or address's) other connections,
+// or neither: a send refused by one budget costs the other nothing. When
+// refused it says how long until both have a token.
+func (c *client) allowSend() (ok bool, retryMs int64) {
+	now := time.Now()
+	own := c.sendLim.ReserveN(now, 1)
+	shared := c.sharedLim.ReserveN(now, 1)
+	if own.OK() && shared.OK() && own.DelayFrom(now) == 0 && shared.DelayFrom(now) == 0 {
+		return true, 0
+	}
+	own.CancelAt(now)
+	shared.CancelAt(now)
+	return false, max(retryAfterMs(c.sendLim), retryAfterMs(c.sharedLim))
 }
 
 // retryAfterMs is how long until lim allows one more event.

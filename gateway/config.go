@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
 // Config is the gateway's complete configuration. Every field has a flag
@@ -34,21 +35,29 @@ type Config struct {
 	AllowedOrigins    []string
 	MaxConns          int
 	MaxConnsPerIP     int
+	MaxTCPConnsPerIP  int
+	IPv6PrefixLen     int
 	TrustedProxies    []netip.Prefix
 	HandshakeRate     float64
 	HandshakeBurst    int
 	ReadHeaderTimeout time.Duration
+	HTTPReadTimeout   time.Duration
+	HTTPWriteTimeout  time.Duration
+	HTTPIdleTimeout   time.Duration
 	MaxHeaderBytes    int
 
 	// Per-connection limits.
 	SendRate        float64
 	SendBurst       int
+	UserSendRate    float64
+	UserSendBurst   int
 	JoinRate        float64
 	JoinBurst       int
 	AbuseStrikes    int
 	AbuseWindow     time.Duration
 	MaxTextBytes    int
 	MaxFrameBytes   int
+	MaxMsgFrames    int
 	MaxRoomsPerConn int
 	QueueBytes      int
 	TotalQueueBytes int64
@@ -103,12 +112,16 @@ func DefaultConfig() Config {
 		NodeID:             host,
 		MaxConns:           50000,
 		MaxConnsPerIP:      200,
+		IPv6PrefixLen:      64,
 		Auth:               "none",
 		JWTLeeway:          30 * time.Second,
 		MaxConnsPerUser:    20,
 		HandshakeRate:      500,
 		HandshakeBurst:     1000,
 		ReadHeaderTimeout:  5 * time.Second,
+		HTTPReadTimeout:    10 * time.Second,
+		HTTPWriteTimeout:   30 * time.Second,
+		HTTPIdleTimeout:    60 * time.Second,
 		MaxHeaderBytes:     16 << 10,
 		SendRate:           10,
 		SendBurst:          20,
@@ -117,7 +130,7 @@ func DefaultConfig() Config {
 		AbuseStrikes:       20,
 		AbuseWindow:        10 * time.Second,
 		MaxTextBytes:       4096,
-		MaxFrameBytes:      16 << 10,
+		MaxFrameBytes:      32 << 10,
 		MaxRoomsPerConn:    16,
 		QueueBytes:         1 << 20,
 		TotalQueueBytes:    1 << 30,
@@ -145,6 +158,42 @@ func DefaultConfig() Config {
 	}
 }
 
+// MessageFrames returns the most frames one inbound message may have:
+// --max-message-frames, or when 0 --max-frame-bytes / 512 (64 with the
+// default 32 KiB), at least 16, so that raising the size limit leaves
+// clients that fragment messages (gorilla/websocket does, at its 4 KiB write
+// buffer) the same room.
+func (c *Config) MessageFrames() int {
+	if c.MaxMsgFrames > 0 {
+		return c.MaxMsgFrames
+	}
+	return max(16, c.MaxFrameBytes/512)
+}
+
+// TCPConnsPerIP returns the accept-time cap on TCP connections per client
+// address: --max-tcp-conns-per-ip, or --max-conns-per-ip + 64 when 0 (room
+// for page loads and handshakes beside a full set of WebSockets).
+func (c *Config) TCPConnsPerIP() int {
+	if c.MaxTCPConnsPerIP > 0 {
+		return c.MaxTCPConnsPerIP
+	}
+	return c.MaxConnsPerIP + 64
+}
+
+// UserSendLimits returns the send rate and burst shared by all connections
+// of one user or address: --user-send-rate and --user-send-burst, each
+// twice its per-connection counterpart when 0.
+func (c *Config) UserSendLimits() (float64, int) {
+	r, b := c.UserSendRate, c.UserSendBurst
+	if r == 0 {
+		r = 2 * c.SendRate
+	}
+	if b == 0 {
+		b = 2 * c.SendBurst
+	}
+	return r, b
+}
+
 // EnvPrefix prefixes every flag's environment variable.
 const EnvPrefix = "CHATGATE_"
 
@@ -167,12 +216,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.JWTAudience, "jwt-audience", c.JWTAudience, "required token audience (aud) when set")
 	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", c.JWTLeeway, "clock skew allowed when checking exp, nbf and iat")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", c.MaxConnsPerUser, "most WebSockets open at once for one authenticated user; above it upgrades get 429")
-	fs.Func("allowed-origins", "comma-separated Origin patterns allowed to open WebSockets, e.g. https://chat.example.com,https://*.example.com; empty allows only the request's own host; requests without Origin (non-browser clients) are always allowed", func(v string) error {
+	fs.Func("allowed-origins", "comma-separated Origin patterns allowed to open WebSockets, e.g. https://chat.example.com,https://*.example.com; empty allows only an http(s) origin naming the request's own Host, which does not stop DNS rebinding: set this in production; requests without Origin (non-browser clients) are always allowed", func(v string) error {
 		c.AllowedOrigins = splitList(v)
 		return nil
 	})
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most WebSockets open at once; above it upgrades get 503")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "most WebSockets open at once from one client IP; above it upgrades get 429")
+	fs.IntVar(&c.MaxTCPConnsPerIP, "max-tcp-conns-per-ip", c.MaxTCPConnsPerIP, "most TCP connections open at once on the chat listener from one client address (peer, not X-Forwarded-For; trusted proxies are not counted), whatever they are for; more are closed at accept; 0 means --max-conns-per-ip + 64")
+	fs.IntVar(&c.IPv6PrefixLen, "ipv6-prefix-len", c.IPv6PrefixLen, "per-IP limits count IPv6 clients by this many leading bits of their address (64: one /64, the block one subscriber usually holds; 128: each address alone); IPv4 addresses count alone")
 	fs.Func("trusted-proxies", "comma-separated addresses or CIDRs of reverse proxies (ingress, Gateway API, load balancer) whose X-Forwarded-For is believed: a connection from one is counted against --max-conns-per-ip by the nearest untrusted X-Forwarded-For address; empty trusts no header and counts the TCP peer", func(v string) error {
 		p, err := parsePrefixes(splitList(v))
 		c.TrustedProxies = p
@@ -181,16 +232,22 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.HandshakeRate, "handshake-rate", c.HandshakeRate, "WebSocket handshakes accepted per second, all clients together; above it upgrades get 503")
 	fs.IntVar(&c.HandshakeBurst, "handshake-burst", c.HandshakeBurst, "burst allowance of --handshake-rate")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time allowed to read a request's headers")
+	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", c.HTTPReadTimeout, "time allowed to read a whole request on both listeners (a WebSocket has its own timeouts once upgraded)")
+	fs.DurationVar(&c.HTTPWriteTimeout, "http-write-timeout", c.HTTPWriteTimeout, "time allowed to write a response on both listeners, from the end of the request's headers")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", c.HTTPIdleTimeout, "how long a keep-alive HTTP connection may wait for its next request on both listeners")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "largest request header block accepted")
 
 	fs.Float64Var(&c.SendRate, "send-rate", c.SendRate, "messages per second one connection may send (sustained)")
 	fs.IntVar(&c.SendBurst, "send-burst", c.SendBurst, "messages one connection may send in a burst")
+	fs.Float64Var(&c.UserSendRate, "user-send-rate", c.UserSendRate, "messages per second all connections of one user (--auth jwt) or of one client address (anonymous) may send together, on top of --send-rate; reconnecting does not refill it; 0 means twice --send-rate")
+	fs.IntVar(&c.UserSendBurst, "user-send-burst", c.UserSendBurst, "burst allowance of --user-send-rate; 0 means twice --send-burst")
 	fs.Float64Var(&c.JoinRate, "join-rate", c.JoinRate, "joins per second one connection may make (sustained)")
 	fs.IntVar(&c.JoinBurst, "join-burst", c.JoinBurst, "joins one connection may make in a burst")
 	fs.IntVar(&c.AbuseStrikes, "abuse-strikes", c.AbuseStrikes, "rate-limit or protocol violations tolerated per --abuse-window before the connection is closed with 1008")
 	fs.DurationVar(&c.AbuseWindow, "abuse-window", c.AbuseWindow, "window over which --abuse-strikes are counted")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", c.MaxTextBytes, "largest message text in bytes; larger sends get a too_large error")
-	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", c.MaxFrameBytes, "largest inbound WebSocket message in bytes; larger ones close the connection with 1009")
+	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", c.MaxFrameBytes, "largest inbound WebSocket message in bytes, as written (JSON escapes count); larger ones close the connection with 1009; at least the longest send envelope a --max-text-bytes text can need (6 bytes per byte of text, plus 492)")
+	fs.IntVar(&c.MaxMsgFrames, "max-message-frames", c.MaxMsgFrames, "most WebSocket frames (fragments) one inbound message may have; more close the connection with 1009; 0 means --max-frame-bytes / 512 (fragments of 512 bytes on average), at least 16")
 	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms", c.MaxRoomsPerConn, "rooms one connection may be in at once")
 	fs.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "outbound queue cap per connection in bytes; above it the client is evicted with 4008")
 	fs.Int64Var(&c.TotalQueueBytes, "total-queue-bytes", c.TotalQueueBytes, "outbound bytes queued over all connections before the gateway sheds the most backed-up clients with 1013")
@@ -301,7 +358,8 @@ func (c *Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"--read-header-timeout", c.ReadHeaderTimeout}, {"--abuse-window", c.AbuseWindow}, {"--ping-interval", c.PingInterval},
+		{"--read-header-timeout", c.ReadHeaderTimeout}, {"--http-read-timeout", c.HTTPReadTimeout}, {"--http-write-timeout", c.HTTPWriteTimeout},
+		{"--http-idle-timeout", c.HTTPIdleTimeout}, {"--abuse-window", c.AbuseWindow}, {"--ping-interval", c.PingInterval},
 		{"--pong-timeout", c.PongTimeout}, {"--write-timeout", c.WriteTimeout}, {"--room-ttl", c.RoomTTL},
 		{"--presence-interval", c.PresenceInterval}, {"--shutdown-timeout", c.ShutdownTimeout}, {"--drain-retry-max", c.DrainRetryMax},
 		{"--nats-health-timeout", c.NATSHealthTimeout},
@@ -311,14 +369,36 @@ func (c *Config) Validate() error {
 			bad("%s must be positive, got %v", p.name, p.v)
 		}
 	}
+	if !(c.UserSendRate >= 0) || c.UserSendBurst < 0 {
+		bad("--user-send-rate and --user-send-burst must not be negative (0 means twice --send-rate and --send-burst)")
+	}
+	if c.MaxMsgFrames < 0 {
+		bad("--max-message-frames must not be negative (0 means --max-frame-bytes / 512), got %d", c.MaxMsgFrames)
+	}
+	if c.MaxTCPConnsPerIP != 0 && c.MaxTCPConnsPerIP < c.MaxConnsPerIP {
+		bad("--max-tcp-conns-per-ip (%d) must be at least --max-conns-per-ip (%d), or 0 for --max-conns-per-ip + 64: every WebSocket is a TCP connection", c.MaxTCPConnsPerIP, c.MaxConnsPerIP)
+	}
+	if c.IPv6PrefixLen < 1 || c.IPv6PrefixLen > 128 {
+		bad("--ipv6-prefix-len must be between 1 and 128, got %d", c.IPv6PrefixLen)
+	}
 	if c.DrainDelay < 0 || c.DrainWindow < 0 || c.DrainLinger < 0 {
 		bad("--drain-delay, --drain-window and --drain-linger must not be negative")
 	}
 	if c.PongTimeout <= c.PingInterval {
 		bad("--pong-timeout (%v) must be longer than --ping-interval (%v)", c.PongTimeout, c.PingInterval)
 	}
-	if c.MaxFrameBytes < c.MaxTextBytes+256 {
-		bad("--max-frame-bytes (%d) must leave room for a --max-text-bytes (%d) text plus its envelope (256 bytes)", c.MaxFrameBytes, c.MaxTextBytes)
+	if c.MaxTextBytes > 0 {
+		// JSON may spend 6 bytes on one byte of text (\u00XX): a frame
+		// limit below the worst case would close, with 1009, a client
+		// sending a text the text limit allows.
+		if need := protocol.MaxSendEnvelopeBytes(c.MaxTextBytes); c.MaxFrameBytes < need {
+			bad("--max-frame-bytes (%d) must hold a send envelope with a --max-text-bytes (%d) text at its longest JSON encoding (6 bytes per byte of text): at least %d", c.MaxFrameBytes, c.MaxTextBytes, need)
+		}
+		// One message at its longest must fit a queue, or every
+		// recipient of it would be evicted.
+		if need := protocol.MaxMessageEnvelopeBytes(c.MaxTextBytes) + 1; c.QueueBytes < need {
+			bad("--queue-bytes (%d) must hold one message envelope with a --max-text-bytes (%d) text at its longest JSON encoding: at least %d", c.QueueBytes, c.MaxTextBytes, need)
+		}
 	}
 	if c.TotalQueueBytes < int64(c.QueueBytes) {
 		bad("--total-queue-bytes (%d) must be at least --queue-bytes (%d)", c.TotalQueueBytes, c.QueueBytes)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
 func TestConfigDefaultsValid(t *testing.T) {
@@ -50,6 +52,14 @@ func TestConfigValidateRejects(t *testing.T) {
 		{"max text bytes 0", func(c *Config) { c.MaxTextBytes = 0 }, "--max-text-bytes"},
 		{"max frame bytes 0", func(c *Config) { c.MaxFrameBytes = 0 }, "--max-frame-bytes"},
 		{"frame too small for text", func(c *Config) { c.MaxTextBytes, c.MaxFrameBytes = 4096, 4096+255 }, "--max-frame-bytes"},
+		// A text of 4096 control characters is 24,576 bytes of JSON.
+		{"frame too small for an escaped text", func(c *Config) { c.MaxTextBytes, c.MaxFrameBytes = 4096, 16<<10 }, "--max-frame-bytes"},
+		{"frame one byte short of the worst send", func(c *Config) {
+			c.MaxTextBytes, c.MaxFrameBytes = 1000, protocol.MaxSendEnvelopeBytes(1000)-1
+		}, "--max-frame-bytes"},
+		{"queue too small for one escaped message", func(c *Config) {
+			c.MaxTextBytes, c.QueueBytes = 4096, protocol.MaxMessageEnvelopeBytes(4096)
+		}, "--queue-bytes"},
 		{"max rooms per conn 0", func(c *Config) { c.MaxRoomsPerConn = 0 }, "--max-rooms"},
 		{"queue bytes 0", func(c *Config) { c.QueueBytes = 0 }, "--queue-bytes"},
 		{"total queue below per-client", func(c *Config) { c.QueueBytes, c.TotalQueueBytes = 1<<20, 1<<20-1 }, "--total-queue-bytes"},
@@ -116,8 +126,13 @@ func TestConfigValidateAcceptsEdges(t *testing.T) {
 	}{
 		{"json logs, upper-case level", func(c *Config) { c.LogFormat, c.LogLevel = "json", "WARN" }},
 		{"no drain delay or window", func(c *Config) { c.DrainDelay, c.DrainWindow = 0, 0 }},
-		{"frame exactly text plus envelope", func(c *Config) { c.MaxTextBytes, c.MaxFrameBytes = 1000, 1256 }},
-		{"total queue equals per-client", func(c *Config) { c.QueueBytes, c.TotalQueueBytes = 4096, 4096 }},
+		{"frame exactly the worst send envelope", func(c *Config) {
+			c.MaxTextBytes, c.MaxFrameBytes = 1000, protocol.MaxSendEnvelopeBytes(1000)
+		}},
+		{"queue exactly one worst message", func(c *Config) {
+			c.MaxTextBytes, c.QueueBytes = 1000, protocol.MaxMessageEnvelopeBytes(1000)+1
+		}},
+		{"total queue equals per-client", func(c *Config) { c.QueueBytes, c.TotalQueueBytes = 64<<10, 64<<10 }},
 		{"shutdown just longer than drain", func(c *Config) {
 			c.DrainDelay, c.DrainWindow, c.ShutdownTimeout = time.Second, 2*time.Second, 3*time.Second+time.Millisecond
 		}},

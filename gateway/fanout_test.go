@@ -25,7 +25,7 @@ func offlineClients(tb testing.TB, n int) (*Server, []*client) {
 	tb.Cleanup(srv.Close)
 	cs := make([]*client, n)
 	for i := range cs {
-		cs[i] = newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, "127.0.0.1", trace.SpanContext{})
+		cs[i] = newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, "127.0.0.1", "127.0.0.1", trace.SpanContext{})
 	}
 	return srv, cs
 }
@@ -36,7 +36,6 @@ func take(c *client) {
 	c.mu.Lock()
 	batch := c.queue
 	c.queue = c.spare[:0]
-	c.inflight += c.queued
 	c.mu.Unlock()
 	c.settle(batch)
 	c.recycle(batch)

@@ -34,11 +34,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Counted from here so that shutdown waits for failed upgrades too.
 	s.conns.Add(1)
-	conn, err := s.upgrader.Upgrade(w, r, nil)
+	// The hijacked connection counts the frames of each inbound message.
+	conn, err := s.upgrader.Upgrade(frameLimitWriter{ResponseWriter: w, max: s.cfg.MessageFrames()}, r, nil)
 	if err != nil {
 		defer s.conns.Done()
 		// The upgrader has already answered with an HTTP error.
-		s.adm.release(a.ip, a.userKey())
+		s.adm.release(a.ipKey, a.userKey())
 		s.obs.ConnRejected(observe.RejectBadRequest)
 		s.log.Debug("upgrade failed", "err", err)
 		endHandshake(span, http.StatusBadRequest, string(observe.RejectBadRequest))
@@ -57,15 +58,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	} else {
 		user = protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
 	}
-	c := newClient(s, conn, "c_"+id, user, a.ip, span.SpanContext())
+	c := newClient(s, conn, "c_"+id, user, a.ip, a.ipKey, span.SpanContext())
 	c.ident = a.ident
+	var tokenRate float64
+	var tokenBurst int
 	if a.ident != nil && a.ident.SendRate > 0 {
+		tokenRate, tokenBurst = a.ident.SendRate, a.ident.SendBurst
 		burst := a.ident.SendBurst
 		if burst <= 0 {
 			burst = s.cfg.SendBurst
 		}
 		c.sendLim = rate.NewLimiter(rate.Limit(a.ident.SendRate), burst)
 	}
+	// The budget shared with the user's (or the address's) other
+	// connections; a token's send_rate and send_burst apply to it too.
+	c.budgetKey = budgetKey(a.userKey(), a.ipKey)
+	c.sharedLim = s.budgets.acquire(c.budgetKey, tokenRate, tokenBurst)
 	s.obs.ConnAccepted()
 	// The connection gets a goroutine of its own and the HTTP handler
 	// returns: its goroutine's stack, grown while parsing the request, and
@@ -80,7 +88,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 
 // admitted is a connection that passed the pre-upgrade checks.
 type admitted struct {
-	ip    string
+	ip    string         // the client address (clientIP), for logs
+	ipKey string         // what the per-IP limits count (ipLimitKey)
 	ident *auth.Identity // nil without --auth jwt
 }
 
@@ -133,7 +142,8 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (a admitted, why 
 		a.ident = &ident
 	}
 	a.ip = clientIP(r, s.cfg.TrustedProxies)
-	ok, why, status := s.adm.admit(a.ip, a.userKey())
+	a.ipKey = ipLimitKey(a.ip, s.cfg.IPv6PrefixLen)
+	ok, why, status := s.adm.admit(a.ipKey, a.userKey())
 	if !ok {
 		msg := "at capacity"
 		switch why {

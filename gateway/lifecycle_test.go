@@ -109,9 +109,11 @@ func (r *bgReader) stop() int {
 }
 
 // floodUntil sends 2 KiB messages to room until cond holds, keeping at most
-// a small window in flight (waiting for the sender's own copies), so only a
-// client that stops reading can fall behind. It returns how many it sent.
-func floodUntil(t *testing.T, sender *wsClient, senderReader *bgReader, room string, cond func() bool) int {
+// a small window in flight (waiting for the sender's own copies, and for
+// the copies of every reader in keepUp), so only a client that stops
+// reading can fall behind, however slowly the test's own readers run. It
+// returns how many it sent.
+func floodUntil(t *testing.T, sender *wsClient, senderReader *bgReader, room string, cond func() bool, keepUp ...*bgReader) int {
 	t.Helper()
 	const window = 8
 	text := strings.Repeat("x", 2048)
@@ -122,6 +124,9 @@ func floodUntil(t *testing.T, sender *wsClient, senderReader *bgReader, room str
 			t.Fatalf("condition not reached after %d messages", sent)
 		}
 		senderReader.waitSeen(sent - window)
+		for _, r := range keepUp {
+			r.waitSeen(sent - window)
+		}
 		sender.send(map[string]any{"type": "send", "room": room, "text": text})
 		sent++
 	}
@@ -147,7 +152,7 @@ func TestSlowConsumerEvicted(t *testing.T) {
 	senderR := startReader(t, sender)
 
 	evicted := func() bool { return s.obs.disconnectCount(observe.DisconnectSlowConsumer) > 0 }
-	sent := floodUntil(t, sender, senderR, "r", evicted)
+	sent := floodUntil(t, sender, senderR, "r", evicted, healthyR)
 
 	// The evicted client, reading again (with room to read fast), finds
 	// 4008 with a retry hint after whatever was already in flight.

@@ -64,17 +64,34 @@ func (oc originChecker) check(r *http.Request) bool {
 	if origin == "" {
 		return true // not a browser: origin checks protect browsers only
 	}
-	u, err := url.Parse(strings.ToLower(origin))
-	if err != nil || u.Host == "" {
+	scheme, host, ok := parseOrigin(origin)
+	if !ok {
 		return false
 	}
 	if len(oc.allowed) == 0 {
-		return u.Host == strings.ToLower(r.Host)
+		return host == strings.ToLower(r.Host)
 	}
 	for _, p := range oc.allowed {
-		if p.match(u.Scheme, u.Host) {
+		if p.match(scheme, host) {
 			return true
 		}
 	}
 	return false
+}
+
+// parseOrigin reads an Origin header as a browser writes it for a web page:
+// http or https, a host with an optional port, and nothing else. Anything
+// else (another scheme such as ftp: or file:, userinfo as in
+// http://evil@host, a path, a query or a fragment, "null") is not a web
+// page's origin and is refused, whatever the allowlist.
+func parseOrigin(origin string) (scheme, host string, ok bool) {
+	u, err := url.Parse(strings.ToLower(origin))
+	if err != nil || u.Opaque != "" || u.User != nil || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", "", false
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", "", false
+	}
+	return u.Scheme, u.Host, true
 }

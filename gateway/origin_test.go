@@ -142,6 +142,21 @@ func TestOriginCheckerMatch(t *testing.T) {
 		{"http://gw.internal.evil.example:8080", "gw.internal:8080", false, false},
 		{"null", "gw.internal:8080", false, false},
 		{"file://", "gw.internal:8080", false, false},
+		// Default: only a web page's origin, http or https without
+		// userinfo, path or query, even when the host matches.
+		{"ftp://gw.internal:8080", "gw.internal:8080", false, false},
+		{"ws://gw.internal:8080", "gw.internal:8080", false, false},
+		{"chrome-extension://gw.internal:8080", "gw.internal:8080", false, false},
+		{"http://evil@gw.internal:8080", "gw.internal:8080", false, false},
+		{"http://user:pass@gw.internal:8080", "gw.internal:8080", false, false},
+		{"http://gw.internal:8080/", "gw.internal:8080", false, true},
+		{"http://gw.internal:8080/path", "gw.internal:8080", false, false},
+		{"http://gw.internal:8080?q", "gw.internal:8080", false, false},
+		{"http://gw.internal:8080?", "gw.internal:8080", false, false},
+		{"http://gw.internal:8080#f", "gw.internal:8080", false, false},
+		{"http:gw.internal:8080", "gw.internal:8080", false, false},
+		// The allowlist refuses userinfo too.
+		{"https://evil@chat.example.com", "gw.internal", true, false},
 	}
 	for _, tc := range cases {
 		checker := def
@@ -201,6 +216,8 @@ func TestOriginHandshake(t *testing.T) {
 			{"same IP, other port", "http://127.0.0.1:1", "", false},
 			{"same port, other host", "http://localhost" + port, "", false},
 			{"null origin", "null", "", false},
+			{"same host, ftp scheme", "ftp" + strings.TrimPrefix(self, "http"), "", false},
+			{"same host, userinfo", "http://evil@" + strings.TrimPrefix(self, "http://"), "", false},
 			{"host header names the site", "http://chat.example.com", "chat.example.com", true},
 			{"host header names another site", self, "chat.example.com", false},
 		}

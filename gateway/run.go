@@ -28,15 +28,18 @@ type RunOptions struct {
 }
 
 // Run serves cfg until ctx is cancelled, then drains in order: readiness
-// fails at once; serving continues for DrainDelay; the chat listener stops
-// accepting; WebSocket clients are closed with 1001 spread over DrainWindow
-// (http.Server.Shutdown does not touch hijacked connections, so the Server
-// does it); whatever is left at ShutdownTimeout (counted from the signal) is
-// force-closed; one "drain summary" line is logged; the shutdown hooks run;
-// the admin listener keeps serving (/metrics with the drain's final counts)
-// for DrainLinger after the last connection ended, but not past
-// ShutdownTimeout, and is closed last. It returns nil after a clean drain
-// and ErrDrainTimeout if connections had to be forced.
+// fails at once and keep-alive HTTP connections are closed once idle;
+// serving continues for DrainDelay; the chat listener stops accepting and
+// every plain HTTP connection still open on it is cut, whatever it is doing
+// (a client trickling a request must not hold up the drain); WebSocket
+// clients are closed with 1001 spread over DrainWindow (the HTTP server does
+// not track hijacked connections, so the Server does it); whatever is left
+// at ShutdownTimeout (counted from the signal) is force-closed; one "drain
+// summary" line is logged; the shutdown hooks run; the admin listener keeps
+// serving (/metrics with the drain's final counts) for DrainLinger after the
+// last connection ended, but not past ShutdownTimeout, and is closed last.
+// It returns nil after a clean drain and ErrDrainTimeout if connections had
+// to be forced.
 func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	cfg := srv.cfg
 	log := srv.log
@@ -53,15 +56,20 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		}
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	// Both listeners bound how long a request may take to arrive, its
+	// response to be written, and a keep-alive connection to idle; the
+	// chat listener also caps connections per address at accept.
 	chatHTTP := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		WriteTimeout:      cfg.HTTPWriteTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
 	}
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- chatHTTP.Serve(chatLn) }()
+	go func() { serveErr <- chatHTTP.Serve(newTCPLimitListener(chatLn, &cfg, srv.obs)) }()
 
 	var adminHTTP *http.Server
 	if adminLn != nil {
@@ -69,7 +77,15 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		if opts.AdminRoutes != nil {
 			opts.AdminRoutes(mux)
 		}
-		adminHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.ReadHeaderTimeout, ErrorLog: errLog}
+		adminHTTP = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ReadTimeout:       cfg.HTTPReadTimeout,
+			WriteTimeout:      cfg.HTTPWriteTimeout,
+			IdleTimeout:       cfg.HTTPIdleTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			ErrorLog:          errLog,
+		}
 		go func() { serveErr <- adminHTTP.Serve(adminLn) }()
 	}
 	var adminAddr net.Addr
@@ -96,13 +112,18 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	_, span := srv.tracer.Start(context.Background(), "chatgate.drain")
 	drainStart := time.Now()
 	srv.BeginDrain()
+	chatHTTP.SetKeepAlivesEnabled(false) // idle page-load connections go now
 	conns := srv.Conns()
 	span.AddEvent("readiness failing", trace.WithAttributes(attribute.Int("chatgate.connections", conns)))
 	log.Info("draining: readiness failing", "conns", conns, "drain_delay", cfg.DrainDelay.String(), "drain_window", cfg.DrainWindow.String())
 	sleepCtx(hard, cfg.DrainDelay)
 
 	log.Info("draining: no longer accepting connections")
-	_ = chatHTTP.Shutdown(hard)
+	// Close, not Shutdown: Shutdown would wait for every plain HTTP
+	// connection to go idle, and one client trickling a request could hold
+	// the WebSocket drain until the hard deadline. Hijacked (WebSocket)
+	// connections are not the HTTP server's and are left alone.
+	_ = chatHTTP.Close()
 	span.AddEvent("stopped accepting; closing clients", trace.WithAttributes(attribute.Int("chatgate.connections", srv.Conns())))
 	srv.CloseClients(hard, cfg.DrainWindow)
 	clean := true

@@ -66,8 +66,10 @@ type Server struct {
 	ownHub     *hub.Hub     // the in-process hub when the Server made it; nil otherwise
 	origins    originChecker
 	adm        *admission
+	budgets    *sendBudgets
 	upgrader   websocket.Upgrader
 	mux        *http.ServeMux
+	chat       http.Handler // mux behind chatOnly
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
 	auth       *auth.Authenticator // nil without --auth jwt
@@ -110,6 +112,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	userRate, userBurst := cfg.UserSendLimits()
+	s.budgets = newSendBudgets(userRate, userBurst, nil)
 	if s.obs == nil {
 		s.obs = observe.Nop{}
 	}
@@ -174,6 +178,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if opts.Web != nil {
 		s.mux.Handle("/", opts.Web)
 	}
+	s.chat = chatOnly(s.mux, s.obs)
 	return s, nil
 }
 
@@ -181,8 +186,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 // else on that listener is the web page.
 const WebSocketPath = "/ws"
 
-// ServeHTTP serves the chat listener.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the chat listener: GET and HEAD without a body only.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.chat.ServeHTTP(w, r) }
 
 // SetReady marks the server started (its listeners bound), or not. It is
 // one part of Readiness.
@@ -266,7 +271,8 @@ func (s *Server) run(c *client, autoJoin []string) {
 	<-c.writerDone
 	// Free the admission slot before anyone can see the connection gone,
 	// so an immediate reconnect is never refused for it.
-	s.adm.release(c.ip, c.userKey())
+	s.adm.release(c.ipKey, c.userKey())
+	s.budgets.release(c.budgetKey)
 	_ = c.conn.NetConn().Close()
 
 	s.unregister(c)
@@ -316,6 +322,10 @@ func (s *Server) MaxQueueBytes() int {
 	}
 	return worst
 }
+
+// QueuedBytes reports the bytes queued to all clients together now, the
+// total --total-queue-bytes caps, for its gauge.
+func (s *Server) QueuedBytes() int64 { return s.queued.Load() }
 
 // retryMs picks a jittered reconnect delay between a tenth of
 // --drain-retry-max and all of it, so reconnects do not arrive as a herd.
@@ -394,7 +404,7 @@ func (s *Server) ForceClose() {
 	s.mu.Unlock()
 	for _, c := range all {
 		c.mu.Lock()
-		c.beginCloseLocked(0, protocol.CloseReason{}, observe.DisconnectShutdownForced, false)
+		c.abortLocked(0, protocol.CloseReason{}, observe.DisconnectShutdownForced)
 		c.mu.Unlock()
 		_ = c.conn.NetConn().Close()
 	}
@@ -424,8 +434,8 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// displayName trims name and returns it if it is 1-32 runes with no control
-// characters, else a generated guest-XXXX name.
+// displayName trims name and returns it if validName accepts it, else a
+// generated guest-XXXX name.
 func displayName(name, id string) string {
 	if n, ok := validName(name); ok {
 		return n
@@ -434,10 +444,16 @@ func displayName(name, id string) string {
 }
 
 // validName trims name and reports whether it is 1-32 runes of valid UTF-8
-// with no control characters.
+// with nothing that could hide or rearrange text: no control characters,
+// no format characters (category Cf: the bidi embeddings, overrides,
+// isolates and marks, zero-width spaces and joiners, the byte order mark,
+// soft hyphens, tag characters) and no line or paragraph separators.
 func validName(name string) (string, bool) {
 	name = strings.TrimSpace(name)
 	n := utf8.RuneCountInString(name)
-	return name, n >= 1 && n <= 32 && utf8.ValidString(name) &&
-		strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) < 0
+	return name, n >= 1 && n <= 32 && utf8.ValidString(name) && strings.IndexFunc(name, badNameRune) < 0
+}
+
+func badNameRune(r rune) bool {
+	return r == utf8.RuneError || unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }

@@ -60,6 +60,10 @@ type Metrics struct {
 	// ready is the gateway's readiness check (WatchReadiness), read by
 	// chatgate_ready at scrape time; nil reads as not ready.
 	ready atomic.Pointer[func() bool]
+
+	// queueTotal reports the gateway-wide queued bytes; set once the
+	// gateway exists (SetQueueTotal), read at scrape time.
+	queueTotal atomic.Pointer[func() float64]
 }
 
 var _ observe.Observer = (*Metrics)(nil)
@@ -74,7 +78,8 @@ var LatencyBuckets = []float64{
 
 // New registers every collector on reg, plus the Go runtime and process
 // collectors, and returns the Metrics. queueDepth, if not nil, reports the
-// current worst per-client queue in bytes.
+// current worst per-client queue in bytes; SetQueueTotal provides the
+// gateway-wide total.
 func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) *Metrics {
 	f := factory{reg}
 	m := &Metrics{
@@ -134,12 +139,22 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 	if queueDepth != nil {
 		f.gaugeFunc("send_queue_max_bytes", "The largest outbound queue of any client now, in bytes.", queueDepth)
 	}
+	f.gaugeFunc("send_queue_total_bytes", "Bytes queued to all clients together now (what --total-queue-bytes caps), history replays included.", func() float64 {
+		if total := m.queueTotal.Load(); total != nil {
+			return (*total)()
+		}
+		return 0
+	})
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
 }
+
+// SetQueueTotal makes chatgate_send_queue_total_bytes report total (the
+// bytes queued to all clients together); until it is called it reports 0.
+func (m *Metrics) SetQueueTotal(total func() float64) { m.queueTotal.Store(&total) }
 
 // Handler serves the registry's metrics, in OpenMetrics when the scraper
 // asks for it (so exemplars are visible).

@@ -24,6 +24,7 @@ func newMetrics(t testing.TB) (*Metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m := New(reg, BuildInfo{Version: "v1.2.3", Revision: "abc"}, func() float64 { return 4096 })
+	m.SetQueueTotal(func() float64 { return 123456 })
 	return m, reg
 }
 
@@ -183,6 +184,9 @@ func TestExemplarCarriesTraceID(t *testing.T) {
 	}
 	if !strings.Contains(body, "chatgate_send_queue_max_bytes 4096") {
 		t.Fatal("worst queue gauge missing")
+	}
+	if !strings.Contains(body, "chatgate_send_queue_total_bytes 123456") {
+		t.Fatal("gateway-wide queue gauge missing")
 	}
 	if !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_open_fds") {
 		t.Fatal("runtime or process collector missing")

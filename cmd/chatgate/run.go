@@ -135,6 +135,7 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 		_ = tracing.Shutdown(context.Background())
 		return err
 	}
+	m.SetQueueTotal(func() float64 { return float64(srv.QueuedBytes()) })
 	return gateway.Run(ctx, srv, gateway.RunOptions{
 		AdminRoutes: func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler(reg)) },
 		OnShutdown:  append(onShutdown, tracing.Shutdown),

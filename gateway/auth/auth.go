@@ -8,7 +8,9 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +69,90 @@ type Claims struct {
 	Rooms     []string `json:"rooms,omitzero"`
 	SendRate  float64  `json:"send_rate,omitempty"`
 	SendBurst int      `json:"send_burst,omitempty"`
+}
+
+// UnmarshalJSON decodes the claims after checking that every claim chatgate
+// reads has the JSON type RFC 7519 and docs/security.md give it: exp, nbf
+// and iat numbers, sub, iss and name strings, aud a string or an array of
+// strings, rooms an array of strings (or null: every room), send_rate a
+// number and send_burst an integer. encoding/json alone would accept a
+// date written as a string ("exp": "1893456000") and read it as a number;
+// such a token is refused instead. Keys are matched without regard to case,
+// as encoding/json matches them to fields.
+func (c *Claims) UnmarshalJSON(data []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	for key, v := range raw {
+		for _, ct := range claimTypes {
+			if strings.EqualFold(key, ct.name) && !ct.ok(v) {
+				return fmt.Errorf("claim %q must be %s", ct.name, ct.want)
+			}
+		}
+	}
+	type plain Claims // the same fields without this method
+	return json.Unmarshal(data, (*plain)(c))
+}
+
+// claimTypes are the claims chatgate reads and the JSON type each must have.
+var claimTypes = []struct {
+	name, want string
+	ok         func(json.RawMessage) bool
+}{
+	{"exp", "a number", isNumber},
+	{"nbf", "a number", isNumber},
+	{"iat", "a number", isNumber},
+	{"sub", "a string", isString},
+	{"iss", "a string", isString},
+	{"name", "a string", isString},
+	{"aud", "a string or an array of strings", func(v json.RawMessage) bool { return isString(v) || isStringArray(v) }},
+	{"rooms", "an array of strings or null", func(v json.RawMessage) bool { return isNull(v) || isStringArray(v) }},
+	{"send_rate", "a number", isNumber},
+	{"send_burst", "an integer", isInteger},
+}
+
+// jsonKind returns the first byte of a JSON value: '"' string, '[' array,
+// '{' object, 'n' null, 't'/'f' boolean, or a digit or '-' for a number.
+func jsonKind(v json.RawMessage) byte {
+	v = bytes.TrimLeft(v, " \t\r\n")
+	if len(v) == 0 {
+		return 0
+	}
+	return v[0]
+}
+
+func isNumber(v json.RawMessage) bool {
+	k := jsonKind(v)
+	return k == '-' || k >= '0' && k <= '9'
+}
+
+func isInteger(v json.RawMessage) bool {
+	var n json.Number
+	if !isNumber(v) || json.Unmarshal(v, &n) != nil {
+		return false
+	}
+	_, err := n.Int64()
+	return err == nil
+}
+
+func isString(v json.RawMessage) bool { return jsonKind(v) == '"' }
+func isNull(v json.RawMessage) bool   { return jsonKind(v) == 'n' }
+
+func isStringArray(v json.RawMessage) bool {
+	if jsonKind(v) != '[' {
+		return false
+	}
+	var items []json.RawMessage
+	if json.Unmarshal(v, &items) != nil {
+		return false
+	}
+	for _, it := range items {
+		if !isString(it) {
+			return false
+		}
+	}
+	return true
 }
 
 // Errors Authenticate returns. Their text is a short code, safe to send to

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,14 @@ func TestAuthenticateRejects(t *testing.T) {
 	// used as an HMAC secret.
 	confused := sign(t, jwt.SigningMethodHS256, as.rsaPEM, "", valid)
 
+	future, past := time.Now().Add(time.Hour).Unix(), time.Now().Add(-time.Hour).Unix()
+	// typed returns valid claims for "alice" with claim set to v.
+	typed := func(claim string, v any) jwt.MapClaims {
+		c := jwt.MapClaims{"sub": "alice", "iat": past, "nbf": past, "exp": future}
+		c[claim] = v
+		return c
+	}
+
 	cases := []struct {
 		name  string
 		auth  *Authenticator
@@ -95,6 +104,27 @@ func TestAuthenticateRejects(t *testing.T) {
 		{"valid token, signature cut", as.hs, hs(valid)[:len(hs(valid))-4], ErrInvalid},
 		{"claims of the wrong type", as.hs, hs(jwt.MapClaims{"sub": "alice", "rooms": "lobby", "exp": float64(time.Now().Add(time.Hour).Unix())}), ErrInvalid},
 		{"sub not a string", as.hs, hs(jwt.MapClaims{"sub": 42}), ErrInvalid},
+
+		// Claims of the wrong JSON type, each in an otherwise valid token.
+		{"exp as a string", as.hs, hs(typed("exp", strconv.FormatInt(future, 10))), ErrInvalid},
+		{"exp as a string, key in upper case", as.hs, hs(typed("EXP", strconv.FormatInt(future, 10))), ErrInvalid},
+		{"exp null", as.hs, hs(typed("exp", nil)), ErrInvalid},
+		{"exp true", as.hs, hs(typed("exp", true)), ErrInvalid},
+		{"nbf as a string", as.hs, hs(typed("nbf", strconv.FormatInt(past, 10))), ErrInvalid},
+		{"iat as a string", as.hs, hs(typed("iat", strconv.FormatInt(past, 10))), ErrInvalid},
+		{"iat an object", as.hs, hs(typed("iat", map[string]any{"t": past})), ErrInvalid},
+		{"rooms a string", as.hs, hs(typed("rooms", "lobby")), ErrInvalid},
+		{"rooms an array of numbers", as.hs, hs(typed("rooms", []any{1, 2})), ErrInvalid},
+		{"rooms an object", as.hs, hs(typed("rooms", map[string]any{"lobby": true})), ErrInvalid},
+		{"rooms a mixed array", as.hs, hs(typed("rooms", []any{"lobby", nil})), ErrInvalid},
+		{"send_rate a string", as.hs, hs(typed("send_rate", "100")), ErrInvalid},
+		{"send_rate a boolean", as.hs, hs(typed("send_rate", true)), ErrInvalid},
+		{"send_burst a string", as.hs, hs(typed("send_burst", "50")), ErrInvalid},
+		{"send_burst a fraction", as.hs, hs(typed("send_burst", 2.5)), ErrInvalid},
+		{"send_burst null", as.hs, hs(typed("send_burst", nil)), ErrInvalid},
+		{"name a number", as.hs, hs(typed("name", 7)), ErrInvalid},
+		{"aud a number", as.hs, hs(typed("aud", 7)), ErrInvalid},
+		{"iss an array", as.hs, hs(typed("iss", []any{"a"})), ErrInvalid},
 
 		// Bad signatures.
 		{"HS256 with another secret", as.hs, sign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-another"), "", valid), ErrInvalid},
@@ -682,6 +712,45 @@ func TestKeyForDefence(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || key != nil {
 				t.Fatalf("keyFor = %v, %v; want an error containing %q", key, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// The type check refuses only what is of the wrong type: every claim of the
+// right type, written the ways JSON allows, is accepted.
+func TestAuthenticateWellTypedClaims(t *testing.T) {
+	as := setup(t)
+	future, past := time.Now().Add(time.Hour).Unix(), time.Now().Add(-time.Hour).Unix()
+	cases := []struct {
+		name   string
+		claims jwt.MapClaims
+		want   Identity
+	}{
+		{"every claim", jwt.MapClaims{"sub": "alice", "name": "Alice", "iss": "i", "aud": []any{"a", "b"}, "iat": past, "nbf": past, "exp": future,
+			"rooms": []any{"lobby"}, "send_rate": 2.5, "send_burst": 7, "extra": map[string]any{"ignored": true}},
+			Identity{UserID: "alice", Name: "Alice", Rooms: []string{"lobby"}, SendRate: 2.5, SendBurst: 7, Expires: time.Unix(future, 0).Add(leeway)}},
+		{"dates with fractions", jwt.MapClaims{"sub": "alice", "iat": float64(past) + 0.5, "exp": float64(future) + 0.5},
+			Identity{UserID: "alice", Expires: time.Unix(future, 0).Add(leeway)}}, // jwt rounds to seconds
+		{"aud a single string, rooms null", jwt.MapClaims{"sub": "alice", "aud": "chatgate", "rooms": nil, "exp": future},
+			Identity{UserID: "alice", Expires: time.Unix(future, 0).Add(leeway)}},
+		{"rooms empty", jwt.MapClaims{"sub": "alice", "rooms": []any{}, "exp": future},
+			Identity{UserID: "alice", Rooms: []string{}, Expires: time.Unix(future, 0).Add(leeway)}},
+		{"integer send_rate", jwt.MapClaims{"sub": "alice", "send_rate": 1, "send_burst": 3, "exp": future},
+			Identity{UserID: "alice", SendRate: 1, SendBurst: 3, Expires: time.Unix(future, 0).Add(leeway)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := as.hs.Authenticate(sign(t, jwt.SigningMethodHS256, []byte(testSecret), "", tc.claims))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !id.Expires.Equal(tc.want.Expires) {
+				t.Errorf("expires %v, want %v", id.Expires, tc.want.Expires)
+			}
+			id.Expires, tc.want.Expires = time.Time{}, time.Time{}
+			if !reflect.DeepEqual(id, tc.want) {
+				t.Errorf("identity\n got %+v\nwant %+v", id, tc.want)
 			}
 		})
 	}

@@ -541,7 +541,7 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 	sub.Enqueue(&hub.Frame{Data: protocol.Joined(r.name, joinSeq, online, members, &recovered)})
 	last := *since
 	for _, st := range replay {
-		sub.Enqueue(&hub.Frame{Data: st.data})
+		sub.Enqueue(&hub.Frame{Data: st.data, Replay: true})
 		last = st.seq
 	}
 	if len(replay) > 0 {

@@ -36,6 +36,11 @@ type Frame struct {
 	// TraceID is the trace of a sampled message, for latency exemplars;
 	// zero otherwise.
 	TraceID trace.TraceID
+	// Replay marks a history message replayed to one joiner (a Frame of
+	// its own, never shared). The gateway chose to send the whole replay
+	// at once, so a subscriber writes it at the pace its client reads and
+	// does not count it as a backlog of the client's making.
+	Replay bool
 }
 
 // Subscriber is the hub's view of one connection.
@@ -51,9 +56,10 @@ type Subscriber interface {
 // a cluster backplane implements the same contract across replicas.
 type Broker interface {
 	// Join adds sub to room, then queues to sub the joined frame followed by
-	// the history after since (when since is not nil), with no gap or
-	// duplicate before the live messages that follow. Joining a room sub is
-	// already in re-sends joined and the replay.
+	// the history after since (when since is not nil, as Frames marked
+	// Replay), with no gap or duplicate before the live messages that
+	// follow. Joining a room sub is already in re-sends joined and the
+	// replay.
 	Join(sub Subscriber, room string, since *uint64) (Membership, *protocol.Error)
 }
 

@@ -244,15 +244,26 @@ func TestJoinReplay(t *testing.T) {
 				if got := seqs(rest); !slices.Equal(got, tc.wantReplay) || len(ofType(rest, "message")) != len(rest) {
 					t.Fatalf("replayed %v (%d frames), want messages %v", got, len(rest), tc.wantReplay)
 				}
+				if j.frame.Replay {
+					t.Fatal("joined is marked as a replay")
+				}
 				for _, e := range rest {
 					if e.Text != fmt.Sprintf("text-%d", e.Seq) {
 						t.Fatalf("replayed seq %d carries %q", e.Seq, e.Text)
+					}
+					if !e.frame.Replay {
+						t.Fatalf("replayed seq %d is not marked as a replay", e.Seq)
 					}
 				}
 				// Live messages continue the sequence with no gap.
 				mustPublish(t, mp, "live", "")
 				mustPublish(t, ms, "live2", "")
 				live := ofType(s.take(t), "message")
+				for _, e := range live {
+					if e.frame.Replay {
+						t.Fatalf("live seq %d is marked as a replay", e.Seq)
+					}
+				}
 				if got := seqs(live); !slices.Equal(got, seqRange(uint64(tc.published)+1, uint64(tc.published)+2)) {
 					t.Fatalf("live seqs after join = %v, want %d..%d", got, tc.published+1, tc.published+2)
 				}

@@ -97,7 +97,7 @@ func (r *room) join(sub Subscriber, since *uint64) (m Membership, ok bool) {
 	}
 	sub.Enqueue(&Frame{Data: protocol.Joined(r.name, r.seq, online, members, recovered)})
 	for _, data := range replay {
-		sub.Enqueue(&Frame{Data: data})
+		sub.Enqueue(&Frame{Data: data, Replay: true})
 	}
 	if len(replay) > 0 {
 		r.hub.obs.HistoryReplayed(len(replay))

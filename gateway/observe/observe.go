@@ -26,6 +26,7 @@ const (
 	DisconnectRateAbuse      DisconnectReason = "rate_abuse"
 	DisconnectProtocolError  DisconnectReason = "protocol_error"
 	DisconnectTooLarge       DisconnectReason = "too_large"
+	DisconnectTooManyFrames  DisconnectReason = "too_many_frames"
 	DisconnectBinaryFrame    DisconnectReason = "binary_frame"
 	DisconnectInvalidUTF8    DisconnectReason = "invalid_utf8"
 	DisconnectDrain          DisconnectReason = "drain"
@@ -38,7 +39,7 @@ const (
 var DisconnectReasons = []DisconnectReason{
 	DisconnectClientClose, DisconnectReadError, DisconnectPingTimeout, DisconnectWriteTimeout,
 	DisconnectWriteError, DisconnectSlowConsumer, DisconnectOverloaded, DisconnectRateAbuse,
-	DisconnectProtocolError, DisconnectTooLarge, DisconnectBinaryFrame, DisconnectInvalidUTF8,
+	DisconnectProtocolError, DisconnectTooLarge, DisconnectTooManyFrames, DisconnectBinaryFrame, DisconnectInvalidUTF8,
 	DisconnectDrain, DisconnectShutdownForced, DisconnectInternal, DisconnectTokenExpired,
 }
 
@@ -55,12 +56,15 @@ const (
 	RejectBadRequest RejectReason = "bad_request"
 	RejectAuth       RejectReason = "auth"
 	RejectPerUser    RejectReason = "per_user"
+	// RejectTCPPerIP: a TCP connection closed at accept because its
+	// address already had --max-tcp-conns-per-ip open.
+	RejectTCPPerIP RejectReason = "tcp_per_ip"
 )
 
 // RejectReasons lists every RejectReason.
 var RejectReasons = []RejectReason{
 	RejectOrigin, RejectCapacity, RejectPerIP, RejectRate, RejectDraining, RejectBadRequest,
-	RejectAuth, RejectPerUser,
+	RejectAuth, RejectPerUser, RejectTCPPerIP,
 }
 
 // Observer receives the gateway's events. Implementations must be safe for

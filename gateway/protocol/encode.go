@@ -1,6 +1,12 @@
 package protocol
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strings"
+	"sync"
+)
 
 // Server → client frames. Each encoder returns one JSON object with no
 // trailing newline; the writer joins several with '\n' into one text frame.
@@ -59,14 +65,43 @@ type errorFrame struct {
 	RetryAfterMs int64     `json:"retry_after_ms,omitempty"`
 }
 
-// mustMarshal encodes v. Every frame type above is made of strings,
-// numbers and slices of them, which encoding/json cannot fail on.
+// frameEncoder is a JSON encoder writing into its own buffer.
+type frameEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+// encoders are reused: an Encoder cannot be reset to a fresh buffer.
+var encoders = sync.Pool{New: func() any {
+	e := new(frameEncoder)
+	e.enc = json.NewEncoder(&e.buf)
+	// '<', '>' and '&' stay one byte each instead of six (\u003c):
+	// nothing here is embedded in HTML, and clients display text as text.
+	// Control characters, U+2028 and U+2029 are still escaped, and invalid
+	// UTF-8 becomes U+FFFD, as with json.Marshal.
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
+// maxPooledEncoder is the largest buffer an encoder keeps when it goes back
+// to the pool.
+const maxPooledEncoder = 64 << 10
+
+// mustMarshal encodes v as compact JSON without HTML escaping. Every frame
+// type above is made of strings, numbers and slices of them, which
+// encoding/json cannot fail on.
 func mustMarshal(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+	e := encoders.Get().(*frameEncoder)
+	e.buf.Reset()
+	if err := e.enc.Encode(v); err != nil {
 		panic("protocol: encoding a frame: " + err.Error())
 	}
-	return b
+	b := e.buf.Bytes()
+	out := bytes.Clone(b[:len(b)-1]) // without the Encoder's trailing newline
+	if e.buf.Cap() <= maxPooledEncoder {
+		encoders.Put(e)
+	}
+	return out
 }
 
 // Welcome is the first frame on every connection.
@@ -105,3 +140,46 @@ func Left(room string) []byte {
 func ErrorEnvelope(e *Error) []byte {
 	return mustMarshal(errorFrame{Type: "error", Code: e.Code, Message: e.Message, Ref: e.Ref, RetryAfterMs: e.RetryAfterMs})
 }
+
+// Worst-case sizes. JSON may take 6 bytes for one byte of a string (a
+// control character is written \u00XX), so an envelope can be far longer
+// than the text it carries. These sizes are what --max-frame-bytes and
+// --queue-bytes must hold, and what history costs at worst.
+
+// maxEscapedBytes is the most bytes JSON writes for one byte of a string.
+const maxEscapedBytes = 6
+
+// MaxSendEnvelopeBytes is the longest compact send envelope a client can
+// write for a text of maxText bytes (counted after JSON unescaping, as
+// max_text_bytes is): every byte of the text and of a 64-byte ref escaped
+// as \u00XX, a 64-byte room name. A frame limit at least this large never
+// refuses a send the text limit allows.
+func MaxSendEnvelopeBytes(maxText int) int {
+	return sendOverhead() + maxEscapedBytes*maxText
+}
+
+// MaxMessageEnvelopeBytes is the longest message envelope the gateway can
+// encode for a text of maxText bytes: every byte of the text escaped, the
+// longest user id a token may carry (128 bytes) escaped too, the longest
+// display name (32 four-byte runes), a 64-byte room name and the largest
+// seq and timestamp. It is what one message costs at most in a queue and
+// in a room's history.
+func MaxMessageEnvelopeBytes(maxText int) int {
+	return messageOverhead() + maxEscapedBytes*maxText
+}
+
+// The envelopes' size without their text, at their worst.
+var (
+	sendOverhead = sync.OnceValue(func() int {
+		return len(mustMarshal(struct {
+			Type string `json:"type"`
+			Room string `json:"room"`
+			Text string `json:"text"`
+			Ref  string `json:"ref"`
+		}{TypeSend, strings.Repeat("r", 64), "", strings.Repeat("\x01", MaxRefBytes)}))
+	})
+	messageOverhead = sync.OnceValue(func() int {
+		from := User{ID: strings.Repeat("\x01", 128), Name: strings.Repeat("\U0010FFFF", 32)}
+		return len(Message(strings.Repeat("r", 64), math.MaxUint64, from, "", math.MinInt64))
+	})
+)

@@ -240,7 +240,10 @@ func TestEncoders(t *testing.T) {
 			`{"type":"joined","room":"lobby","seq":0,"online":5000}`},
 		{"message",
 			protocol.Message("lobby", 42, alice, "hi <b>&\"", 1764100000123),
-			`{"type":"message","room":"lobby","seq":42,"from":{"id":"u1","name":"alice"},"text":"hi \u003cb\u003e\u0026\"","ts":1764100000123}`},
+			`{"type":"message","room":"lobby","seq":42,"from":{"id":"u1","name":"alice"},"text":"hi <b>&\"","ts":1764100000123}`},
+		{"message: no HTML escaping, control characters and line separators escaped",
+			protocol.Message("lobby", 42, protocol.User{ID: "u<1>", Name: "a&b"}, "<>&\x01\t\u2028\u2029é", 1),
+			`{"type":"message","room":"lobby","seq":42,"from":{"id":"u<1>","name":"a&b"},"text":"<>&\u0001\t\u2028\u2029é","ts":1}`},
 		{"ack",
 			protocol.Ack("r1", "lobby", 42),
 			`{"type":"ack","ref":"r1","room":"lobby","seq":42}`},
@@ -418,5 +421,38 @@ func TestCloseCodes(t *testing.T) {
 				t.Fatalf("close code = %d, want %d", tc.got, tc.want)
 			}
 		})
+	}
+}
+
+// The worst-case sizes are real: envelopes built from the worst inputs
+// the gateway accepts are exactly that long, and no text of the given
+// length, whatever its bytes, makes a longer one.
+func TestMaxEnvelopeBytes(t *testing.T) {
+	for _, n := range []int{1, 100, 4096} {
+		worstText := strings.Repeat("\x1f", n)
+		send, err := json.Marshal(map[string]string{"type": "send", "room": strings.Repeat("R", 64), "text": worstText, "ref": strings.Repeat("\x00", protocol.MaxRefBytes)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := protocol.MaxSendEnvelopeBytes(n), len(send); got != want {
+			t.Errorf("MaxSendEnvelopeBytes(%d) = %d; a worst send envelope is %d bytes", n, got, want)
+		}
+		if in, perr := protocol.Decode(send, n); perr != nil || in.Text != worstText {
+			t.Fatalf("the worst send envelope does not decode to its text: %v", perr)
+		}
+		from := protocol.User{ID: strings.Repeat("\x7f\x01", 64), Name: strings.Repeat("😀", 32)}
+		msg := protocol.Message(strings.Repeat("a", 64), 1<<63, from, worstText, -1<<62)
+		if max := protocol.MaxMessageEnvelopeBytes(n); len(msg) > max {
+			t.Errorf("a message envelope of %d bytes is longer than MaxMessageEnvelopeBytes(%d) = %d", len(msg), n, max)
+		}
+		for _, text := range []string{strings.Repeat("<", n), strings.Repeat("\"", n), strings.Repeat("\u2028", n/3), strings.Repeat("é", n/2)} {
+			if l := len(protocol.Message("r", 1, from, text, 1)); l > protocol.MaxMessageEnvelopeBytes(n) {
+				t.Errorf("text %.8q…: envelope %d bytes > MaxMessageEnvelopeBytes(%d)", text, l, n)
+			}
+		}
+		// '<' is not a worst case any more: it stays one byte.
+		if l := len(protocol.Message("r", 1, from, strings.Repeat("<", n), 1)); l > n+protocol.MaxMessageEnvelopeBytes(0) {
+			t.Errorf("%d '<' make a %d-byte envelope: they are escaped", n, l)
+		}
 	}
 }

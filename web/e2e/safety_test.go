@@ -122,3 +122,92 @@ func TestRateLimitNoticeAndRetry(t *testing.T) {
 		t.Errorf("transcript %q, want %q", got, want)
 	}
 }
+
+// Bidi controls and invisible characters cannot spoof anyone. A display
+// name with a right-to-left override is refused by the gateway (the user
+// gets a guest name), and every user-supplied string the page shows (names,
+// message texts, room names) sits in an element of its own that the
+// browser bidi-isolates, so a control inside a message reorders nothing
+// around it, and a right-to-left text is laid out right to left on its own.
+func TestBidiControlsIsolated(t *testing.T) {
+	g := startGateway(t, testConfig("gw-bidi"), "gateway.log", nil)
+	const spoof = "\u202Egnp.exe Admin" // renders as "nimdA exe.png"
+	says := []string{
+		"\u202Egnp.exe",            // an override never closed
+		"abc \u2067def",            // an isolate never closed
+		"\u05E9\u05DC\u05D5\u05DD", // Hebrew: right to left
+		"plain",
+	}
+
+	victim := newPage(t, "victim")
+	victim.open(g, "Victor", "lobby")
+	mallory := newPage(t, "mallory")
+	mallory.do("loading the page", chromedp.Navigate(g.url()), chromedp.WaitVisible(chromedp.ID("welcome-name")))
+	mallory.do("entering a name with a bidi override",
+		chromedp.Focus(chromedp.ID("welcome-name")), insertText(spoof),
+		chromedp.Clear(chromedp.ID("welcome-room")), chromedp.SendKeys(chromedp.ID("welcome-room"), "lobby\r"))
+	mallory.waitJoined("lobby")
+
+	// The gateway replaced the name.
+	mallory.waitFor("a guest name", `document.getElementById('me-name').textContent.startsWith('guest-')`)
+	guestName := eval[string](mallory, `document.getElementById('me-name').textContent`)
+	victim.waitFor("mallory in the member list", memberShown(guestName))
+	for _, n := range members(victim) {
+		if strings.ContainsAny(n, "\u202E\u202D\u2066\u2067\u2068\u200B\u200D") {
+			t.Errorf("member list shows %q", n)
+		}
+	}
+
+	for _, m := range says {
+		mallory.say(m)
+	}
+	for _, m := range says {
+		victim.waitFor("message shown: "+m, hasText("lobby", m))
+	}
+	for _, p := range []*pg{victim, mallory} {
+		// Every element that holds a user string holds only that string
+		// and is isolated.
+		type shown struct {
+			What, Text, Bidi, Dir string
+		}
+		got := eval[[]shown](p, `(() => {
+		  const out = [];
+		  const add = (what, n) => n && out.push({what, text: n.textContent, bidi: getComputedStyle(n).unicodeBidi, dir: getComputedStyle(n).direction});
+		  document.querySelectorAll('.pane[data-room=lobby] .log .text').forEach((n) => add('text', n));
+		  document.querySelectorAll('.pane[data-room=lobby] .log .author').forEach((n) => add('author', n));
+		  document.querySelectorAll('#member-list .member-name').forEach((n) => add('member', n));
+		  document.querySelectorAll('.room-btn .room-name').forEach((n) => add('room', n));
+		  add('me', document.getElementById('me-name'));
+		  add('title', document.querySelector('#room-title bdi'));
+		  add('intro', document.querySelector('.pane[data-room=lobby] .intro-title bdi'));
+		  return out;
+		})()`)
+		seen := map[string]bool{}
+		for _, s := range got {
+			seen[s.What] = true
+			if s.Bidi != "isolate" {
+				t.Errorf("%s: %s %q is not bidi-isolated (unicode-bidi: %s)", p.name, s.What, s.Text, s.Bidi)
+			}
+			if s.What == "text" {
+				// dir=auto: the first strong character decides (an
+				// override is not one, so "g" decides the first text).
+				want := "ltr"
+				if s.Text == says[2] {
+					want = "rtl"
+				}
+				if s.Dir != want {
+					t.Errorf("%s: text %q laid out %s, want %s", p.name, s.Text, s.Dir, want)
+				}
+			}
+		}
+		for _, w := range []string{"text", "author", "member", "room", "me", "title", "intro"} {
+			if !seen[w] {
+				t.Errorf("%s: no %s element found", p.name, w)
+			}
+		}
+		if got := texts(transcript(p, "lobby")); !slices.Equal(got, says) {
+			t.Errorf("%s sees %q, want the texts verbatim", p.name, got)
+		}
+	}
+	victim.screenshot(artifactDir(t), "bidi.png")
+}

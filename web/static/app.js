@@ -17,7 +17,7 @@ const REPLAY_FALLBACK_MS = 2500; // a replay that never reaches joined.seq
 const RESYNC_MIN_MS = 10_000; // at most one member-list resync per room
 const TOAST_MS = 8000;
 const SLOW_MODE_MS = 10_000;
-const FRAME_LIMIT = 16 << 10; // the gateway's default --max-frame-bytes
+const FRAME_LIMIT = 32 << 10; // the gateway's default --max-frame-bytes
 const DEFAULT_ROOM = 'lobby';
 const KEYS = { name: 'chatgate.name', rooms: 'chatgate.rooms', active: 'chatgate.active', token: 'chatgate.token' };
 // A token that worked before may meet a gateway that is restarting: allow a
@@ -259,7 +259,7 @@ function makeRoom(name) {
   const outbox = el('ol', { class: 'log outbox', 'aria-label': 'Your messages being sent' });
   const intro = el('div', { class: 'intro' },
     el('div', { class: 'intro-icon', 'aria-hidden': 'true' }, '#'),
-    el('h2', { class: 'intro-title' }, `Welcome to #${name}`),
+    el('h2', { class: 'intro-title' }, 'Welcome to #', el('bdi', null, name)),
     el('p', { class: 'intro-text' }, 'This is the start of the conversation the server still remembers. Everyone in the room sees what you write here.'));
   const pane = el('section', { class: 'pane', hidden: true, dataset: { room: name }, 'aria-label': `#${name}` }, intro, log, outbox);
   ui.panes.append(pane);
@@ -521,14 +521,14 @@ function appendMessage(room, seq, from, text, ts, own) {
   if (cont) {
     li.append(timeEl(ts, 'ts gutter'));
     // Screen readers read each item alone: say who wrote it.
-    li.append(el('span', { class: 'visually-hidden' }, `${from.name}: `));
+    li.append(el('span', { class: 'visually-hidden' }, el('bdi', null, from.name), ': '));
   } else {
     li.append(avatar(from), el('div', { class: 'msg-head' },
-      el('span', { class: 'author' }, from.name),
+      el('span', { class: 'author', dir: 'auto' }, from.name),
       own ? el('span', { class: 'tag' }, 'you') : null,
       timeEl(ts)));
   }
-  li.append(el('div', { class: 'text' }, richText(text)));
+  li.append(el('div', { class: 'text', dir: 'auto' }, richText(text)));
   room.log.append(li);
   room.lastGroup = { key, name: from.name, ts };
   trim(room);
@@ -589,7 +589,7 @@ function renderRoomList() {
       const btn = el('button', {
         type: 'button', class: 'room-btn', dataset: { room: room.name },
         on: { click: () => { setActive(room.name); closeDrawers(); ui.text.focus(); } },
-      }, el('span', { class: 'hash', 'aria-hidden': 'true' }, '#'), el('span', { class: 'room-name' }, room.name), badge);
+      }, el('span', { class: 'hash', 'aria-hidden': 'true' }, '#'), el('span', { class: 'room-name', dir: 'auto' }, room.name), badge);
       const leave = el('button', {
         type: 'button', class: 'room-leave', 'aria-label': `Leave #${room.name}`, title: `Leave #${room.name}`,
         on: { click: () => leaveRoom(room.name) },
@@ -643,7 +643,7 @@ function renderMembers() {
       const me = state.myIds.has(u.id);
       items.push(el('li', { class: me ? 'member me' : 'member', dataset: { id: u.id } },
         el('span', { class: 'avatar-wrap' }, avatar(u, 'sm'), el('span', { class: 'presence-dot', 'aria-hidden': 'true' })),
-        el('span', { class: 'member-name' }, u.name),
+        el('span', { class: 'member-name', dir: 'auto' }, u.name),
         me ? el('span', { class: 'tag' }, 'you') : null));
     }
   }
@@ -676,7 +676,8 @@ function renderComposer() {
 function renderAll() {
   const room = activeRoom();
   ui.empty.hidden = state.rooms.size > 0;
-  ui.roomTitle.textContent = room ? `#${room.name}` : 'chatgate';
+  if (room) ui.roomTitle.replaceChildren('#', el('bdi', null, room.name));
+  else ui.roomTitle.textContent = 'chatgate';
   renderRoomList();
   renderMembers();
   renderComposer();
@@ -702,7 +703,7 @@ function enqueue(roomName, text) {
   const stateEl = el('span', { class: 'pending-state' });
   const li = el('li', { class: 'msg own pending', dataset: { state: 'queued' } },
     el('span', { class: 'pending-gutter', 'aria-hidden': 'true' }),
-    el('div', { class: 'text' }, richText(text)),
+    el('div', { class: 'text', dir: 'auto' }, richText(text)),
     el('div', { class: 'pending-foot' }, stateEl));
   p.li = li;
   p.stateEl = stateEl;
@@ -728,7 +729,7 @@ function renderOutboxHeads(room) {
     li.querySelector('.msg-head')?.remove();
     if (wantHead) {
       const me = state.me || { id: 'me', name: state.name || 'you' };
-      li.prepend(avatar(me), el('div', { class: 'msg-head' }, el('span', { class: 'author' }, me.name), el('span', { class: 'tag' }, 'you')));
+      li.prepend(avatar(me), el('div', { class: 'msg-head' }, el('span', { class: 'author', dir: 'auto' }, me.name), el('span', { class: 'tag' }, 'you')));
     }
   }
 }
@@ -859,7 +860,7 @@ function onError(m) {
       }, wait ?? 1000);
       return;
     }
-    showToast(m.code === 'forbidden' ? `You are not allowed in #${roomName}` : `Could not join #${roomName}: ${text}`);
+    showToast(...(m.code === 'forbidden' ? ['You are not allowed in #', el('bdi', null, roomName)] : ['Could not join #', el('bdi', null, roomName), `: ${text}`]));
     leaveRoom(roomName);
     return;
   }
@@ -911,9 +912,11 @@ function startCooldown(ms) {
 
 // ------------------------------------------------------------------ toast
 
-function showToast(text) {
+// showToast shows a notice made of strings and nodes (user-supplied parts
+// come as their own isolated elements).
+function showToast(...parts) {
   clearTimeout(state.toastTimer);
-  ui.toastText.textContent = text;
+  ui.toastText.replaceChildren(...parts);
   ui.toast.hidden = false;
   state.toastTimer = setTimeout(() => {
     ui.toast.hidden = true;
@@ -974,9 +977,11 @@ function submitComposer() {
     return;
   }
   // Escapes make the JSON frame longer than the text; a frame over the
-  // server's frame limit (not announced; 16 KiB by default) closes the
-  // connection, so refuse it here.
-  if (byteLength(sendEnvelope(room.name, text, 's0000000000')) > Math.max(FRAME_LIMIT, (max || 0) + 256)) {
+  // server's frame limit (not announced; 32 KiB by default) closes the
+  // connection, so refuse it here. The gateway's frame limit always holds
+  // a text of max_text_bytes at six bytes per byte plus 492, so this only
+  // bites a text over the text limit.
+  if (byteLength(sendEnvelope(room.name, text, 's0000000000')) > Math.max(FRAME_LIMIT, 6 * (max || 0) + 492)) {
     showToast('This message has too many special characters to send. Please shorten it.');
     return;
   }

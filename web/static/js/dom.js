@@ -1,5 +1,12 @@
 // DOM helpers. Every piece of text reaches the page through textContent or
 // text nodes; nothing here (or anywhere in the app) parses HTML.
+//
+// Every user-supplied string (a display name, a message text, a room name)
+// is shown in an element of its own that is bidi-isolated: a <bdi>, or an
+// element with dir="auto" (which the browser isolates too, and whose
+// direction comes from the string's own first strong character). Bidi
+// controls inside such a string (U+202E RIGHT-TO-LEFT OVERRIDE, say) then
+// reorder nothing outside it.
 
 export const $ = (id) => document.getElementById(id);
 
@@ -79,7 +86,7 @@ export function initials(name) {
 }
 
 export function avatar(user, size = '') {
-  return el('span', { class: `avatar av-${hue(user.id)}${size ? ' ' + size : ''}`, 'aria-hidden': 'true' }, initials(user.name));
+  return el('span', { class: `avatar av-${hue(user.id)}${size ? ' ' + size : ''}`, 'aria-hidden': 'true', dir: 'auto' }, initials(user.name));
 }
 
 // Plain text with http(s) links made clickable. Only absolute http and
