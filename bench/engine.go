@@ -66,7 +66,8 @@ type engine struct {
 	refusals   tally // refused handshakes by status and the server's words
 	errorCodes tally // chatgate error envelopes by code
 
-	sendLimit atomic.Uint64 // math.Float64bits of welcome.limits.send_per_sec, first seen
+	sendLimit   atomic.Uint64 // math.Float64bits of welcome.limits.send_per_sec, first seen
+	sharedLimit atomic.Uint64 // math.Float64bits of welcome.limits.shared_send_per_sec, first seen
 
 	reconnect    bool
 	ending       atomic.Bool

@@ -56,11 +56,13 @@ func TestMemoryNeverNegative(t *testing.T) {
 // TestSlowOverflowsTheQueue runs slow with its flags left to chatbench
 // against a real gateway: it sizes stall, text, senders and rate from the
 // gateway's welcome.limits (here a 256 KiB queue, a 2 s write timeout and
-// the default 10 sends/s per connection) and the kernel's buffers, and
-// every slow listener is evicted with 4008.
+// the default 10 sends/s per connection, with a shared budget per address
+// wide enough for the senders of one source address) and the kernel's
+// buffers, and every slow listener is evicted with 4008.
 func TestSlowOverflowsTheQueue(t *testing.T) {
 	g := gatewayConfig()
 	g.SendRate, g.SendBurst = 10, 20
+	g.UserSendRate, g.UserSendBurst = 1000, 1000
 	g.QueueBytes, g.WriteTimeout = 256<<10, 2*time.Second
 	_, url := startGateway(t, g, gateway.Options{})
 	cfg := testConfig(url)
@@ -105,6 +107,10 @@ func TestSlowSaysWhenItCannot(t *testing.T) {
 			"the slow listeners cannot be expected to overflow the gateway's queue: slow listeners receive about "},
 		{"too few members", func(c *Config) { c.Conns = 4 }, nil,
 			"the slow listeners cannot be expected to overflow the gateway's queue: 3 sender(s) leave 1 listener(s), and --slow-share 0.1 of them is less than one slow listener"},
+		// The gateway's default shared budget (twice --send-rate per
+		// address) is below what the plan must send from one address.
+		{"shared budget", func(c *Config) { c.Conns = 40 }, nil,
+			"the slow listeners cannot be expected to overflow the gateway's queue: the senders must send "},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -144,6 +144,9 @@ func (m *member) hello(ws *websocket.Conn, since *uint64) error {
 	if env.SendPerSec > 0 {
 		e.sendLimit.CompareAndSwap(0, math.Float64bits(env.SendPerSec))
 	}
+	if env.SharedSendPerSec > 0 {
+		e.sharedLimit.CompareAndSwap(0, math.Float64bits(env.SharedSendPerSec))
+	}
 	_ = ws.SetReadDeadline(time.Time{})
 	m.rejoin = since != nil
 	_ = ws.SetWriteDeadline(time.Now().Add(e.cfg.HandshakeTimeout))

@@ -131,15 +131,18 @@ type envelope struct {
 	Recovered int8 // -1 absent, 0 false, 1 true
 	RetryMs   int64
 	Online    int64
-	// SendPerSec is welcome.limits.send_per_sec (0 when absent).
-	SendPerSec float64
+	// SendPerSec is welcome.limits.send_per_sec and SharedSendPerSec
+	// welcome.limits.shared_send_per_sec (0 when absent).
+	SendPerSec       float64
+	SharedSendPerSec float64
 }
 
 var errEnvelope = errors.New("malformed envelope")
 
 // parseEnvelope reads one JSON object without allocating (unless a string
 // it keeps has escapes). It reads top-level fields of interest, plus
-// welcome.limits.send_per_sec, and skips the rest, in any order.
+// welcome.limits.send_per_sec and shared_send_per_sec, and skips the rest,
+// in any order.
 func parseEnvelope(b []byte, e *envelope) error {
 	*e = envelope{Recovered: -1}
 	p := jsonScanner{b: b}
@@ -176,7 +179,13 @@ func parseEnvelope(b []byte, e *envelope) error {
 			return err
 		case "limits":
 			return p.object(func(k []byte) error {
-				if string(k) != "send_per_sec" {
+				var dst *float64
+				switch string(k) {
+				case "send_per_sec":
+					dst = &e.SendPerSec
+				case "shared_send_per_sec":
+					dst = &e.SharedSendPerSec
+				default:
 					return p.skip()
 				}
 				start := p.i
@@ -187,7 +196,7 @@ func parseEnvelope(b []byte, e *envelope) error {
 				if err != nil {
 					return errEnvelope
 				}
-				e.SendPerSec = f
+				*dst = f
 				return nil
 			})
 		}

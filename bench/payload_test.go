@@ -59,8 +59,8 @@ func TestParseEnvelopeMatchesProtocol(t *testing.T) {
 		data []byte
 		want envelope
 	}{
-		{"welcome", protocol.Welcome("c_1", user, "gw", protocol.Limits{SendPerSec: 12.5, SendBurst: 20, MaxTextBytes: 4096, MaxRooms: 16}),
-			envelope{Type: []byte("welcome"), Recovered: -1, SendPerSec: 12.5}},
+		{"welcome", protocol.Welcome("c_1", user, "gw", protocol.Limits{SendPerSec: 12.5, SendBurst: 20, MaxTextBytes: 4096, MaxRooms: 16, SharedSendPerSec: 25, SharedSendBurst: 40}),
+			envelope{Type: []byte("welcome"), Recovered: -1, SendPerSec: 12.5, SharedSendPerSec: 25}},
 		{"message", protocol.Message("r-1", big, user, "cb1|s0|1|5|xx", 99),
 			envelope{Type: []byte("message"), Room: []byte("r-1"), Text: []byte("cb1|s0|1|5|xx"), Seq: big, HasSeq: true, Recovered: -1}},
 		{"message with escapes", protocol.Message("r", 1, user, "a\"b\\c\nd\u2028", 99),

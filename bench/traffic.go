@@ -50,6 +50,11 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 	if lim := math.Float64frombits(e.sendLimit.Load()); lim > 0 && cfg.Rate > lim && cfg.Senders > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("the server allows %g sends/s per connection (welcome.limits.send_per_sec) but --rate is %g: expect rate_limited errors; start the gateway with a higher --send-rate", lim, cfg.Rate))
 	}
+	if lim := math.Float64frombits(e.sharedLimit.Load()); lim > 0 && cfg.Senders > 0 {
+		if total, cap, who := sharedSendCap(cfg, lim); total > cap {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("the senders send %g messages/s in all, but the server lets %s send %g/s (welcome.limits.shared_send_per_sec): expect rate_limited errors; spread the senders with --source-ips or start the gateway with a higher --user-send-rate", total, who, lim))
+		}
+	}
 	if smp != nil {
 		connected = smp.sample(ctx)
 	}
@@ -286,4 +291,21 @@ func (e *engine) fillResult(res *Result, window float64, plan *SlowPlan) {
 	res.Slow = slow
 	res.CloseCodes = e.closes.snapshot()
 	res.Errors = e.errs.snapshot()
+}
+
+// sharedSendCap is what the senders send in all per second and what the
+// gateway's shared send budgets (lim per user or address) let them send:
+// with a token minted per connection every member is a user of its own;
+// otherwise the members share one budget per source address (anonymous)
+// or one in all (one token for everybody). who names the sharing.
+func sharedSendCap(cfg *Config, lim float64) (total, cap float64, who string) {
+	total = float64(cfg.Senders*cfg.Rooms) * cfg.Rate
+	switch {
+	case cfg.creds != nil && cfg.creds.secret != nil:
+		return total, math.Inf(1), "each user"
+	case cfg.creds != nil:
+		return total, lim, "the one user of --token/--token-file"
+	}
+	addrs := max(len(cfg.SourceIPs), 1)
+	return total, lim * float64(addrs), fmt.Sprintf("each of the %d source address(es)", addrs)
 }

@@ -537,7 +537,8 @@ func TestAdmissionWelcome(t *testing.T) {
 				t.Fatalf("welcome.node %v", w["node"])
 			}
 			limits, _ := w["limits"].(map[string]any)
-			wantLimits := map[string]float64{"send_per_sec": 7.5, "send_burst": 9, "max_text_bytes": 1000, "max_rooms": 3, "queue_bytes": 65536, "write_timeout_ms": 2500}
+			wantLimits := map[string]float64{"send_per_sec": 7.5, "send_burst": 9, "max_text_bytes": 1000, "max_rooms": 3, "queue_bytes": 65536, "write_timeout_ms": 2500,
+				"shared_send_per_sec": 15, "shared_send_burst": 18} // twice send_per_sec and send_burst by default
 			if len(limits) != len(wantLimits) {
 				t.Fatalf("welcome.limits %v; want %v", limits, wantLimits)
 			}

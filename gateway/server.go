@@ -244,6 +244,10 @@ func (s *Server) run(c *client, autoJoin []string) {
 		MaxRooms:       s.cfg.MaxRoomsPerConn,
 		QueueBytes:     s.cfg.QueueBytes,
 		WriteTimeoutMs: s.cfg.WriteTimeout.Milliseconds(),
+		// The budget shared with the user's or the address's other
+		// connections (a token's send_rate and send_burst set it too).
+		SharedSendPerSec: float64(c.sharedLim.Limit()),
+		SharedSendBurst:  c.sharedLim.Burst(),
 	}))
 	if lateToDrain {
 		c.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain", RetryMs: s.retryMs()}, observe.DisconnectDrain, true)

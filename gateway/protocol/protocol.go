@@ -41,6 +41,11 @@ type Limits struct {
 	// write to it may block before the socket is dropped.
 	QueueBytes     int   `json:"queue_bytes"`
 	WriteTimeoutMs int64 `json:"write_timeout_ms"`
+	// SharedSendPerSec and SharedSendBurst are the send budget this
+	// connection shares with every other connection of its user (with
+	// --auth jwt) or of its address (anonymous), on top of its own.
+	SharedSendPerSec float64 `json:"shared_send_per_sec"`
+	SharedSendBurst  int     `json:"shared_send_burst"`
 }
 
 // Inbound is one decoded client → server envelope.
