@@ -288,3 +288,30 @@ func TestServerUnreachable(t *testing.T) {
 		t.Fatalf("JSON lacks the error: %s", out.String())
 	}
 }
+
+// TestIdleWindowLastsDuration: a traffic run with no senders still holds
+// its connections for the whole --duration (what the comparison harness's
+// idle-memory scenario relies on), and reports the server's RSS at its end.
+func TestIdleWindowLastsDuration(t *testing.T) {
+	_, url := startGateway(t, gatewayConfig(), gateway.Options{})
+	cfg := testConfig(url)
+	cfg.Scenario = ScenarioFanout
+	cfg.Conns, cfg.Senders = 20, 0
+	cfg.Duration = 700 * time.Millisecond
+	cfg.ServerPID = os.Getpid() // the gateway runs in this process
+	began := time.Now()
+	res, code := Run(context.Background(), cfg, Options{})
+	took := time.Since(began)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, res.Error)
+	}
+	if took < cfg.Duration {
+		t.Fatalf("the run took %v, less than its %v window", took, cfg.Duration)
+	}
+	if res.WindowS != 0.7 || res.Connections.Established != 20 || res.Correctness.MembersChecked != 20 {
+		t.Fatalf("window %v s, connections %+v, correctness %+v", res.WindowS, res.Connections, res.Correctness)
+	}
+	if res.Server == nil || res.Server.RSSEndBytes <= 0 || res.Server.RSSBeforeBytes <= 0 {
+		t.Fatalf("server %+v", res.Server)
+	}
+}
