@@ -179,6 +179,11 @@ func TestEndToEndConnectAndChurn(t *testing.T) {
 		if code != ExitOK || res.Connections.Established != 60 || res.Connections.ConnectLatency.Count != 60 || res.Connections.HandshakesPerS <= 0 {
 			t.Fatalf("exit %d: %+v", code, res.Connections)
 		}
+		// The storm's CPU (here the in-process gateway's too) is counted.
+		if res.ClientCPUCores <= 0 {
+			t.Fatalf("client CPU %v over the storm", res.ClientCPUCores)
+		}
+		t.Logf("client cpu %v", res.ClientCPUCores)
 	})
 	t.Run("churn", func(t *testing.T) {
 		cfg := testConfig(url)

@@ -28,9 +28,9 @@ type Result struct {
 	Churn       *ChurnStats     `json:"churn,omitempty"`
 	Drain       *DrainStats     `json:"drain,omitempty"`
 	Server      *ServerStats    `json:"server,omitempty"`
-	// ClientCPUCores is the bench process's own CPU over the window, in
-	// cores: close to the cores it may use means the load generator, not
-	// the server, set the pace.
+	// ClientCPUCores is the bench process's own CPU over the window (connect:
+	// over the storm), in cores: close to the cores it may use means the
+	// load generator, not the server, set the pace.
 	ClientCPUCores float64 `json:"client_cpu_cores"`
 	// CloseCodes counts connections the server (or the network) closed
 	// during the run, by close code; 1006 means no close frame arrived.

@@ -159,6 +159,9 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("run %d (%s/%s): %s = %v (present %v), want %v", r.Index+1, r.Scenario, r.Server, k, got, ok, v)
 			}
 		}
+		if _, ok := r.Figures[FigBenchCPU]; !ok && r.Scenario != "idle" {
+			t.Errorf("run %d (%s/%s): no chatbench CPU", r.Index+1, r.Scenario, r.Server)
+		}
 		for _, k := range map[string][]string{"fanout100k": {FigDeliveries, FigP99}, "rooms10k": {FigP99}, "handshake": {FigHandshakes, FigConnectP99}}[r.Scenario] {
 			if r.Figures[k] <= 0 {
 				t.Errorf("run %d (%s/%s): no %s: %v", r.Index+1, r.Scenario, r.Server, k, r.Figures)

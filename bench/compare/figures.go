@@ -81,7 +81,7 @@ var figures = map[string]figure{
 	FigNotChecked: {"members closed by the server or never joined (not checked for loss)", "not checked", unitCount, func(r *bench.Result) (float64, bool) {
 		return float64(r.Correctness.MembersExcluded), true
 	}},
-	FigBenchCPU: {"chatbench's own CPU over the window (1 = its core was saturated)", "bench cpu", unitCores, func(r *bench.Result) (float64, bool) {
+	FigBenchCPU: {"chatbench's own CPU over the window or the storm (1 = its core was saturated)", "bench cpu", unitCores, func(r *bench.Result) (float64, bool) {
 		return r.ClientCPUCores, r.WindowS > 0
 	}},
 	FigHandshakes: {"handshakes per second achieved", "handshakes", unitPerS, func(r *bench.Result) (float64, bool) {

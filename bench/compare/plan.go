@@ -137,7 +137,7 @@ func Suite() []Scenario {
 			Bench: bench.ScenarioConnect, Conns: 10000, Rooms: 1, Size: 64,
 			Hold: time.Second, ConnectRate: 5000, DialConcurrency: 256, Servers: both,
 			Note:    "achieved is connections / (last 101 − first scheduled start): a server that keeps the schedule shows a little under the offered rate, so the target counts 99% of it",
-			Figures: []string{FigHandshakes, FigConnectP99, FigConnectFailed, FigCPUPerConn},
+			Figures: []string{FigHandshakes, FigConnectP99, FigConnectFailed, FigCPUPerConn, FigBenchCPU},
 			Targets: map[string]Target{
 				FigHandshakes:    {Kind: AtLeast, Value: 4950, Text: "≥ 5,000/s (≥ 99% of the offered 5,000/s)"},
 				FigConnectP99:    {Kind: AtMost, Value: 20, Text: "≤ 20 ms"},
