@@ -244,26 +244,23 @@ func run(ctx context.Context, cfg *Config, scs []Scenario, stdout, stderr io.Wri
 	if err != nil {
 		return fail("output directory: %v", err)
 	}
-	rep := newReport(cfg, scs)
-	bins, err := prepare(ctx, cfg, out, rep, stderr)
-	if err != nil {
+	h := &harness{cfg: cfg, out: out, snap: snap, stderr: stderr}
+	// The load average is judged before the builds, which are ours.
+	if err := h.waitStart(ctx); err != nil {
 		return fail("%v", err)
 	}
-	h := &harness{cfg: cfg, bins: bins, out: out, snap: snap, stderr: stderr}
+	rep := newReport(cfg, scs)
+	if h.bins, err = prepare(ctx, cfg, out, rep, stderr); err != nil {
+		return fail("%v", err)
+	}
 
 	code := ExitOK
-	if err := h.waitStart(ctx); err != nil {
-		rep.Aborted = err.Error()
-		code = ExitFailed
-		fmt.Fprintf(stderr, "chatbench compare: %v\n", err)
-	} else {
-		for i := range plan {
-			if err := h.runPlanned(ctx, &plan[i], len(plan), rep); err != nil {
-				rep.Aborted = err.Error()
-				code = ExitFailed
-				fmt.Fprintf(stderr, "chatbench compare: %v\n", err)
-				break
-			}
+	for i := range plan {
+		if err := h.runPlanned(ctx, &plan[i], len(plan), rep); err != nil {
+			rep.Aborted = err.Error()
+			code = ExitFailed
+			fmt.Fprintf(stderr, "chatbench compare: %v\n", err)
+			break
 		}
 	}
 	rep.finish(plan)
@@ -271,7 +268,9 @@ func run(ctx context.Context, cfg *Config, scs []Scenario, stdout, stderr io.Wri
 		code = ExitIncomplete
 	}
 	md := rep.Markdown()
-	fmt.Fprint(stdout, md)
+	if len(rep.Runs) > 0 {
+		fmt.Fprint(stdout, md)
+	}
 	if err := rep.write(out, md); err != nil {
 		fmt.Fprintf(stderr, "chatbench compare: writing the report: %v\n", err)
 		return ExitFailed
@@ -299,7 +298,7 @@ func printPlan(w io.Writer, cfg *Config, scs []Scenario, plan []Run) {
 	}
 	fmt.Fprintf(w, "  server on CPU %d, chatbench on CPU %d (taskset); a fresh server for every run\n", cfg.ServerCPU, cfg.BenchCPU)
 	fmt.Fprintf(w, "  chatgate flags: %s (and --addr, --admin-addr on free loopback ports)\n", strings.Join(chatgateArgs("", "")[4:], " "))
-	fmt.Fprintf(w, "  quiet: 1-minute load average ≤ %.2f before the first run; other processes ≤ %.2f cores in a %v probe before each run and over each run", cfg.Quiet.MaxLoad, cfg.Quiet.MaxOtherCores, cfg.Probe)
+	fmt.Fprintf(w, "  quiet: 1-minute load average ≤ %.2f before the builds; other processes ≤ %.2f cores in a %v probe before each run and over each run", cfg.Quiet.MaxLoad, cfg.Quiet.MaxOtherCores, cfg.Probe)
 	if cfg.AllowBusy {
 		fmt.Fprintf(w, "; --allow-busy: busy runs count, marked NOT QUIET\n")
 	} else {
@@ -333,6 +332,9 @@ func prepare(ctx context.Context, cfg *Config, out string, rep *Report, stderr i
 			abs, err := filepath.Abs(*b.bin)
 			if err != nil {
 				return binaries{}, err
+			}
+			if st, err := os.Stat(abs); err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+				return binaries{}, fmt.Errorf("%s is not an executable file (for %s)", *b.bin, b.pkg)
 			}
 			*b.bin = abs
 			continue
@@ -389,7 +391,7 @@ func isChatgateModule(gomod []byte) bool {
 }
 
 // waitStart waits, up to --quiet-wait, for the load average to fall to
-// --max-load before the first run.
+// --max-load before the builds and the first run.
 func (h *harness) waitStart(ctx context.Context) error {
 	deadline := time.Now().Add(h.cfg.QuietWait)
 	said := false

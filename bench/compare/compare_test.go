@@ -16,6 +16,7 @@ import (
 )
 
 func TestFlags(t *testing.T) {
+	tmp := t.TempDir()
 	cases := []struct {
 		name string
 		args []string
@@ -28,6 +29,7 @@ func TestFlags(t *testing.T) {
 		{"no reps", []string{"--reps", "0"}, ExitUsage, "--reps must be 1-100, got 0\nRun 'chatbench compare --help' for the flags.\n"},
 		{"bad scale", []string{"--scale", "2"}, ExitUsage, "--scale and --time-scale must be above 0 and at most 1"},
 		{"stray argument", []string{"idle"}, ExitUsage, "unexpected arguments: idle"},
+		{"missing binary", []string{"--chatgate-bin", "/nonexistent/chatgate", "--allow-busy", "--out", tmp}, ExitFailed, "chatbench compare: /nonexistent/chatgate is not an executable file (for ./cmd/chatgate)"},
 		{"dry run", []string{"--dry-run", "--scenarios", "fanout1m", "--reps", "2"}, ExitOK,
 			"chatbench compare: 1 scenario × 2 repetitions: 4 runs, interleaved gorilla, chatgate\n  estimated duration: about "},
 	}
@@ -185,4 +187,61 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	t.Logf("table:\n%s", stdout.String())
+}
+
+// TestRefusesWhenBusy: with another process spinning, the probe before
+// the first run finds the machine busy; with no time to wait for it to
+// calm down, the harness stops, measures nothing and says why.
+func TestRefusesWhenBusy(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc: not Linux")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 {
+		if os.Getenv("CHATGATE_E2E") == "1" {
+			t.Fatal("needs taskset and two CPUs (CHATGATE_E2E=1)")
+		}
+		t.Skip("needs taskset and two CPUs")
+	}
+	spin := exec.Command("sh", "-c", "while :; do :; done")
+	if err := spin.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = spin.Process.Kill()
+		_ = spin.Wait()
+	}()
+	out := t.TempDir()
+	never, err := exec.LookPath("false") // no server may start, and none does
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), []string{"--scenarios", "handshake", "--reps", "1", "--scale", "0.01", "--time-scale", "0.1",
+		"--max-load", "1000", "--max-other-cpu", "0.05", "--quiet-wait", "0s", "--probe", "300ms",
+		"--chatgate-bin", never, "--gorilla-bin", never, "--chatbench-bin", never, "--out", out}, &stdout, &stderr)
+	if code != ExitFailed {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitFailed, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "the machine did not become quiet within 0s before run 1 (other processes used") {
+		t.Fatalf("stderr:\n%s", stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "**Incomplete: stopped early: the machine did not become quiet") {
+		t.Fatalf("stdout:\n%s", stdout.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "compare.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Complete || rep.Aborted == "" || len(rep.Runs) != 1 || rep.Runs[0].Valid || !strings.HasPrefix(rep.Runs[0].Busy, "before the run: other processes used") || rep.Runs[0].ServerPID != 0 {
+		t.Fatalf("compare.json: complete %v, aborted %q, runs %+v", rep.Complete, rep.Aborted, rep.Runs)
+	}
+	for _, s := range rep.Summary {
+		if s.Gorilla != nil || s.Chatgate != nil {
+			t.Fatalf("a figure from no run: %+v", s)
+		}
+	}
 }

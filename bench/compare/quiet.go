@@ -24,8 +24,8 @@ type QuietRule struct {
 	// limit on its own.
 	MaxOtherCores float64 `json:"max_other_cores"`
 	// MaxLoad is the highest 1-minute load average at which the suite
-	// starts. It is checked once, before the first run: after that the
-	// harness's own runs keep the load average up for minutes.
+	// starts. It is checked once, before the builds: after that the
+	// harness's own builds and runs keep the load average up for minutes.
 	MaxLoad float64 `json:"max_load"`
 }
 
