@@ -93,7 +93,7 @@ func Suite() []Scenario {
 			Name:  "idle",
 			Bench: bench.ScenarioFanout, Conns: 15000, Rooms: 1, Senders: 0, Size: 64,
 			Duration: 5 * time.Second, ConnectRate: 3000, Servers: both,
-			Note:    "every connection joins the room (chatgate) or the hub (gorilla, which has one room) before the hold",
+			Note:    "every connection joins the room (chatgate, which sends the room presence updates, at most 4 a second, while they join) or the hub (gorilla, which has one room) before the hold",
 			Figures: []string{FigMemIdle, FigConnsUp},
 			Targets: map[string]Target{FigMemIdle: {Kind: AtMost, Value: 4, Text: "≤ 4 KiB"}},
 		},
