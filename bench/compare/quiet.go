@@ -83,6 +83,7 @@ const userHZ = 100
 // procTimes is one process's CPU, in seconds.
 type procTimes struct {
 	comm     string
+	ppid     int
 	start    uint64  // start time since boot, in ticks: tells a reused pid
 	cpu      float64 // its own, all threads (utime+stime)
 	children float64 // its waited-for children's (cutime+cstime)
@@ -131,6 +132,7 @@ func (s *snapshotter) take() (cpuSnapshot, error) {
 		}
 		snap.procs[p.PID] = procTimes{
 			comm:     ps.Comm,
+			ppid:     ps.PPID,
 			start:    ps.Starttime,
 			cpu:      ps.CPUTime(),
 			children: float64(ps.CUTime+ps.CSTime) / userHZ,
@@ -176,52 +178,79 @@ func (s *snapshotter) loadAvg() ([3]float64, error) {
 // A process alive at both counts its own and its children's growth; one
 // born in between counts all it used; one that ended in between handed its
 // time to the parent that waited for it, whose children's time then holds
-// its whole life, so what it had used by a is taken off again.
+// its whole life, so what it had used by a is taken off that parent again
+// (or the nearest ancestor still alive, which collected it from a parent
+// that ended too; or off the total when there is none).
 func usageBetween(a, b cpuSnapshot, self, server int, benchCPU float64) Usage {
 	wall := b.at.Sub(a.at).Seconds()
 	if wall <= 0 {
 		return Usage{}
 	}
+	alive := func(pid int, pa procTimes) bool {
+		pb, ok := b.procs[pid]
+		return ok && pb.start == pa.start
+	}
+	used := make(map[int]float64, len(b.procs))
+	for pid, pb := range b.procs {
+		u := pb.cpu + pb.children
+		if pa, ok := a.procs[pid]; ok && pa.start == pb.start {
+			u -= pa.cpu + pa.children
+		}
+		used[pid] = u
+	}
+	var unattributed float64
+	for pid, pa := range a.procs {
+		if alive(pid, pa) || pa.kernel {
+			continue
+		}
+		// The nearest ancestor still alive collected its time.
+		heir, ok := pa.ppid, false
+		for hop := 0; hop < 64 && !ok; hop++ {
+			anc, known := a.procs[heir]
+			if !known {
+				break
+			}
+			if ok = alive(heir, anc); !ok {
+				heir = anc.ppid
+			}
+		}
+		if ok {
+			used[heir] -= pa.cpu + pa.children
+		} else {
+			unattributed += pa.cpu + pa.children
+		}
+	}
 	var ours, kernel, other, serverCPU float64
 	busiest, busiestCPU := "", 0.0
-	for pid, pb := range b.procs {
-		used := pb.cpu + pb.children
-		if pa, ok := a.procs[pid]; ok && pa.start == pb.start {
-			used -= pa.cpu + pa.children
-		}
-		used = max(0, used)
+	for pid, u := range used {
+		u = max(0, u)
 		switch {
 		case pid == self:
-			ours += used
+			ours += u
 		case pid == server:
-			ours += used
-			serverCPU = used
-		case pb.kernel:
-			kernel += used
+			ours += u
+			serverCPU = u
+		case b.procs[pid].kernel:
+			kernel += u
 		default:
-			other += used
-			if used > busiestCPU {
-				busiest, busiestCPU = pb.comm, used
+			other += u
+			if u > busiestCPU {
+				busiest, busiestCPU = b.procs[pid].comm, u
 			}
 		}
 	}
-	for pid, pa := range a.procs {
-		if pb, ok := b.procs[pid]; ok && pb.start == pa.start || pa.kernel || pid == self || pid == server {
-			continue
-		}
-		other -= pa.cpu + pa.children
-	}
+	other = max(0, other-unattributed)
 	u := Usage{
 		WallS:       round3(wall),
 		OursCores:   round3(ours / wall),
 		KernelCores: round3(kernel / wall),
-		OtherCores:  round3(max(0, other) / wall),
+		OtherCores:  round3(other / wall),
 		StealCores:  round3(max(0, b.steal-a.steal) / wall),
 		ServerCPUS:  round3(serverCPU),
 		BenchCPUS:   round3(benchCPU),
 	}
 	if busiestCPU > 0 {
-		u.Busiest, u.BusiestCores = busiest, round3(busiestCPU/wall)
+		u.Busiest, u.BusiestCores = busiest, round3(min(busiestCPU, other)/wall)
 	}
 	return u
 }

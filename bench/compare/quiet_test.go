@@ -19,34 +19,32 @@ func TestUsageBetween(t *testing.T) {
 	a := cpuSnapshot{at: t0, steal: 5, procs: map[int]procTimes{
 		1:      {comm: "init", start: 1, cpu: 10, children: 50},
 		2:      {comm: "kthreadd", start: 1, kernel: true},
-		14:     {comm: "ksoftirqd/0", start: 2, cpu: 3, kernel: true},
-		self:   {comm: "chatbench", start: 90, cpu: 1, children: 20}, // children: the builds
-		server: {comm: "chatgate", start: 95, cpu: 0.2},
-		300:    {comm: "shell", start: 50, cpu: 1, children: 4},
-		301:    {comm: "compile", start: 60, cpu: 0.5}, // ends; its parent 300 waits for it
-		400:    {comm: "old", start: 70, cpu: 2},       // ends; its pid is reused
+		14:     {comm: "ksoftirqd/0", ppid: 2, start: 2, cpu: 3, kernel: true},
+		self:   {comm: "chatbench", ppid: 1, start: 90, cpu: 1, children: 20}, // children: the builds
+		server: {comm: "chatgate", ppid: self, start: 95, cpu: 0.2},
+		300:    {comm: "shell", ppid: 1, start: 50, cpu: 1, children: 4},
+		301:    {comm: "compile", ppid: 300, start: 60, cpu: 0.5}, // ends; shell waits for it
+		400:    {comm: "old", ppid: 1, start: 70, cpu: 2},         // ends, nobody visible waits for it; its pid is reused
 	}}
 	b := cpuSnapshot{at: t0.Add(2 * time.Second), steal: 5.2, procs: map[int]procTimes{
 		1:      {comm: "init", start: 1, cpu: 10, children: 50},
 		2:      {comm: "kthreadd", start: 1, kernel: true},
-		14:     {comm: "ksoftirqd/0", start: 2, cpu: 3.4, kernel: true},
-		self:   {comm: "chatbench", start: 90, cpu: 1.1, children: 20.9}, // chatbench ran 0.9 s and was waited for
-		server: {comm: "chatgate", start: 95, cpu: 1.4},
-		300:    {comm: "shell", start: 50, cpu: 1, children: 4 + 1.3}, // compile's whole life: 0.5 before a, 0.8 after
-		400:    {comm: "test.bin", start: 150, cpu: 0.6},              // born in between, same pid
+		14:     {comm: "ksoftirqd/0", ppid: 2, start: 2, cpu: 3.4, kernel: true},
+		self:   {comm: "chatbench", ppid: 1, start: 90, cpu: 1.1, children: 20.9}, // chatbench ran 0.9 s and was waited for
+		server: {comm: "chatgate", ppid: self, start: 95, cpu: 1.4},
+		300:    {comm: "shell", ppid: 1, start: 50, cpu: 1, children: 4 + 1.3}, // compile's whole life: 0.5 before a, 0.8 after
+		400:    {comm: "test.bin", ppid: 300, start: 150, cpu: 0.6},            // born in between, same pid
 	}}
 	u := usageBetween(a, b, self, server, 0.9)
 	want := Usage{
 		WallS:       2,
 		OursCores:   (0.1 + 0.9 + 1.2) / 2,
 		KernelCores: 0.4 / 2,
-		// shell's children grew by compile's whole life (1.3), of which
-		// the 0.5 compile had used by a is taken off; the new process on
-		// pid 400 used 0.6. The old one's 2 s are taken off too, though
-		// no visible parent got them: the share never goes below zero.
-		OtherCores:   0,
+		// compile's 0.8 after a (its 0.5 before a taken off shell) and the
+		// new process's 0.6; old's time went to no one visible.
+		OtherCores:   0.7,
 		Busiest:      "shell",
-		BusiestCores: round3(1.3 / 2),
+		BusiestCores: 0.4,
 		StealCores:   0.1,
 		ServerCPUS:   1.2,
 		BenchCPUS:    0.9,
@@ -55,11 +53,23 @@ func TestUsageBetween(t *testing.T) {
 		t.Fatalf("usage\n got %+v\nwant %+v", u, want)
 	}
 
-	// Without the vanished old process, the others' share is exact.
-	delete(a.procs, 400)
+	// A process that ended with its parent: the grandparent collected both
+	// lives; what both had used by a comes off it.
+	a.procs[500] = procTimes{comm: "make", ppid: 300, start: 80, cpu: 0.1}
+	a.procs[501] = procTimes{comm: "cc", ppid: 500, start: 81, cpu: 0.3}
+	sh := b.procs[300]
+	sh.children += 0.1 + 0.3 + 0.2 // make's and cc's whole lives; cc used 0.2 after a
+	b.procs[300] = sh
 	u = usageBetween(a, b, self, server, 0.9)
-	if u.OtherCores != 0.7 {
-		t.Fatalf("other cores %v, want (0.8 + 0.6) / 2 = 0.7", u.OtherCores)
+	if u.OtherCores != 0.8 || u.Busiest != "shell" || u.BusiestCores != 0.5 {
+		t.Fatalf("other %v, busiest %s %v; want 0.8 and shell 0.5 (0.8 + 0.2 after a, over 2 s)", u.OtherCores, u.Busiest, u.BusiestCores)
+	}
+
+	// One whose parent is not known at all: its time before a comes off
+	// the others' total, which some process out of sight may hold.
+	a.procs[600] = procTimes{comm: "orphan", ppid: 9999, start: 85, cpu: 0.2}
+	if u = usageBetween(a, b, self, server, 0.9); u.OtherCores != 0.7 {
+		t.Fatalf("other %v, want (1.6 - 0.2) / 2 = 0.7", u.OtherCores)
 	}
 }
 
