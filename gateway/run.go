@@ -12,6 +12,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
 // RunOptions configure Run beyond the Server itself.
@@ -116,7 +118,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	conns := srv.Conns()
 	span.AddEvent("readiness failing", trace.WithAttributes(attribute.Int("chatgate.connections", conns)))
 	log.Info("draining: readiness failing", "conns", conns, "drain_delay", cfg.DrainDelay.String(), "drain_window", cfg.DrainWindow.String())
-	sleepCtx(hard, cfg.DrainDelay)
+	ctxsleep.Sleep(hard, cfg.DrainDelay)
 
 	log.Info("draining: no longer accepting connections")
 	// Close, not Shutdown: Shutdown would wait for every plain HTTP
@@ -157,7 +159,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		// The final linger: a scrape now sees the drain's final counts.
 		if linger := time.Until(lastClosed.Add(cfg.DrainLinger)); linger > 0 && hard.Err() == nil {
 			log.Info("draining: admin listener lingers for a final scrape", "linger", linger.Round(time.Millisecond).String())
-			sleepCtx(hard, linger)
+			ctxsleep.Sleep(hard, linger)
 		}
 		closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Second)
 		_ = adminHTTP.Shutdown(closeCtx)
@@ -168,18 +170,6 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 
 // hookTimeout bounds the shutdown hooks (exporter flushes) together.
 const hookTimeout = 5 * time.Second
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
 
 func addrString(a net.Addr) string {
 	if a == nil {

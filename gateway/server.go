@@ -80,8 +80,11 @@ type Server struct {
 	started  atomic.Bool  // SetReady: the listeners are bound
 	draining atomic.Bool
 
-	// conns counts live connection handlers.
-	conns sync.WaitGroup
+	// handlers counts the goroutines serving connections (from the
+	// upgrade to the end of run), so Wait and ForceClose can wait for them.
+	// A connection ("conn") is always one WebSocket; Conns counts the
+	// registered ones.
+	handlers sync.WaitGroup
 
 	mu sync.Mutex
 	// clients is every registered connection; closingAll is set once the
@@ -385,7 +388,7 @@ func (s *Server) CloseClients(ctx context.Context, window time.Duration) {
 func (s *Server) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
-		s.conns.Wait()
+		s.handlers.Wait()
 		close(done)
 	}()
 	select {
@@ -412,7 +415,7 @@ func (s *Server) ForceClose() {
 		c.mu.Unlock()
 		_ = c.conn.NetConn().Close()
 	}
-	s.conns.Wait()
+	s.handlers.Wait()
 }
 
 // Close releases what the Server owns (the in-process hub). Call it after

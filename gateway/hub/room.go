@@ -29,14 +29,8 @@ type room struct {
 	// users counts each user's connections in the room: presence is per
 	// user, so a user with several tabs is online once.
 	users map[string]*userCount
-	// pending presence changes since the last presence frame.
-	// touched holds the users whose presence changed since the last
-	// presence frame, with whether they were present at that frame.
-	// noCancel is set when a subscriber joined while changes were pending:
-	// its member list already shows them, so none may be dropped as
-	// cancelled out.
+	// presence holds the presence changes since the last presence frame.
 	presence    PresenceChanges
-	noCancel    bool
 	presenceTmr *time.Timer
 	expiryTmr   *time.Timer
 	expiryArmed bool
