@@ -11,16 +11,16 @@ import (
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
 // panicRoomBroker is the in-process hub with a bug: joining room "panic"
 // panics.
-type panicRoomBroker struct{ hub.Broker }
+type panicRoomBroker struct{ broker.Broker }
 
-func (b panicRoomBroker) Join(sub hub.Subscriber, room string, since *uint64) (hub.Membership, *protocol.Error) {
+func (b panicRoomBroker) Join(sub broker.Subscriber, room string, since *uint64) (broker.Membership, *protocol.Error) {
 	if room == "panic" {
 		panic("broker bug")
 	}
@@ -271,7 +271,7 @@ func TestReplayAccounting(t *testing.T) {
 	big := make([]byte, 24<<10) // one escaped 4 KiB text
 	replay := func(c *client, n int) {
 		for i := 0; i < n; i++ {
-			c.Enqueue(&hub.Frame{Data: big, Replay: true})
+			c.Enqueue(&broker.Frame{Data: big, Replay: true})
 		}
 	}
 
@@ -284,7 +284,7 @@ func TestReplayAccounting(t *testing.T) {
 		t.Fatalf("gateway-wide total %d; want the replay's %d bytes", got, want)
 	}
 	// Live traffic behind the replay is capped as always.
-	live := &hub.Frame{Data: make([]byte, 16<<10)}
+	live := &broker.Frame{Data: make([]byte, 16<<10)}
 	for i := 0; i < 3; i++ {
 		c.Enqueue(live)
 	}

@@ -19,7 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chatgate/chatgate/gateway/auth"
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -62,7 +62,7 @@ type client struct {
 	sharedLim *rate.Limiter
 
 	// owned by the read loop
-	rooms   map[string]hub.Membership
+	rooms   map[string]broker.Membership
 	sendLim *rate.Limiter
 	joinLim *rate.Limiter
 	strikes *rate.Limiter // rate-limit and protocol violations
@@ -76,8 +76,8 @@ type client struct {
 	mu sync.Mutex
 	// queue holds frames not yet taken by the writer; spare is the writer's
 	// previous batch, kept for reuse.
-	queue []*hub.Frame
-	spare []*hub.Frame
+	queue []*broker.Frame
+	spare []*broker.Frame
 	// queued counts the bytes of the live frames (everything but history
 	// replays) in queue or taken by the writer and not yet settled: what
 	// --queue-bytes caps. replayBytes and replayFrames count the replayed
@@ -123,7 +123,7 @@ func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, i
 		ip:         ip,
 		ipKey:      ipKey,
 		log:        s.log.With("conn", id),
-		rooms:      make(map[string]hub.Membership),
+		rooms:      make(map[string]broker.Membership),
 		sendLim:    rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst),
 		joinLim:    rate.NewLimiter(rate.Limit(cfg.JoinRate), cfg.JoinBurst),
 		strikes:    rate.NewLimiter(rate.Every(cfg.AbuseWindow/time.Duration(cfg.AbuseStrikes)), cfg.AbuseStrikes),
@@ -133,10 +133,10 @@ func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, i
 	}
 }
 
-// User implements hub.Subscriber.
+// User implements broker.Subscriber.
 func (c *client) User() protocol.User { return c.user }
 
-// Enqueue implements hub.Subscriber. It never blocks: over the per-client
+// Enqueue implements broker.Subscriber. It never blocks: over the per-client
 // cap the client is evicted with 4008 (and over the gateway-wide cap a
 // backed-up client is shed with 1013); the eviction itself happens on the
 // writer, off the broadcast path.
@@ -148,7 +148,7 @@ func (c *client) User() protocol.User { return c.user }
 // number of replay frames waiting is capped, at a full replay of every room
 // the connection may be in: a client that keeps re-joining with since
 // without reading what it asked for is a slow consumer.
-func (c *client) Enqueue(f *hub.Frame) {
+func (c *client) Enqueue(f *broker.Frame) {
 	n := len(f.Data) + 1 // the '\n' separator
 	cfg := &c.srv.cfg
 	c.mu.Lock()
@@ -190,7 +190,7 @@ func (c *client) poke() {
 }
 
 // send queues a frame for this client alone.
-func (c *client) send(data []byte) { c.Enqueue(&hub.Frame{Data: data}) }
+func (c *client) send(data []byte) { c.Enqueue(&broker.Frame{Data: data}) }
 
 // beginCloseLocked starts closing with the first reason given; later calls
 // change nothing. It reports whether this call started the close. Without
@@ -253,7 +253,7 @@ func (c *client) dropQueueLocked() {
 
 // frameCost is what frames count for in the queue accounting: the bytes of
 // live frames, the bytes of replayed ones, and how many are replayed.
-func frameCost(frames []*hub.Frame) (live, replay, replayN int) {
+func frameCost(frames []*broker.Frame) (live, replay, replayN int) {
 	for _, f := range frames {
 		if f.Replay {
 			replay += len(f.Data) + 1
@@ -424,7 +424,7 @@ func (c *client) flushQueue(ping *time.Ticker) (closing bool, err error) {
 // settle accounts frames the writer took as gone (written or dropped). It
 // reports whether the client has been aborted meanwhile (closing without
 // flush), in which case the rest of the batch must be dropped too.
-func (c *client) settle(frames []*hub.Frame) (aborted bool) {
+func (c *client) settle(frames []*broker.Frame) (aborted bool) {
 	live, replay, replayN := frameCost(frames)
 	c.mu.Lock()
 	c.queued -= live
@@ -437,7 +437,7 @@ func (c *client) settle(frames []*hub.Frame) (aborted bool) {
 }
 
 // recycle keeps a drained batch's backing array as the next spare.
-func (c *client) recycle(batch []*hub.Frame) {
+func (c *client) recycle(batch []*broker.Frame) {
 	if cap(batch) > maxSpareQueue {
 		return
 	}
@@ -448,7 +448,7 @@ func (c *client) recycle(batch []*hub.Frame) {
 }
 
 // writeMessage writes frames as one text message, '\n'-separated.
-func (c *client) writeMessage(frames []*hub.Frame) error {
+func (c *client) writeMessage(frames []*broker.Frame) error {
 	start := time.Now()
 	if err := c.conn.SetWriteDeadline(start.Add(c.srv.cfg.WriteTimeout)); err != nil {
 		return err
@@ -646,7 +646,7 @@ func (c *client) handle(data []byte) {
 	case protocol.TypeLeave:
 		m, ok := c.rooms[in.Room]
 		if !ok {
-			c.reject(&protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + in.Room, Ref: in.Ref})
+			c.reject(protocol.NotJoinedError(in.Room, in.Ref))
 			return
 		}
 		m.Leave()
@@ -655,7 +655,7 @@ func (c *client) handle(data []byte) {
 	case protocol.TypeSend:
 		m, ok := c.rooms[in.Room]
 		if !ok {
-			c.reject(&protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + in.Room, Ref: in.Ref})
+			c.reject(protocol.NotJoinedError(in.Room, in.Ref))
 			return
 		}
 		if ok, wait := c.allowSend(); !ok {

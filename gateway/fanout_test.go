@@ -10,7 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -50,7 +50,7 @@ func take(c *client) {
 // the queues are warm.
 func TestFanoutEnqueueDoesNotAllocate(t *testing.T) {
 	_, cs := offlineClients(t, 100)
-	f := &hub.Frame{Data: []byte(`{"type":"message","room":"r","seq":1,"from":{"id":"u","name":"n"},"text":"hi","ts":1}`)}
+	f := &broker.Frame{Data: []byte(`{"type":"message","room":"r","seq":1,"from":{"id":"u","name":"n"},"text":"hi","ts":1}`)}
 	for _, c := range cs { // warm the queue arrays
 		for i := 0; i < 4; i++ {
 			c.Enqueue(f)
@@ -74,7 +74,7 @@ func BenchmarkFanoutEnqueue(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			_, cs := offlineClients(b, n)
-			f := &hub.Frame{Data: make([]byte, 120)}
+			f := &broker.Frame{Data: make([]byte, 120)}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

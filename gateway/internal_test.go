@@ -3,7 +3,7 @@ package gateway
 import (
 	"testing"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -11,7 +11,7 @@ import (
 // panickyBroker stands in for a broker with a bug.
 type panickyBroker struct{}
 
-func (panickyBroker) Join(hub.Subscriber, string, *uint64) (hub.Membership, *protocol.Error) {
+func (panickyBroker) Join(broker.Subscriber, string, *uint64) (broker.Membership, *protocol.Error) {
 	panic("broker bug")
 }
 

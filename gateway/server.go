@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/chatgate/chatgate/gateway/auth"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
@@ -38,7 +39,7 @@ type Options struct {
 	// Broker routes room traffic. Nil means the in-process hub, which the
 	// Server then owns and closes. A Broker given here is the caller's to
 	// close, after Run (or ForceClose) has returned.
-	Broker hub.Broker
+	Broker broker.Broker
 	// Ready, if set, is part of the gateway's readiness (Readiness): while
 	// it returns an error, /readyz answers 503 with the error's text as the
 	// body (a cluster backplane that lost NATS: "backplane down") and
@@ -61,7 +62,7 @@ type Server struct {
 	log        *slog.Logger
 	obs        observe.Observer // drain (below), wrapping Options.Observer
 	drain      *drainStats
-	broker     hub.Broker
+	broker     broker.Broker
 	brokerOK   func() error // Options.Ready; nil means always ready
 	ownHub     *hub.Hub     // the in-process hub when the Server made it; nil otherwise
 	origins    originChecker
@@ -257,7 +258,7 @@ func (s *Server) run(c *client, autoJoin []string) {
 	}
 	for _, room := range autoJoin {
 		if !protocol.ValidRoom(room) {
-			c.reject(&protocol.Error{Code: protocol.CodeInvalidRoom, Message: "room must match [A-Za-z0-9_.-]{1,64}"})
+			c.reject(protocol.InvalidRoomError())
 			continue
 		}
 		c.join(room, nil, "")

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 )
 
@@ -29,7 +29,7 @@ func BenchmarkWriter(b *testing.B) {
 				}
 			}()
 			c := s.onlyClient(b)
-			f := &hub.Frame{Data: []byte(`{"type":"message","room":"lobby","seq":1764100000123001,"from":{"id":"u_0123456789abcdef","name":"alice"},"text":"hello, everyone in the lobby","ts":1764100000123}`)}
+			f := &broker.Frame{Data: []byte(`{"type":"message","room":"lobby","seq":1764100000123001,"from":{"id":"u_0123456789abcdef","name":"alice"},"text":"hello, everyone in the lobby","ts":1764100000123}`)}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for sent := 0; sent < b.N; {

@@ -1,0 +1,26 @@
+package hub
+
+import (
+	"testing"
+
+	"github.com/chatgate/chatgate/gateway/broker"
+	"github.com/chatgate/chatgate/gateway/broker/brokertest"
+)
+
+// TestBrokerContract holds the in-process hub to the broker contract.
+func TestBrokerContract(t *testing.T) {
+	brokertest.Run(t, brokertest.Options{
+		New: func(t *testing.T, s broker.Settings) []broker.Broker {
+			h := New(Config{
+				History:            s.History,
+				MaxRooms:           s.MaxRooms,
+				PresenceInterval:   s.PresenceInterval,
+				PresenceMaxMembers: s.PresenceMaxMembers,
+			})
+			t.Cleanup(h.Close)
+			return []broker.Broker{h}
+		},
+		Close:             func(b broker.Broker) { b.(*Hub).Close() },
+		SinceZeroRecovers: true,
+	})
+}
