@@ -42,23 +42,15 @@ func (s *testServer) clientNamed(t testing.TB, name string) *client {
 	return nil
 }
 
-func (c *client) queuedBytes() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.queued
-}
-
-// closeReason is the first reason the connection's close was given for;
-// empty while it is open.
+// closeReason is the disconnect reason of the first cause the
+// connection's close was given for; empty while it is open.
 func (c *client) closeReason() observe.DisconnectReason {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reason
+	return c.out.closeCause().reason()
 }
 
 // waitClosing waits until the gateway has begun closing c. (It polls: the
 // observer's events cannot be waited on here, as Disconnecting is reported
-// with c.mu held.)
+// with the outbox's lock held.)
 func waitClosing(t testing.TB, c *client) {
 	t.Helper()
 	deadline := time.NewTimer(waitTimeout)
@@ -169,7 +161,7 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 			}},
 		{name: "1001 drain (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectDrain},
 			close: func(t *testing.T, e env) {
-				e.vc.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain"}, observe.DisconnectDrain, true)
+				e.vc.close(causeDrain)
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
@@ -183,7 +175,7 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 			}},
 		{name: "4401 token expired (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectTokenExpired},
 			close: func(t *testing.T, e env) {
-				e.vc.closeWith(protocol.CloseTokenExpired, protocol.CloseReason{R: "token_expired"}, observe.DisconnectTokenExpired, true)
+				e.vc.close(causeTokenExpired)
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
@@ -226,7 +218,7 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 				dialed++
 				senderR := startReader(t, sender)
 				floodUntil(t, sender, senderR, "r", func() bool {
-					return vc.closeReason() != "" || !tc.evict && vc.queuedBytes() >= 200<<10
+					return vc.closeReason() != "" || !tc.evict && vc.out.liveBytes() >= 200<<10
 				})
 				senderR.stop()
 			}
@@ -266,7 +258,7 @@ func TestReplayAccounting(t *testing.T) {
 	}
 	t.Cleanup(srv.Close)
 	newC := func() *client {
-		return newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, "127.0.0.1", "127.0.0.1", trace.SpanContext{})
+		return newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, admitted{ip: "127.0.0.1", ipKey: "127.0.0.1"}, trace.SpanContext{})
 	}
 	big := make([]byte, 24<<10) // one escaped 4 KiB text
 	replay := func(c *client, n int) {

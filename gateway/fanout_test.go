@@ -25,22 +25,19 @@ func offlineClients(tb testing.TB, n int) (*Server, []*client) {
 	tb.Cleanup(srv.Close)
 	cs := make([]*client, n)
 	for i := range cs {
-		cs[i] = newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, "127.0.0.1", "127.0.0.1", trace.SpanContext{})
+		cs[i] = newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, admitted{ip: "127.0.0.1", ipKey: "127.0.0.1"}, trace.SpanContext{})
 	}
 	return srv, cs
 }
 
-// take empties a client's queue the way the writer does, keeping the
-// backing array for reuse.
+// take empties a client's outbox the way the writer does (take, settle,
+// recycle), keeping the backing array for reuse.
 func take(c *client) {
-	c.mu.Lock()
-	batch := c.queue
-	c.queue = c.spare[:0]
-	c.mu.Unlock()
-	c.settle(batch)
-	c.recycle(batch)
+	batch, _, _ := c.out.take()
+	c.out.settle(batch)
+	c.out.recycle(batch)
 	select {
-	case <-c.wake:
+	case <-c.out.wake:
 	default:
 	}
 }

@@ -58,8 +58,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	} else {
 		user = protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
 	}
-	c := newClient(s, conn, "c_"+id, user, a.ip, a.ipKey, span.SpanContext())
-	c.ident = a.ident
+	c := newClient(s, conn, "c_"+id, user, a, span.SpanContext())
 	var tokenRate float64
 	var tokenBurst int
 	if a.ident != nil && a.ident.SendRate > 0 {
@@ -82,7 +81,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	autoJoin := r.URL.Query()["room"]
 	go func() {
 		defer s.handlers.Done()
-		s.run(c, autoJoin)
+		c.run(autoJoin)
 	}()
 }
 

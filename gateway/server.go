@@ -65,6 +65,7 @@ type Server struct {
 	broker     broker.Broker
 	brokerOK   func() error // Options.Ready; nil means always ready
 	ownHub     *hub.Hub     // the in-process hub when the Server made it; nil otherwise
+	history    int          // the broker's history: the most frames one join replays
 	origins    originChecker
 	adm        *admission
 	budgets    *sendBudgets
@@ -109,6 +110,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		obs:      opts.Observer,
 		broker:   opts.Broker,
 		brokerOK: opts.Ready,
+		history:  cfg.History,
 		origins:  origins,
 		adm:      newAdmission(&cfg),
 		clients:  make(map[*client]struct{}),
@@ -237,60 +239,6 @@ func (s *Server) AdminHandler() *http.ServeMux {
 	return mux
 }
 
-// run serves one connection until both of its loops are done.
-func (s *Server) run(c *client, autoJoin []string) {
-	lateToDrain := !s.register(c)
-
-	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
-		SendPerSec:     float64(c.sendLim.Limit()), // a token may override the defaults
-		SendBurst:      c.sendLim.Burst(),
-		MaxTextBytes:   s.cfg.MaxTextBytes,
-		MaxRooms:       s.cfg.MaxRoomsPerConn,
-		QueueBytes:     s.cfg.QueueBytes,
-		WriteTimeoutMs: s.cfg.WriteTimeout.Milliseconds(),
-		// The budget shared with the user's or the address's other
-		// connections (a token's send_rate and send_burst set it too).
-		SharedSendPerSec: float64(c.sharedLim.Limit()),
-		SharedSendBurst:  c.sharedLim.Burst(),
-	}))
-	if lateToDrain {
-		c.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain", RetryMs: s.retryMs()}, observe.DisconnectDrain, true)
-	}
-	for _, room := range autoJoin {
-		if !protocol.ValidRoom(room) {
-			c.reject(protocol.InvalidRoomError())
-			continue
-		}
-		c.join(room, nil, "")
-	}
-	c.log.Debug("connected", "ip", c.ip, "user", c.user.ID)
-
-	if c.ident != nil && !c.ident.Expires.IsZero() {
-		// A token that expires while connected ends the connection then;
-		// the client reconnects with a fresh one.
-		expiry := time.AfterFunc(time.Until(c.ident.Expires), func() {
-			c.closeWith(protocol.CloseTokenExpired, protocol.CloseReason{R: "token_expired"}, observe.DisconnectTokenExpired, true)
-		})
-		defer expiry.Stop()
-	}
-	go c.writeLoop()
-	c.readLoop()
-	c.leaveAll()
-	<-c.writerDone
-	// Free the admission slot before anyone can see the connection gone,
-	// so an immediate reconnect is never refused for it.
-	s.adm.release(c.ipKey, c.userKey())
-	s.budgets.release(c.budgetKey)
-	_ = c.conn.NetConn().Close()
-
-	s.unregister(c)
-	s.obs.ConnClosed()
-	c.mu.Lock()
-	reason := c.reason
-	c.mu.Unlock()
-	c.log.Debug("disconnected", "reason", reason)
-}
-
 // register adds c to the client set. It reports false if the drain is
 // already closing clients, in which case c must be closed at once.
 func (s *Server) register(c *client) bool {
@@ -324,9 +272,7 @@ func (s *Server) MaxQueueBytes() int {
 	defer s.mu.Unlock()
 	worst := 0
 	for c := range s.clients {
-		c.mu.Lock()
-		worst = max(worst, c.queued)
-		c.mu.Unlock()
+		worst = max(worst, c.out.liveBytes())
 	}
 	return worst
 }
@@ -381,7 +327,7 @@ func (s *Server) CloseClients(ctx context.Context, window time.Duration) {
 				return
 			}
 		}
-		c.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain", RetryMs: s.retryMs()}, observe.DisconnectDrain, true)
+		c.close(causeDrain)
 	}
 }
 
@@ -411,9 +357,7 @@ func (s *Server) ForceClose() {
 	}
 	s.mu.Unlock()
 	for _, c := range all {
-		c.mu.Lock()
-		c.abortLocked(0, protocol.CloseReason{}, observe.DisconnectShutdownForced)
-		c.mu.Unlock()
+		c.close(causeShutdownForced)
 		_ = c.conn.NetConn().Close()
 	}
 	s.handlers.Wait()

@@ -38,7 +38,7 @@ func BenchmarkWriter(b *testing.B) {
 					c.Enqueue(f)
 				}
 				sent += n
-				for c.pending() > 0 {
+				for c.out.liveBytes() > 0 {
 					runtime.Gosched()
 				}
 			}
@@ -47,13 +47,6 @@ func BenchmarkWriter(b *testing.B) {
 			<-done
 		})
 	}
-}
-
-// pending is the bytes queued or in flight.
-func (c *client) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.queued
 }
 
 func newBenchServer(b *testing.B) *testServer {
