@@ -250,9 +250,9 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 func TestReplayAccounting(t *testing.T) {
 	srv, err := New(func() Config {
 		cfg := testConfig()
-		cfg.QueueBytes, cfg.MaxRoomsPerConn, cfg.History = 64<<10, 2, 10
+		cfg.QueueBytes, cfg.MaxRoomsPerConn = 64<<10, 2
 		return cfg
-	}(), Options{})
+	}(), Options{Broker: testHub(t, 10), History: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

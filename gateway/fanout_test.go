@@ -18,7 +18,7 @@ import (
 // enqueue path that fan-out runs for every recipient.
 func offlineClients(tb testing.TB, n int) (*Server, []*client) {
 	tb.Helper()
-	srv, err := New(testConfig(), Options{})
+	srv, err := New(testConfig(), Options{Broker: testHub(tb, 0)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	cfg.MaxConnsPerIP = 1 << 20
 	cfg.HandshakeRate, cfg.HandshakeBurst = 1e6, 1<<20
 	for i := 0; i < b.N; i++ {
-		srv, err := New(cfg, Options{})
+		srv, err := New(cfg, Options{Broker: testHub(b, 0)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
+	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 )
 
@@ -119,7 +120,6 @@ type testServer struct {
 func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.NodeID = "test-node"
-	cfg.PresenceInterval = 20 * time.Millisecond
 	cfg.SendRate, cfg.SendBurst = 10000, 10000
 	cfg.JoinRate, cfg.JoinBurst = 10000, 10000
 	cfg.DrainDelay, cfg.DrainWindow, cfg.DrainLinger = 0, 0, 0
@@ -136,11 +136,29 @@ func newTestServer(t *testing.T, mutate func(*Config)) *testServer {
 	return startTestServer(t, cfg, Options{Observer: obs}, obs)
 }
 
-// startTestServer starts a gateway with opts (a test logger and a 404 web
-// handler filled in when unset); rec is the recObserver behind
-// opts.Observer.
+// testHub is an in-process hub for a test gateway: presence frames come
+// quickly. history 0 means the default.
+func testHub(t testing.TB, history int) *hub.Hub {
+	h := hub.New(hub.Config{History: history, PresenceInterval: 20 * time.Millisecond})
+	t.Cleanup(h.Close)
+	return h
+}
+
+// newHistoryServer is newTestServer whose rooms keep history messages.
+func newHistoryServer(t *testing.T, history int) *testServer {
+	t.Helper()
+	obs := newRecObserver()
+	return startTestServer(t, testConfig(), Options{Observer: obs, Broker: testHub(t, history), History: history}, obs)
+}
+
+// startTestServer starts a gateway with opts (a test logger, a 404 web
+// handler and a testHub filled in when unset); rec is the recObserver
+// behind opts.Observer.
 func startTestServer(t testing.TB, cfg Config, opts Options, rec *recObserver) *testServer {
 	t.Helper()
+	if opts.Broker == nil {
+		opts.Broker = testHub(t, opts.History)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

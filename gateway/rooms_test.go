@@ -3,13 +3,16 @@ package gateway
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/chatgate/chatgate/gateway/hub"
 )
 
 // TestJoinSinceSeam joins with since while another member keeps sending:
 // the joiner must see joined, then the replay, then live messages, with
 // every seq after since exactly once and in order.
 func TestJoinSinceSeam(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.History = 1000 })
+	s := newHistoryServer(t, 1000)
 	sender := s.dial(t, query("name", "sender", "room", "r"))
 	base := num(t, sender.expect("joined"), "seq") // the room's seq before any message
 	senderR := startReader(t, sender)
@@ -56,7 +59,7 @@ func TestJoinSinceSeam(t *testing.T) {
 }
 
 func TestJoinSinceBeyondHistory(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.History = 5 })
+	s := newHistoryServer(t, 5)
 	a := s.dial(t, query("room", "r"))
 	base := num(t, a.expect("joined"), "seq")
 	for i := 0; i < 12; i++ {
@@ -103,7 +106,10 @@ func TestPresence(t *testing.T) {
 		}
 	})
 	t.Run("count-only above presence-max-members", func(t *testing.T) {
-		s := newTestServer(t, func(c *Config) { c.PresenceMaxMembers = 2 })
+		obs := newRecObserver()
+		h := hub.New(hub.Config{PresenceInterval: 20 * time.Millisecond, PresenceMaxMembers: 2})
+		t.Cleanup(h.Close)
+		s := startTestServer(t, testConfig(), Options{Observer: obs, Broker: h}, obs)
 		a := s.dial(t, query("room", "r"))
 		a.expect("joined")
 		b := s.dial(t, query("room", "r"))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/internal/ctxsleep"
+	"github.com/chatgate/chatgate/internal/logging"
 )
 
 // RunOptions configure Run beyond the Server itself.
@@ -178,13 +180,10 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// NewLogger builds the slog logger described by cfg.
-func NewLogger(cfg Config, w interface{ Write([]byte) (int, error) }) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	hopts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, hopts))
-	}
-	return slog.New(slog.NewTextHandler(w, hopts))
+// NewLogger builds the slog logger described by cfg's deprecated
+// LogFormat and LogLevel.
+//
+// Deprecated: TEMPORARY, for web/e2e's harness; use logging.New.
+func NewLogger(cfg Config, w io.Writer) *slog.Logger {
+	return logging.New(logging.Config{Format: cfg.LogFormat, Level: cfg.LogLevel}, w)
 }

@@ -36,10 +36,20 @@ import (
 type Options struct {
 	Logger   *slog.Logger
 	Observer observe.Observer
-	// Broker routes room traffic. Nil means the in-process hub, which the
-	// Server then owns and closes. A Broker given here is the caller's to
-	// close, after Run (or ForceClose) has returned.
+	// Broker routes room traffic. It is the caller's to build and to close,
+	// after Run (or ForceClose) has returned; cmd/chatgate builds the
+	// in-process hub or the cluster backplane.
+	//
+	// Deprecated behaviour, TEMPORARY: a nil Broker still makes the Server
+	// build an in-process hub with the default settings, which it owns and
+	// closes, for callers this change may not edit (the bench and web/e2e
+	// tests). Remove it once they pass a broker (issue 15's follow-ups).
 	Broker broker.Broker
+	// History is the Broker's history length (broker.Settings.History):
+	// the most frames one join replays. It bounds the replayed frames a
+	// connection may have waiting (--max-rooms of them per room). Zero
+	// means broker.DefaultHistory.
+	History int
 	// Ready, if set, is part of the gateway's readiness (Readiness): while
 	// it returns an error, /readyz answers 503 with the error's text as the
 	// body (a cluster backplane that lost NATS: "backplane down") and
@@ -64,7 +74,7 @@ type Server struct {
 	drain      *drainStats
 	broker     broker.Broker
 	brokerOK   func() error // Options.Ready; nil means always ready
-	ownHub     *hub.Hub     // the in-process hub when the Server made it; nil otherwise
+	ownHub     *hub.Hub     // deprecated: the hub built for a nil Options.Broker
 	history    int          // the broker's history: the most frames one join replays
 	origins    originChecker
 	adm        *admission
@@ -110,7 +120,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		obs:      opts.Observer,
 		broker:   opts.Broker,
 		brokerOK: opts.Ready,
-		history:  cfg.History,
+		history:  opts.History,
 		origins:  origins,
 		adm:      newAdmission(&cfg),
 		clients:  make(map[*client]struct{}),
@@ -135,15 +145,11 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.propagator == nil {
 		s.propagator = otel.GetTextMapPropagator()
 	}
-	if s.broker == nil {
-		s.ownHub = hub.New(hub.Config{
-			History:            cfg.History,
-			RoomTTL:            cfg.RoomTTL,
-			MaxRooms:           cfg.MaxRooms,
-			PresenceInterval:   cfg.PresenceInterval,
-			PresenceMaxMembers: cfg.PresenceMaxMembers,
-			Observer:           s.obs,
-		})
+	if s.history <= 0 {
+		s.history = broker.DefaultHistory
+	}
+	if s.broker == nil { // deprecated; see Options.Broker
+		s.ownHub = hub.New(hub.Config{History: s.history, Observer: s.obs})
 		s.broker = s.ownHub
 	}
 	if cfg.Auth == "jwt" {

@@ -132,7 +132,7 @@ func TestRunDrainSpan(t *testing.T) {
 	cfg := testConfig()
 	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DrainDelay, cfg.DrainWindow, cfg.ShutdownTimeout = 10*time.Millisecond, 10*time.Millisecond, 5*time.Second
-	srv, err := New(cfg, Options{Tracer: tp})
+	srv, err := New(cfg, Options{Tracer: tp, Broker: testHub(t, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,12 +11,9 @@ import (
 func TestBrokerContract(t *testing.T) {
 	brokertest.Run(t, brokertest.Options{
 		New: func(t *testing.T, s broker.Settings) []broker.Broker {
-			h := New(Config{
-				History:            s.History,
-				MaxRooms:           s.MaxRooms,
-				PresenceInterval:   s.PresenceInterval,
-				PresenceMaxMembers: s.PresenceMaxMembers,
-			})
+			var cfg Config
+			cfg.SetRooms(s)
+			h := New(cfg)
 			t.Cleanup(h.Close)
 			return []broker.Broker{h}
 		},

@@ -11,6 +11,8 @@ package hub
 
 import (
 	"errors"
+	"flag"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -24,7 +26,10 @@ import (
 // numShards is the fixed number of registry shards.
 const numShards = 64
 
-// Config tunes a Hub. Zero values take the documented defaults.
+// Config tunes a Hub. Zero values take the documented defaults. History,
+// MaxRooms, PresenceInterval and PresenceMaxMembers are the
+// broker.Settings every broker takes (SetRooms fills them in); RoomTTL is the
+// hub's own (Settings).
 type Config struct {
 	History            int           // messages kept per room (default 100)
 	RoomTTL            time.Duration // how long an empty room keeps its history (default 5m)
@@ -40,6 +45,36 @@ type Config struct {
 	SeqBase func(now time.Time) uint64
 }
 
+// DefaultRoomTTL is how long an empty room keeps its history by default.
+const DefaultRoomTTL = 5 * time.Minute
+
+// Settings are the hub's own settings, beside the broker.Settings.
+type Settings struct {
+	RoomTTL time.Duration // --room-ttl
+}
+
+// DefaultSettings returns the defaults.
+func DefaultSettings() Settings { return Settings{RoomTTL: DefaultRoomTTL} }
+
+// RegisterFlags defines --room-ttl, using s's current value as default.
+func (s *Settings) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&s.RoomTTL, "room-ttl", s.RoomTTL, "how long an empty room (and its history) is kept")
+}
+
+// Validate reports an invalid setting.
+func (s *Settings) Validate() error {
+	if s.RoomTTL <= 0 {
+		return fmt.Errorf("--room-ttl must be positive, got %v", s.RoomTTL)
+	}
+	return nil
+}
+
+// SetRooms fills in the room settings every broker takes.
+func (c *Config) SetRooms(s broker.Settings) {
+	c.History, c.MaxRooms = s.History, s.MaxRooms
+	c.PresenceInterval, c.PresenceMaxMembers = s.PresenceInterval, s.PresenceMaxMembers
+}
+
 // TimeSeqBase is the default Config.SeqBase.
 func TimeSeqBase(now time.Time) uint64 { return uint64(now.UnixMilli()) * 1000 }
 
@@ -48,7 +83,7 @@ func (c *Config) setDefaults() {
 		c.History = broker.DefaultHistory
 	}
 	if c.RoomTTL <= 0 {
-		c.RoomTTL = 5 * time.Minute
+		c.RoomTTL = DefaultRoomTTL
 	}
 	if c.MaxRooms <= 0 {
 		c.MaxRooms = broker.DefaultMaxRooms
