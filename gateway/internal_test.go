@@ -19,8 +19,8 @@ func TestPanicClosesOnlyThatConnectionWith1011(t *testing.T) {
 	s := newTestServer(t, nil)
 	s.srv.broker = panickyBroker{}
 	c := s.dial(t, "")
-	c.send(map[string]any{"type": "join", "room": "r"})
-	reason := c.expectClose(protocol.CloseInternalError)
+	c.Send(map[string]any{"type": "join", "room": "r"})
+	reason := c.ExpectClose(protocol.CloseInternalError)
 	if cr, ok := protocol.ParseCloseReason(reason); !ok || cr.R != "internal" {
 		t.Fatalf("reason %q", reason)
 	}

@@ -44,17 +44,17 @@ func TestGracefulCloseWaitsForTheRequestBeingHandled(t *testing.T) {
 	held := &heldBroker{Broker: s.srv.broker, entered: make(chan struct{}), release: make(chan struct{})}
 	s.srv.broker = held
 	c := s.dial(t, query("room", "r"))
-	c.expect("joined")
-	c.send(map[string]any{"type": "send", "room": "r", "text": "last words", "ref": "r1"})
+	c.Expect("joined")
+	c.Send(map[string]any{"type": "send", "room": "r", "text": "last words", "ref": "r1"})
 	<-held.entered
 	// The drain closes the connection while the send is in Publish.
 	s.srv.CloseClients(context.Background(), 0)
 	close(held.release)
-	if m := c.expect("message"); m["text"] != "last words" {
+	if m := c.Expect("message"); m["text"] != "last words" {
 		t.Fatalf("got %v; want the sender's message", m)
 	}
-	if a := c.expect("ack"); a["ref"] != "r1" {
+	if a := c.Expect("ack"); a["ref"] != "r1" {
 		t.Fatalf("got %v; want the ack of r1", a)
 	}
-	c.expectClose(protocol.CloseGoingAway)
+	c.ExpectClose(protocol.CloseGoingAway)
 }

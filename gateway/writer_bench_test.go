@@ -23,7 +23,7 @@ func BenchmarkWriter(b *testing.B) {
 			go func() {
 				defer close(done)
 				for {
-					if _, _, err := cl.conn.NextReader(); err != nil {
+					if _, _, err := cl.Conn().NextReader(); err != nil {
 						return
 					}
 				}
@@ -43,7 +43,7 @@ func BenchmarkWriter(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			cl.conn.Close()
+			cl.Conn().Close()
 			<-done
 		})
 	}
