@@ -63,15 +63,18 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	// Both listeners bound how long a request may take to arrive, its
 	// response to be written, and a keep-alive connection to idle; the
 	// chat listener also caps connections per address at accept.
-	chatHTTP := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.HTTPReadTimeout,
-		WriteTimeout:      cfg.HTTPWriteTimeout,
-		IdleTimeout:       cfg.HTTPIdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          errLog,
+	httpServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ReadTimeout:       cfg.HTTPReadTimeout,
+			WriteTimeout:      cfg.HTTPWriteTimeout,
+			IdleTimeout:       cfg.HTTPIdleTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			ErrorLog:          errLog,
+		}
 	}
+	chatHTTP := httpServer(srv)
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- chatHTTP.Serve(newTCPLimitListener(chatLn, &cfg, srv.obs)) }()
 
@@ -81,15 +84,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		if opts.AdminRoutes != nil {
 			opts.AdminRoutes(mux)
 		}
-		adminHTTP = &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-			ReadTimeout:       cfg.HTTPReadTimeout,
-			WriteTimeout:      cfg.HTTPWriteTimeout,
-			IdleTimeout:       cfg.HTTPIdleTimeout,
-			MaxHeaderBytes:    cfg.MaxHeaderBytes,
-			ErrorLog:          errLog,
-		}
+		adminHTTP = httpServer(mux)
 		go func() { serveErr <- adminHTTP.Serve(adminLn) }()
 	}
 	var adminAddr net.Addr

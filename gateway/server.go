@@ -307,13 +307,7 @@ func (s *Server) BeginDrain() {
 // spread evenly over window; each client's queue is written out before its
 // close frame. It returns when all close requests are made or ctx ends.
 func (s *Server) CloseClients(ctx context.Context, window time.Duration) {
-	s.mu.Lock()
-	s.closingAll = true
-	all := make([]*client, 0, len(s.clients))
-	for c := range s.clients {
-		all = append(all, c)
-	}
-	s.mu.Unlock()
+	all := s.closeAll()
 	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 
 	start := time.Now()
@@ -337,6 +331,19 @@ func (s *Server) CloseClients(ctx context.Context, window time.Duration) {
 	}
 }
 
+// closeAll marks the client set closing (clients registered later are
+// closed at once) and returns the clients in it now.
+func (s *Server) closeAll() []*client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closingAll = true
+	all := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		all = append(all, c)
+	}
+	return all
+}
+
 // Wait blocks until every connection handler has returned or ctx ends.
 func (s *Server) Wait(ctx context.Context) error {
 	done := make(chan struct{})
@@ -355,13 +362,7 @@ func (s *Server) Wait(ctx context.Context) error {
 // ForceClose drops every remaining connection without waiting, then waits
 // for their handlers.
 func (s *Server) ForceClose() {
-	s.mu.Lock()
-	s.closingAll = true
-	all := make([]*client, 0, len(s.clients))
-	for c := range s.clients {
-		all = append(all, c)
-	}
-	s.mu.Unlock()
+	all := s.closeAll()
 	for _, c := range all {
 		c.close(causeShutdownForced)
 		_ = c.conn.NetConn().Close()
