@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,9 +143,21 @@ func TestTCPLimitListener(t *testing.T) {
 			return nil
 		}
 	}
-	// closedByServer waits until the server side has closed c.
-	closedByServer := func(c net.Conn) {
+	// refusedByServer dials from ip and waits until the server side has
+	// closed the connection. The server resets it (linger 0) at accept,
+	// which on a loaded machine can reach the client before its dial has
+	// completed: a dial that fails with a reset was refused too.
+	refusedByServer := func(ip string) {
 		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: waitTimeout}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if errors.Is(err, syscall.ECONNRESET) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
 		_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
 		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("the connection over the cap is still open: %v", err)
@@ -159,8 +172,7 @@ func TestTCPLimitListener(t *testing.T) {
 	if n := l.open("127.0.0.2"); n != 3 {
 		t.Fatalf("%d counted; want 3", n)
 	}
-	over := dial("127.0.0.2")
-	closedByServer(over)
+	refusedByServer("127.0.0.2")
 	obs.waitFor(t, "a tcp_per_ip reject", func() bool { return obs.rejects[observe.RejectTCPPerIP] == 1 })
 
 	dial("127.0.0.3") // another address has its own allowance
@@ -181,6 +193,6 @@ func TestTCPLimitListener(t *testing.T) {
 	}
 	dial("127.0.0.2")
 	next()
-	closedByServer(dial("127.0.0.2"))
+	refusedByServer("127.0.0.2")
 	obs.waitFor(t, "a second tcp_per_ip reject", func() bool { return obs.rejects[observe.RejectTCPPerIP] == 2 })
 }
