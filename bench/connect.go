@@ -40,6 +40,7 @@ func runConnect(ctx context.Context, cfg *Config, opts *Options, id string, res 
 	)
 	sem := make(chan struct{}, cfg.DialConcurrency)
 	start := time.Now().Add(20 * time.Millisecond)
+	selfStart := selfCPU()
 	sched := Schedule{Start: start, Interval: IntervalFor(cfg.ConnectRate), Count: cfg.Conns}
 
 	prog := newProgress(opts, cfg, "connecting")
@@ -115,6 +116,9 @@ func runConnect(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		return nil
 	})
 	dials.Wait()
+	if secs := time.Since(start).Seconds(); secs > 0 && selfStart >= 0 {
+		res.ClientCPUCores = round3((selfCPU() - selfStart) / secs)
+	}
 	close(progStop)
 	<-progDone
 	prog.finish()

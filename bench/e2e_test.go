@@ -179,6 +179,11 @@ func TestEndToEndConnectAndChurn(t *testing.T) {
 		if code != ExitOK || res.Connections.Established != 60 || res.Connections.ConnectLatency.Count != 60 || res.Connections.HandshakesPerS <= 0 {
 			t.Fatalf("exit %d: %+v", code, res.Connections)
 		}
+		// The storm's CPU (here the in-process gateway's too) is counted.
+		if res.ClientCPUCores <= 0 {
+			t.Fatalf("client CPU %v over the storm", res.ClientCPUCores)
+		}
+		t.Logf("client cpu %v", res.ClientCPUCores)
 	})
 	t.Run("churn", func(t *testing.T) {
 		cfg := testConfig(url)
@@ -286,5 +291,32 @@ func TestServerUnreachable(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `"error"`) {
 		t.Fatalf("JSON lacks the error: %s", out.String())
+	}
+}
+
+// TestIdleWindowLastsDuration: a traffic run with no senders still holds
+// its connections for the whole --duration (what the comparison harness's
+// idle-memory scenario relies on), and reports the server's RSS at its end.
+func TestIdleWindowLastsDuration(t *testing.T) {
+	_, url := startGateway(t, gatewayConfig(), gateway.Options{})
+	cfg := testConfig(url)
+	cfg.Scenario = ScenarioFanout
+	cfg.Conns, cfg.Senders = 20, 0
+	cfg.Duration = 700 * time.Millisecond
+	cfg.ServerPID = os.Getpid() // the gateway runs in this process
+	began := time.Now()
+	res, code := Run(context.Background(), cfg, Options{})
+	took := time.Since(began)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, res.Error)
+	}
+	if took < cfg.Duration {
+		t.Fatalf("the run took %v, less than its %v window", took, cfg.Duration)
+	}
+	if res.WindowS != 0.7 || res.Connections.Established != 20 || res.Correctness.MembersChecked != 20 {
+		t.Fatalf("window %v s, connections %+v, correctness %+v", res.WindowS, res.Connections, res.Correctness)
+	}
+	if res.Server == nil || res.Server.RSSEndBytes <= 0 || res.Server.RSSBeforeBytes <= 0 {
+		t.Fatalf("server %+v", res.Server)
 	}
 }

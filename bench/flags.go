@@ -119,6 +119,9 @@ examples/chat server) and measures delivery latency from each message's
 intended send time, while checking by seq that nothing was lost, duplicated
 or reordered. Scenarios: %s.
 
+'chatbench compare --help' describes the side-by-side comparison with the
+gorilla examples/chat server.
+
 Exit status: 0 ok, 1 a threshold (--slo-p99, --max-loss, ...) was missed or
 the run measured nothing to check it on, 2 bad flags, 3 the run failed (no
 connection, a failing --drain-cmd, ...). docs/benchmarks.md has the details.

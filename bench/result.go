@@ -28,9 +28,9 @@ type Result struct {
 	Churn       *ChurnStats     `json:"churn,omitempty"`
 	Drain       *DrainStats     `json:"drain,omitempty"`
 	Server      *ServerStats    `json:"server,omitempty"`
-	// ClientCPUCores is the bench process's own CPU over the window, in
-	// cores: close to the cores it may use means the load generator, not
-	// the server, set the pace.
+	// ClientCPUCores is the bench process's own CPU over the window (connect:
+	// over the storm), in cores: close to the cores it may use means the
+	// load generator, not the server, set the pace.
 	ClientCPUCores float64 `json:"client_cpu_cores"`
 	// CloseCodes counts connections the server (or the network) closed
 	// during the run, by close code; 1006 means no close frame arrived.
@@ -158,10 +158,13 @@ type ServerStats struct {
 	CPUUsPerConnection float64 `json:"cpu_us_per_connection,omitempty"`
 	// CPUCores is CPUSeconds over the window's length: cores kept busy.
 	CPUCores float64 `json:"cpu_cores"`
-	// RSS before the bench connected, with every connection up, and the
-	// most seen; MemBytesPerConn is (connected − before) / connections.
+	// RSS before the bench connected, with every connection up, at the
+	// end (traffic: after the window and the settle wait; connect: at the
+	// end of the storm, before the hold) and the most seen;
+	// MemBytesPerConn is (connected − before) / connections.
 	RSSBeforeBytes    int64   `json:"rss_before_bytes"`
 	RSSConnectedBytes int64   `json:"rss_connected_bytes"`
+	RSSEndBytes       int64   `json:"rss_end_bytes"`
 	RSSPeakBytes      int64   `json:"rss_peak_bytes"`
 	MemBytesPerConn   float64 `json:"mem_bytes_per_conn"`
 	// MemPerConnNoisy says the RSS did not grow while the connections

@@ -215,7 +215,7 @@ func parseExposition(r io.Reader) (map[string]float64, error) {
 // connection, connected with every connection up, and start/end bracket the
 // window; peak is the largest RSS seen.
 func serverStats(s *sampler, before, connected, start, end serverSample, peak int64, conns int64, deliveries int64, perConnection bool) *ServerStats {
-	st := &ServerStats{Source: s.source(), RSSBeforeBytes: before.rss, RSSConnectedBytes: connected.rss, RSSPeakBytes: max(peak, connected.rss, end.rss)}
+	st := &ServerStats{Source: s.source(), RSSBeforeBytes: before.rss, RSSConnectedBytes: connected.rss, RSSEndBytes: end.rss, RSSPeakBytes: max(peak, connected.rss, end.rss)}
 	for _, x := range []serverSample{before, connected, start, end} {
 		st.Errors = append(st.Errors, x.errs...)
 	}

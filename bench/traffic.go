@@ -99,6 +99,9 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		}()
 	}
 	wg.Wait()
+	// The window lasts its length even when no sender fills it (--senders
+	// 0 holds idle members, in their rooms, for --duration).
+	_ = realClock.SleepUntil(ctx, start.Add(window))
 	e.waitSettled(ctx)
 	var endSample serverSample
 	if smp != nil {

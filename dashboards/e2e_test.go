@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/chatgate/chatgate/internal/gatewaytest"
 	"github.com/chatgate/chatgate/internal/natstest"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -146,9 +145,9 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	// the same port and store, and chat resumes without a restart.
 	nats.Stop()
 	waitUntil(t, "/readyz to fail without NATS", func() bool { return gw.status(hc, "/readyz") == http.StatusServiceUnavailable })
-	chatter.send(t, map[string]any{"type": "send", "room": "lobby", "text": "lost", "ref": "outage"})
-	chatter.waitFor(t, "unavailable for the send during the outage", func(e envelope) bool {
-		return e.Type == "error" && e.Code == "unavailable" && e.Ref == "outage"
+	chatter.Send(map[string]any{"type": "send", "room": "lobby", "text": "lost", "ref": "outage"})
+	chatter.WaitEnv("unavailable for the send during the outage", func(e wstest.Env) bool {
+		return e.Type() == "error" && e.Str("code") == "unavailable" && e.Str("ref") == "outage"
 	})
 	prom.waitFor(t, "a scrape of the outage", sel("chatgate_backplane_up", "")+" == 0"+
 		" and on (instance) "+sel("chatgate_backplane_publish_errors_total", "")+" > 0")
@@ -156,13 +155,13 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 		prom.waitFor(t, alert+" pending in Prometheus",
 			fmt.Sprintf(`max_over_time(ALERTS{alertname=%q, alertstate="pending", namespace=%q, pod=%q}[5m])`, alert, e2eNamespace, e2ePod))
 	}
-	if chatter.count(func(e envelope) bool { return e.Type == "ack" && e.Ref == "outage" }) > 0 {
+	if chatter.Count(func(e wstest.Env) bool { return e.Type() == "ack" && e.Str("ref") == "outage" }) > 0 {
 		t.Error("a send during the outage was acked")
 	}
 	nats.Restart()
 	waitUntil(t, "/readyz to succeed once NATS is back", func() bool { return gw.status(hc, "/readyz") == http.StatusOK })
-	chatter.send(t, map[string]any{"type": "send", "room": "lobby", "text": "back", "ref": "recovered"})
-	chatter.waitFor(t, "the ack of a send after the outage", func(e envelope) bool { return e.Type == "ack" && e.Ref == "recovered" })
+	chatter.Send(map[string]any{"type": "send", "room": "lobby", "text": "back", "ref": "recovered"})
+	chatter.WaitEnv("the ack of a send after the outage", func(e wstest.Env) bool { return e.Type() == "ack" && e.Str("ref") == "recovered" })
 	prom.waitFor(t, "a scrape of the recovery", sel("chatgate_backplane_up", "")+" == 1")
 	t.Logf("NATS outage and recovery seen after %v", time.Since(started).Round(time.Millisecond))
 
@@ -310,17 +309,17 @@ func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) *wsClient {
 	// Chatters in the lobby, each acking its own messages.
 	var chatters []*wsClient
 	for i := range 3 {
-		c := dialClient(t, base+fmt.Sprintf("?room=lobby&name=chatter%d", i), nil)
-		c.waitFor(t, "joined lobby", func(e envelope) bool { return e.Type == "joined" && e.Room == "lobby" })
+		c := dialClient(t, base+fmt.Sprintf("?room=lobby&name=chatter%d", i))
+		c.WaitEnv("joined lobby", func(e wstest.Env) bool { return e.Type() == "joined" && e.Str("room") == "lobby" })
 		chatters = append(chatters, c)
 	}
 	for i, c := range chatters {
 		for j := range 3 {
-			c.send(t, map[string]any{"type": "send", "room": "lobby", "text": fmt.Sprintf("hello %d", j), "ref": fmt.Sprintf("c%d-%d", i, j)})
+			c.Send(map[string]any{"type": "send", "room": "lobby", "text": fmt.Sprintf("hello %d", j), "ref": fmt.Sprintf("c%d-%d", i, j)})
 		}
 	}
 	for i, c := range chatters {
-		c.waitFor(t, "acks", func(e envelope) bool { return e.Type == "ack" && e.Ref == fmt.Sprintf("c%d-2", i) })
+		c.WaitEnv("acks", func(e wstest.Env) bool { return e.Type() == "ack" && e.Str("ref") == fmt.Sprintf("c%d-2", i) })
 	}
 
 	// A slow consumer: a tiny receive buffer and no reading, in a room
@@ -330,10 +329,10 @@ func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) *wsClient {
 	// queue stays far below --queue-bytes however the machine is loaded:
 	// only the slow consumer can be evicted.
 	const floodWindow = 3
-	flooder := dialClient(t, base+"?room=flood&name=flooder", nil)
-	flooder.waitFor(t, "joined flood", func(e envelope) bool { return e.Type == "joined" && e.Room == "flood" })
+	flooder := dialClient(t, base+"?room=flood&name=flooder")
+	flooder.WaitEnv("joined flood", func(e wstest.Env) bool { return e.Type() == "joined" && e.Str("room") == "flood" })
 	slow := dialSlowConsumer(t, base+"?room=flood&name=slow")
-	flooder.waitFor(t, "the slow consumer's presence", func(e envelope) bool { return e.Type == "presence" && e.Online >= 2 })
+	flooder.WaitEnv("the slow consumer's presence", func(e wstest.Env) bool { return e.Type() == "presence" && e.U64("online") >= 2 })
 	text := strings.Repeat("x", floodTextBytes)
 	floodStart := time.Now()
 	evicted := func() bool { return gw.metric(hc, `chatgate_disconnects_total{reason="slow_consumer"}`) >= 1 }
@@ -349,35 +348,35 @@ func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) *wsClient {
 				t.Fatalf("the slow consumer was not evicted after %d messages of %d bytes", sent, len(text))
 			case <-tick.C:
 			}
-			echoed := flooder.count(func(e envelope) bool { return e.Type == "message" && e.Room == "flood" })
+			echoed := flooder.Count(func(e wstest.Env) bool { return e.Type() == "message" && e.Str("room") == "flood" })
 			if sent-echoed < floodWindow {
-				flooder.send(t, map[string]any{"type": "send", "room": "flood", "text": text})
+				flooder.Send(map[string]any{"type": "send", "room": "flood", "text": text})
 				sent++
 			}
 		}
 	}()
 	t.Logf("traffic: slow consumer evicted after %d messages in %v", sent, time.Since(floodStart).Round(time.Millisecond))
-	if code := slow.drainToClose(t); code != 4008 {
+	if code := drainToClose(slow); code != 4008 {
 		t.Errorf("slow consumer closed with %d; want 4008", code)
 	}
 	if n := gw.metric(hc, `chatgate_disconnects_total{reason="slow_consumer"}`); n != 1 {
 		t.Errorf("%v slow-consumer evictions; want exactly the slow consumer's", n)
 	}
-	if rl := flooder.count(func(e envelope) bool { return e.Type == "error" }); rl > 0 {
+	if rl := flooder.Count(func(e wstest.Env) bool { return e.Type() == "error" }); rl > 0 {
 		t.Errorf("the flooder got %d error envelopes while pacing under the limits", rl)
 	}
 
 	// A rate-limit abuser: a burst far over --send-burst earns rate_limited
 	// errors, then 1008 after --abuse-strikes.
-	abuser := dialClient(t, base+"?room=abuse&name=abuser", nil)
-	abuser.waitFor(t, "joined abuse", func(e envelope) bool { return e.Type == "joined" })
+	abuser := dialClient(t, base+"?room=abuse&name=abuser")
+	abuser.WaitEnv("joined abuse", func(e wstest.Env) bool { return e.Type() == "joined" })
 	for i := range 60 {
-		if abuser.trySend(map[string]any{"type": "send", "room": "abuse", "text": "spam", "ref": strconv.Itoa(i)}) != nil {
+		if abuser.TrySend(map[string]any{"type": "send", "room": "abuse", "text": "spam", "ref": strconv.Itoa(i)}) != nil {
 			break
 		}
 	}
-	abuser.waitFor(t, "a rate_limited error", func(e envelope) bool { return e.Type == "error" && e.Code == "rate_limited" })
-	if code := abuser.waitClosed(t); code != websocket.ClosePolicyViolation {
+	abuser.WaitEnv("a rate_limited error", func(e wstest.Env) bool { return e.Type() == "error" && e.Str("code") == "rate_limited" })
+	if code := abuser.WaitClosed(); code != websocket.ClosePolicyViolation {
 		t.Errorf("abuser closed with %d; want 1008", code)
 	}
 	t.Logf("traffic: abuser closed with 1008")
@@ -389,207 +388,40 @@ func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) *wsClient {
 	}
 
 	// A late joiner replays the last messages from history.
-	last := chatters[0].lastSeq("lobby")
-	late := dialClient(t, base+"?name=late", nil)
-	late.waitFor(t, "welcome", func(e envelope) bool { return e.Type == "welcome" })
-	late.send(t, map[string]any{"type": "join", "room": "lobby", "since": last - 5})
-	late.waitFor(t, "the replayed messages", func(e envelope) bool { return e.Type == "message" && e.Seq == last })
-	if n := late.count(func(e envelope) bool { return e.Type == "message" }); n < 5 {
+	lobby := wstest.Seqs(chatters[0].Snapshot(), "lobby")
+	last := lobby[len(lobby)-1]
+	late := dialClient(t, base+"?name=late")
+	late.WaitEnv("welcome", func(e wstest.Env) bool { return e.Type() == "welcome" })
+	late.Send(map[string]any{"type": "join", "room": "lobby", "since": last - 5})
+	late.WaitEnv("the replayed messages", func(e wstest.Env) bool { return e.Type() == "message" && e.U64("seq") == last })
+	if n := late.Count(func(e wstest.Env) bool { return e.Type() == "message" }); n < 5 {
 		t.Errorf("late joiner got %d messages; want the 5 since %d replayed", n, last-5)
 	}
 	return chatters[0]
 }
 
-// envelope is the part of a server envelope the test looks at.
-type envelope struct {
-	Type   string `json:"type"`
-	Room   string `json:"room"`
-	Ref    string `json:"ref"`
-	Code   string `json:"code"`
-	Seq    int64  `json:"seq"`
-	Online int    `json:"online"`
-}
+// wsClient is the one WebSocket test client (internal/wstest); these read
+// in the background, so they never become slow consumers themselves.
+type wsClient = wstest.Client
 
-// wsClient reads every envelope in the background, so it never becomes a
-// slow consumer itself.
-type wsClient struct {
-	conn    *websocket.Conn
-	writeMu sync.Mutex
-	done    chan struct{} // closed when the reader stops
-	mu      sync.Mutex
-	envs    []envelope
-	changed chan struct{} // closed and replaced when envs grows or the reader stops
-	closeCd int           // close code once done; 1006 when dropped without one
-}
-
-func dialClient(t *testing.T, u string, d *websocket.Dialer) *wsClient {
+func dialClient(t *testing.T, u string) *wsClient {
 	t.Helper()
-	if d == nil {
-		d = &websocket.Dialer{HandshakeTimeout: waitLimit}
-	}
-	conn, resp, err := d.Dial(u, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v (resp %v)", u, err, resp)
-	}
-	c := &wsClient{conn: conn, done: make(chan struct{}), changed: make(chan struct{})}
-	t.Cleanup(func() {
-		conn.Close()
-		<-c.done
-	})
-	go c.read()
-	return c
+	return wstest.Dial(t, u, wstest.Options{Background: true, Timeout: waitLimit})
 }
 
-func (c *wsClient) read() {
-	defer close(c.done)
-	for {
-		_, data, err := c.conn.ReadMessage()
-		c.mu.Lock()
-		if err != nil {
-			c.closeCd = websocket.CloseAbnormalClosure
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				c.closeCd = ce.Code
-			}
-			close(c.changed)
-			c.changed = make(chan struct{})
-			c.mu.Unlock()
-			return
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			var e envelope
-			if json.Unmarshal([]byte(line), &e) == nil {
-				c.envs = append(c.envs, e)
-			}
-		}
-		close(c.changed)
-		c.changed = make(chan struct{})
-		c.mu.Unlock()
-	}
-}
-
-func (c *wsClient) trySend(v any) error {
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(waitLimit))
-	return c.conn.WriteJSON(v)
-}
-
-func (c *wsClient) send(t *testing.T, v any) {
+// dialSlowConsumer dials with a tiny receive buffer and reads nothing until
+// told to.
+func dialSlowConsumer(t *testing.T, u string) *wsClient {
 	t.Helper()
-	if err := c.trySend(v); err != nil {
-		t.Fatalf("send: %v", err)
-	}
-}
-
-// waitFor waits for an envelope matching pred, seen at any time.
-func (c *wsClient) waitFor(t *testing.T, what string, pred func(envelope) bool) envelope {
-	t.Helper()
-	deadline := time.NewTimer(waitLimit)
-	defer deadline.Stop()
-	for i := 0; ; {
-		c.mu.Lock()
-		for ; i < len(c.envs); i++ {
-			if pred(c.envs[i]) {
-				e := c.envs[i]
-				c.mu.Unlock()
-				return e
-			}
-		}
-		changed := c.changed
-		c.mu.Unlock()
-		select {
-		case <-changed:
-		case <-c.done:
-			c.mu.Lock()
-			n := len(c.envs)
-			c.mu.Unlock()
-			if i >= n {
-				t.Fatalf("connection closed (%d) while waiting for %s", c.closeCd, what)
-			}
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
-func (c *wsClient) count(pred func(envelope) bool) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, e := range c.envs {
-		if pred(e) {
-			n++
-		}
-	}
-	return n
-}
-
-func (c *wsClient) lastSeq(room string) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var last int64
-	for _, e := range c.envs {
-		if e.Type == "message" && e.Room == room {
-			last = max(last, e.Seq)
-		}
-	}
-	return last
-}
-
-// waitClosed waits for the server to close the connection and returns the
-// close code.
-func (c *wsClient) waitClosed(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-c.done:
-	case <-time.After(waitLimit):
-		t.Fatal("timed out waiting for the server to close the connection")
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closeCd
-}
-
-// slowClient is a connection with a tiny receive buffer that reads nothing
-// until told to.
-type slowClient struct{ conn *websocket.Conn }
-
-func dialSlowConsumer(t *testing.T, u string) *slowClient {
-	t.Helper()
-	nd := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
-	d := &websocket.Dialer{NetDialContext: nd.DialContext, ReadBufferSize: 1024, HandshakeTimeout: waitLimit}
-	conn, resp, err := d.Dial(u, nil)
-	if err != nil {
-		t.Fatalf("dial slow consumer: %v (resp %v)", err, resp)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &slowClient{conn: conn}
+	return wstest.Dial(t, u, wstest.Options{Dialer: wstest.SmallBufferDialer(waitLimit), Timeout: waitLimit})
 }
 
 // drainToClose reads everything left, fast, and returns the close code.
-func (s *slowClient) drainToClose(t *testing.T) int {
-	t.Helper()
-	if tc, ok := s.conn.NetConn().(*net.TCPConn); ok {
+func drainToClose(c *wsClient) int {
+	if tc, ok := c.Conn().NetConn().(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(4 << 20)
 	}
-	_ = s.conn.SetReadDeadline(time.Now().Add(waitLimit))
-	for {
-		if _, _, err := s.conn.ReadMessage(); err != nil {
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				return ce.Code
-			}
-			t.Errorf("slow consumer: %v; want a close frame", err)
-			return 0
-		}
-	}
+	return c.WaitClosed()
 }
 
 // ---- the NATS server ----

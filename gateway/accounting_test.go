@@ -11,16 +11,17 @@ import (
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 // panicRoomBroker is the in-process hub with a bug: joining room "panic"
 // panics.
-type panicRoomBroker struct{ hub.Broker }
+type panicRoomBroker struct{ broker.Broker }
 
-func (b panicRoomBroker) Join(sub hub.Subscriber, room string, since *uint64) (hub.Membership, *protocol.Error) {
+func (b panicRoomBroker) Join(sub broker.Subscriber, room string, since *uint64) (broker.Membership, *protocol.Error) {
 	if room == "panic" {
 		panic("broker bug")
 	}
@@ -42,23 +43,15 @@ func (s *testServer) clientNamed(t testing.TB, name string) *client {
 	return nil
 }
 
-func (c *client) queuedBytes() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.queued
-}
-
-// closeReason is the first reason the connection's close was given for;
-// empty while it is open.
+// closeReason is the disconnect reason of the first cause the
+// connection's close was given for; empty while it is open.
 func (c *client) closeReason() observe.DisconnectReason {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reason
+	return c.out.closeCause().reason()
 }
 
 // waitClosing waits until the gateway has begun closing c. (It polls: the
 // observer's events cannot be waited on here, as Disconnecting is reported
-// with c.mu held.)
+// with the outbox's lock held.)
 func waitClosing(t testing.TB, c *client) {
 	t.Helper()
 	deadline := time.NewTimer(waitTimeout)
@@ -78,10 +71,10 @@ func waitClosing(t testing.TB, c *client) {
 // client that crashes or a middlebox that gives up does.
 func resetConn(t testing.TB, c *wsClient) {
 	t.Helper()
-	if err := c.conn.NetConn().(*net.TCPConn).SetLinger(0); err != nil {
+	if err := c.Conn().NetConn().(*net.TCPConn).SetLinger(0); err != nil {
 		t.Fatal(err)
 	}
-	c.conn.Close()
+	c.Conn().Close()
 }
 
 // TestQueueAccountingNeverLeaks drives every way a connection can close
@@ -116,37 +109,37 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 	}{
 		{name: "client close frame while backlogged", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectClientClose, observe.DisconnectWriteError},
 			close: func(t *testing.T, e env) {
-				_ = e.victim.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(waitTimeout))
+				_ = e.victim.Conn().WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(waitTimeout))
 			}},
 		{name: "reset while backlogged", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectReadError, observe.DisconnectWriteError},
 			close: func(t *testing.T, e env) { resetConn(t, e.victim) }},
 		{name: "1003 binary frame (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectBinaryFrame},
 			close: func(t *testing.T, e env) {
-				e.victim.sendRaw(websocket.BinaryMessage, []byte{1})
+				e.victim.SendRaw(websocket.BinaryMessage, []byte{1})
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
 		{name: "1003 binary frame (flush), then the write times out", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectBinaryFrame},
 			mutate: func(c *Config) { c.WriteTimeout = 300 * time.Millisecond },
 			close: func(t *testing.T, e env) {
-				e.victim.sendRaw(websocket.BinaryMessage, []byte{1})
+				e.victim.SendRaw(websocket.BinaryMessage, []byte{1})
 				// The victim never reads again: the flush cannot finish.
 			}},
 		{name: "1007 invalid UTF-8 (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectInvalidUTF8},
 			close: func(t *testing.T, e env) {
-				e.victim.sendRaw(websocket.TextMessage, []byte{0xff})
+				e.victim.SendRaw(websocket.TextMessage, []byte{0xff})
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
 		{name: "1009 too large (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectTooLarge},
 			close: func(t *testing.T, e env) {
-				e.victim.sendRaw(websocket.TextMessage, []byte(strings.Repeat("x", 64<<10)))
+				e.victim.SendRaw(websocket.TextMessage, []byte(strings.Repeat("x", 64<<10)))
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
 		{name: "1009 too many frames (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectTooManyFrames},
 			close: func(t *testing.T, e env) {
-				if _, err := e.victim.conn.NetConn().Write(fragmented([]byte(`{}`), e.s.srv.cfg.MessageFrames()+1, true)); err != nil {
+				if _, err := e.victim.Conn().NetConn().Write(fragmented([]byte(`{}`), e.s.srv.cfg.MessageFrames()+1, true)); err != nil {
 					t.Fatal(err)
 				}
 				waitClosing(t, e.vc) // the flush has begun
@@ -156,20 +149,20 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 			mutate: func(c *Config) { c.AbuseStrikes = 1 },
 			close: func(t *testing.T, e env) {
 				for i := 0; i < 3; i++ {
-					e.victim.sendRaw(websocket.TextMessage, []byte("{"))
+					e.victim.SendRaw(websocket.TextMessage, []byte("{"))
 				}
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
 		{name: "1011 internal error (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectInternal},
 			close: func(t *testing.T, e env) {
-				e.victim.send(map[string]any{"type": "join", "room": "panic"})
+				e.victim.Send(map[string]any{"type": "join", "room": "panic"})
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
 		{name: "1001 drain (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectDrain},
 			close: func(t *testing.T, e env) {
-				e.vc.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain"}, observe.DisconnectDrain, true)
+				e.vc.close(causeDrain)
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
@@ -183,7 +176,7 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 			}},
 		{name: "4401 token expired (flush), then reset", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectTokenExpired},
 			close: func(t *testing.T, e env) {
-				e.vc.closeWith(protocol.CloseTokenExpired, protocol.CloseReason{R: "token_expired"}, observe.DisconnectTokenExpired, true)
+				e.vc.close(causeTokenExpired)
 				waitClosing(t, e.vc) // the flush has begun
 				resetConn(t, e.victim)
 			}},
@@ -202,7 +195,7 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 		{name: "write timeout", backlog: true, reasons: []observe.DisconnectReason{observe.DisconnectWriteTimeout},
 			mutate: func(c *Config) { c.WriteTimeout, c.QueueBytes = 300*time.Millisecond, 64<<20 }, evict: true},
 		{name: "1003 binary frame (flush) without backlog", reasons: []observe.DisconnectReason{observe.DisconnectBinaryFrame},
-			close: func(t *testing.T, e env) { e.victim.sendRaw(websocket.BinaryMessage, []byte{1}) }},
+			close: func(t *testing.T, e env) { e.victim.SendRaw(websocket.BinaryMessage, []byte{1}) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -216,17 +209,17 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 			})
 			s.srv.broker = panicRoomBroker{s.srv.broker}
 			s.srv.queued.Add(tc.ballast)
-			victim := s.dialWith(t, dialOpts{query: query("name", "victim", "room", "r"), dialer: smallBufferDialer()})
-			victim.expect("joined")
+			victim := s.dialWith(t, dialOpts{query: query("name", "victim", "room", "r"), dialer: wstest.SmallBufferDialer(waitTimeout)})
+			victim.Expect("joined")
 			vc := s.clientNamed(t, "victim")
 			dialed := 1
 			if tc.backlog {
 				sender := s.dial(t, query("name", "sender", "room", "r"))
-				sender.expect("joined")
+				sender.Expect("joined")
 				dialed++
 				senderR := startReader(t, sender)
 				floodUntil(t, sender, senderR, "r", func() bool {
-					return vc.closeReason() != "" || !tc.evict && vc.queuedBytes() >= 200<<10
+					return vc.closeReason() != "" || !tc.evict && vc.out.liveBytes() >= 200<<10
 				})
 				senderR.stop()
 			}
@@ -237,7 +230,7 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 				tc.close(t, env{s: s, victim: victim, vc: vc})
 			}
 			waitClosing(t, vc)
-			victim.conn.Close()
+			victim.Conn().Close()
 			s.obs.waitFor(t, "every connection closed", func() bool { return s.obs.closed == dialed })
 			if r := vc.closeReason(); !slices.Contains(tc.reasons, r) {
 				t.Fatalf("the victim closed with %s; want one of %v", r, tc.reasons)
@@ -258,20 +251,20 @@ func TestQueueAccountingNeverLeaks(t *testing.T) {
 func TestReplayAccounting(t *testing.T) {
 	srv, err := New(func() Config {
 		cfg := testConfig()
-		cfg.QueueBytes, cfg.MaxRoomsPerConn, cfg.History = 64<<10, 2, 10
+		cfg.QueueBytes, cfg.MaxRoomsPerConn = 64<<10, 2
 		return cfg
-	}(), Options{})
+	}(), Options{Broker: testHub(t, 10), History: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
 	newC := func() *client {
-		return newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, "127.0.0.1", "127.0.0.1", trace.SpanContext{})
+		return newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, admitted{ip: "127.0.0.1", ipKey: "127.0.0.1"}, trace.SpanContext{})
 	}
 	big := make([]byte, 24<<10) // one escaped 4 KiB text
 	replay := func(c *client, n int) {
 		for i := 0; i < n; i++ {
-			c.Enqueue(&hub.Frame{Data: big, Replay: true})
+			c.Enqueue(&broker.Frame{Data: big, Replay: true})
 		}
 	}
 
@@ -284,7 +277,7 @@ func TestReplayAccounting(t *testing.T) {
 		t.Fatalf("gateway-wide total %d; want the replay's %d bytes", got, want)
 	}
 	// Live traffic behind the replay is capped as always.
-	live := &hub.Frame{Data: make([]byte, 16<<10)}
+	live := &broker.Frame{Data: make([]byte, 16<<10)}
 	for i := 0; i < 3; i++ {
 		c.Enqueue(live)
 	}

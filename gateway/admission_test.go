@@ -25,6 +25,7 @@ import (
 
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 // noKeepAliveClient is a plain HTTP client whose connections do not outlive
@@ -104,8 +105,8 @@ func closedCount(s *testServer) int {
 func closeAndWait(t testing.TB, s *testServer, c *wsClient) {
 	t.Helper()
 	before := closedCount(s)
-	_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(waitTimeout))
-	c.conn.Close()
+	_ = c.Conn().WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(waitTimeout))
+	c.Conn().Close()
 	s.obs.waitFor(t, "the server to close the connection", func() bool { return s.obs.closed > before })
 }
 
@@ -245,7 +246,7 @@ func TestAdmissionMaxConns(t *testing.T) {
 		}
 	}
 	// The open connections are unaffected.
-	b.join("room")
+	b.Join("room")
 	sendAndAck(t, b, "room", "hi", "r1")
 
 	// Refused attempts held no slot; a closed connection frees its own.
@@ -311,14 +312,14 @@ func TestAdmissionHandshakeRate(t *testing.T) {
 	if status, _, _ := doWSRequest(t, s, http.MethodGet, nil); status != http.StatusBadRequest {
 		t.Fatalf("plain GET: %d; want 400", status)
 	}
-	c.join("still")
+	c.Join("still")
 	sendAndAck(t, c, "still", "open", "r1")
 }
 
 func TestAdmissionDraining(t *testing.T) {
 	s := newTestServer(t, nil)
 	c := s.dial(t, "")
-	c.join("r")
+	c.Join("r")
 	s.srv.BeginDrain()
 	resp := expectRefused(t, s, nil, http.StatusServiceUnavailable, true)
 	if v := resp.Header.Get("Retry-After"); v != "1" {
@@ -425,7 +426,7 @@ func TestAdmissionSubprotocol(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &websocket.Dialer{HandshakeTimeout: waitTimeout, Subprotocols: tc.offered}
 			c := s.dialWith(t, dialOpts{dialer: d})
-			if got := c.conn.Subprotocol(); got != tc.want {
+			if got := c.Conn().Subprotocol(); got != tc.want {
 				t.Fatalf("selected subprotocol %q; want %q", got, tc.want)
 			}
 			assertUsable(t, c)
@@ -443,8 +444,8 @@ func dialWelcome(t testing.TB, s *testServer, q string) (*wsClient, map[string]a
 		t.Fatalf("dial %q: %v", q, err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	c := &wsClient{t: t, conn: conn}
-	env := c.next()
+	c := wstest.New(t, conn, wstest.Options{Timeout: waitTimeout})
+	env := c.Next()
 	if env["type"] != "welcome" {
 		t.Fatalf("first envelope %v; want welcome", env)
 	}
@@ -548,7 +549,7 @@ func TestAdmissionWelcome(t *testing.T) {
 				}
 			}
 			// The same identity shows in the room's member list.
-			j := c.join("who")
+			j := c.Join("who")
 			members, _ := j["members"].([]any)
 			found := false
 			for _, m := range members {
@@ -559,13 +560,13 @@ func TestAdmissionWelcome(t *testing.T) {
 			if !found {
 				t.Fatalf("joined.members %v lack {%s %s}", members, id, want)
 			}
-			c.send(map[string]any{"type": "leave", "room": "who"})
-			c.expect("left")
+			c.Send(map[string]any{"type": "leave", "room": "who"})
+			c.Expect("left")
 		})
 	}
 	t.Run("welcome precedes auto-joins", func(t *testing.T) {
 		c, _ := dialWelcome(t, s, query("name", "carol", "room", "lobby"))
-		if env := c.expect("joined"); env["room"] != "lobby" {
+		if env := c.Expect("joined"); env["room"] != "lobby" {
 			t.Fatalf("joined %v", env)
 		}
 	})

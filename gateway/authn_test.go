@@ -15,6 +15,7 @@ import (
 	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 const testSecret = "0123456789abcdef0123456789abcdef-test-only"
@@ -104,8 +105,8 @@ func TestAuthIdentityAndTransport(t *testing.T) {
 			if len(tc.protos) > 0 && conn.Subprotocol() != protocol.Subprotocol {
 				t.Fatalf("selected subprotocol %q; want %q and never the token", conn.Subprotocol(), protocol.Subprotocol)
 			}
-			c := &wsClient{t: t, conn: conn}
-			w := c.expect("welcome")
+			c := wstest.New(t, conn, wstest.Options{Timeout: waitTimeout})
+			w := c.Expect("welcome")
 			user := w["user"].(map[string]any)
 			// The verified identity, not the name query parameter.
 			if user["id"] != "alice" || user["name"] != "Alice" {
@@ -122,25 +123,25 @@ func TestAuthRoomsAndLimits(t *testing.T) {
 	a := s.dialWith(t, dialOpts{header: h})
 
 	t.Run("room patterns", func(t *testing.T) {
-		a.join("team-red")
-		a.send(map[string]any{"type": "join", "room": "secret", "ref": "j1"})
-		e := a.expect("error")
+		a.Join("team-red")
+		a.Send(map[string]any{"type": "join", "room": "secret", "ref": "j1"})
+		e := a.Expect("error")
 		if e["code"] != string(protocol.CodeForbidden) || e["ref"] != "j1" {
 			t.Fatalf("join outside the token's rooms: %v; want forbidden", e)
 		}
 	})
 	t.Run("per-user send rate from the token", func(t *testing.T) {
-		a.send(map[string]any{"type": "send", "room": "team-red", "text": "one", "ref": "1"})
-		a.expect("message")
-		a.expect("ack")
-		a.send(map[string]any{"type": "send", "room": "team-red", "text": "two", "ref": "2"})
-		if e := a.expect("error"); e["code"] != string(protocol.CodeRateLimited) {
+		a.Send(map[string]any{"type": "send", "room": "team-red", "text": "one", "ref": "1"})
+		a.Expect("message")
+		a.Expect("ack")
+		a.Send(map[string]any{"type": "send", "room": "team-red", "text": "two", "ref": "2"})
+		if e := a.Expect("error"); e["code"] != string(protocol.CodeRateLimited) {
 			t.Fatalf("second send at 1/s: %v; want rate_limited", e)
 		}
 	})
 	t.Run("tabs of one user are one presence and count toward the user limit", func(t *testing.T) {
 		b := s.dialWith(t, dialOpts{header: h})
-		j := b.join("team-red")
+		j := b.Join("team-red")
 		if num(t, j, "online") != 1 {
 			t.Fatalf("second tab of bob: online %v; want 1", j["online"])
 		}
@@ -153,7 +154,7 @@ func TestAuthRoomsAndLimits(t *testing.T) {
 		}
 		carol := http.Header{"Authorization": {"Bearer " + token(t, auth.Claims{RegisteredClaims: regClaims("carol")})}}
 		s.dialWith(t, dialOpts{header: carol})
-		b.conn.Close()
+		b.Conn().Close()
 		s.obs.waitFor(t, "bob's tab to close", func() bool { return s.obs.closed >= 1 })
 		s.dialWith(t, dialOpts{header: h})
 	})
@@ -166,7 +167,7 @@ func TestAuthTokenExpiryCloses4401(t *testing.T) {
 	c := regClaims("dave")
 	c.ExpiresAt = jwt.NewNumericDate(exp)
 	cl := s.dialWith(t, dialOpts{header: http.Header{"Authorization": {"Bearer " + token(t, auth.Claims{RegisteredClaims: c})}}})
-	reason := cl.expectClose(protocol.CloseTokenExpired)
+	reason := cl.ExpectClose(protocol.CloseTokenExpired)
 	now := time.Now()
 	if now.Before(exp) || now.After(exp.Add(time.Second)) {
 		t.Fatalf("closed at %v; want at expiry %v", now, exp)
@@ -203,8 +204,8 @@ func TestAuthNameFallsBackToSubject(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			c := &wsClient{t: t, conn: conn}
-			u := c.expect("welcome")["user"].(map[string]any)
+			c := wstest.New(t, conn, wstest.Options{Timeout: waitTimeout})
+			u := c.Expect("welcome")["user"].(map[string]any)
 			name, _ := u["name"].(string)
 			if u["id"] != tc.sub || name != tc.want && !(tc.want == "guest-" && strings.HasPrefix(name, "guest-")) {
 				t.Fatalf("welcome user %v; want %s/%s", u, tc.sub, tc.want)

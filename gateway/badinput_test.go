@@ -20,7 +20,7 @@ import (
 // envelope must carry no ref.
 func expectErrorEnv(t testing.TB, c *wsClient, code protocol.ErrorCode, ref string) map[string]any {
 	t.Helper()
-	env := c.expect("error")
+	env := c.Expect("error")
 	if env["code"] != string(code) {
 		t.Fatalf("error envelope %v; want code %q", env, code)
 	}
@@ -42,7 +42,7 @@ func expectErrorEnv(t testing.TB, c *wsClient, code protocol.ErrorCode, ref stri
 func awaitReply(t testing.TB, c *wsClient) map[string]any {
 	t.Helper()
 	for {
-		env := c.next()
+		env := c.Next()
 		switch env["type"] {
 		case "ack", "error":
 			return env
@@ -56,7 +56,7 @@ func awaitReply(t testing.TB, c *wsClient) map[string]any {
 // sendAndAck sends text to room with ref and checks it is acked.
 func sendAndAck(t testing.TB, c *wsClient, room, text, ref string) map[string]any {
 	t.Helper()
-	c.send(map[string]any{"type": "send", "room": room, "text": text, "ref": ref})
+	c.Send(map[string]any{"type": "send", "room": room, "text": text, "ref": ref})
 	env := awaitReply(t, c)
 	if env["type"] != "ack" || env["ref"] != ref || env["room"] != room {
 		t.Fatalf("got %v; want an ack for %q in %q", env, ref, room)
@@ -69,7 +69,7 @@ func sendAndAck(t testing.TB, c *wsClient, room, text, ref string) map[string]an
 func assertUsable(t testing.TB, c *wsClient) {
 	t.Helper()
 	room := fmt.Sprintf("usable-%d", time.Now().UnixNano())
-	if env := c.join(room); env["room"] != room {
+	if env := c.Join(room); env["room"] != room {
 		t.Fatalf("joined %v; want room %q", env, room)
 	}
 	sendAndAck(t, c, room, "still here", "usable")
@@ -80,7 +80,7 @@ func assertUsable(t testing.TB, c *wsClient) {
 // saw the disconnect reason.
 func expectCloseWith(t testing.TB, s *testServer, c *wsClient, code int, r string, reason observe.DisconnectReason) protocol.CloseReason {
 	t.Helper()
-	text := c.expectClose(code)
+	text := c.ExpectClose(code)
 	if len(text) > protocol.MaxCloseReasonBytes {
 		t.Fatalf("close reason is %d bytes; want ≤ %d", len(text), protocol.MaxCloseReasonBytes)
 	}
@@ -97,11 +97,11 @@ func expectCloseWith(t testing.TB, s *testServer, c *wsClient, code int, r strin
 
 func TestBadInputErrorEnvelopes(t *testing.T) {
 	s := newTestServer(t, nil) // max_text_bytes 4096, max_frame_bytes 16 KiB
-	joinLobby := func(t *testing.T, c *wsClient) { c.join("lobby") }
+	joinLobby := func(t *testing.T, c *wsClient) { c.Join("lobby") }
 	joinThenLeave := func(t *testing.T, c *wsClient) {
-		c.join("gone")
-		c.send(map[string]any{"type": "leave", "room": "gone"})
-		c.expect("left")
+		c.Join("gone")
+		c.Send(map[string]any{"type": "leave", "room": "gone"})
+		c.Expect("left")
 	}
 	long := func(b byte, n int) string { return strings.Repeat(string(b), n) }
 
@@ -179,7 +179,7 @@ func TestBadInputErrorEnvelopes(t *testing.T) {
 			before := s.obs.requests[string(tc.code)]
 			s.obs.mu.Unlock()
 
-			c.sendRaw(websocket.TextMessage, []byte(tc.frame))
+			c.SendRaw(websocket.TextMessage, []byte(tc.frame))
 			expectErrorEnv(t, c, tc.code, tc.ref)
 			s.obs.waitFor(t, "request rejected with "+string(tc.code), func() bool { return s.obs.requests[string(tc.code)] > before })
 			assertUsable(t, c)
@@ -193,11 +193,11 @@ func TestBadInputBoundariesAccepted(t *testing.T) {
 	c := s.dial(t, "")
 
 	room64 := strings.Repeat("r", 64)
-	if env := c.join(room64); env["room"] != room64 {
+	if env := c.Join(room64); env["room"] != room64 {
 		t.Fatalf("joined %v", env)
 	}
 	odd := "A-z_0.9"
-	c.join(odd)
+	c.Join(odd)
 	sendAndAck(t, c, odd, "hi", "odd")
 
 	sendAndAck(t, c, room64, strings.Repeat("x", 4096), "max-text")
@@ -206,7 +206,7 @@ func TestBadInputBoundariesAccepted(t *testing.T) {
 	sendAndAck(t, c, room64, "hi", ref64)
 
 	// Unknown fields are ignored; a send without ref is acked without one.
-	c.sendRaw(websocket.TextMessage, []byte(`{"type":"send","room":"`+odd+`","text":"x","extra":{"a":[1,2]}}`))
+	c.SendRaw(websocket.TextMessage, []byte(`{"type":"send","room":"`+odd+`","text":"x","extra":{"a":[1,2]}}`))
 	env := awaitReply(t, c)
 	if env["type"] != "ack" {
 		t.Fatalf("got %v; want ack", env)
@@ -222,28 +222,28 @@ func TestBadInputBoundariesAccepted(t *testing.T) {
 func TestBadInputRoomLimit(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.MaxRoomsPerConn = 2 })
 	c := s.dial(t, "")
-	c.join("a")
-	c.join("b")
+	c.Join("a")
+	c.Join("b")
 
-	c.send(map[string]any{"type": "join", "room": "c", "ref": "j3"})
+	c.Send(map[string]any{"type": "join", "room": "c", "ref": "j3"})
 	expectErrorEnv(t, c, protocol.CodeRoomLimit, "j3")
 	// The refused join did not join: sending there is not_joined.
-	c.send(map[string]any{"type": "send", "room": "c", "text": "hi", "ref": "s-c"})
+	c.Send(map[string]any{"type": "send", "room": "c", "text": "hi", "ref": "s-c"})
 	expectErrorEnv(t, c, protocol.CodeNotJoined, "s-c")
 
 	// Joining a room already joined is not a new room.
-	if env := c.join("a"); env["room"] != "a" {
+	if env := c.Join("a"); env["room"] != "a" {
 		t.Fatalf("re-join: %v", env)
 	}
 	sendAndAck(t, c, "b", "still in b", "s-b")
 
 	// Leaving frees a slot.
-	c.send(map[string]any{"type": "leave", "room": "a"})
-	c.expect("left")
-	c.join("c")
+	c.Send(map[string]any{"type": "leave", "room": "a"})
+	c.Expect("left")
+	c.Join("c")
 	sendAndAck(t, c, "c", "now in c", "s-c2")
 
-	c.send(map[string]any{"type": "join", "room": "d"})
+	c.Send(map[string]any{"type": "join", "room": "d"})
 	expectErrorEnv(t, c, protocol.CodeRoomLimit, "")
 }
 
@@ -252,7 +252,7 @@ func TestBadInputAutoJoinQuery(t *testing.T) {
 	t.Run("invalid room after welcome, valid ones still joined", func(t *testing.T) {
 		c := s.dial(t, query("room", "bad room", "room", "lobby", "room", "x/y"))
 		expectErrorEnv(t, c, protocol.CodeInvalidRoom, "")
-		if env := c.expect("joined"); env["room"] != "lobby" {
+		if env := c.Expect("joined"); env["room"] != "lobby" {
 			t.Fatalf("joined %v; want lobby", env)
 		}
 		expectErrorEnv(t, c, protocol.CodeInvalidRoom, "")
@@ -272,7 +272,7 @@ func TestBadInputAutoJoinQuery(t *testing.T) {
 	t.Run("auto-join beyond max rooms", func(t *testing.T) {
 		s := newTestServer(t, func(c *Config) { c.MaxRoomsPerConn = 1 })
 		c := s.dial(t, query("room", "one", "room", "two"))
-		c.expect("joined")
+		c.Expect("joined")
 		expectErrorEnv(t, c, protocol.CodeRoomLimit, "")
 		sendAndAck(t, c, "one", "hi", "r1")
 	})
@@ -314,7 +314,7 @@ func TestBadInputCloseCodes(t *testing.T) {
 			before := s.obs.closed
 			s.obs.mu.Unlock()
 			c := s.dialWith(t, dialOpts{dialer: oneFrame})
-			c.sendRaw(tc.mt, tc.frame)
+			c.SendRaw(tc.mt, tc.frame)
 			expectCloseWith(t, s, c, tc.code, tc.r, tc.reason)
 			// The server really lets go of the connection.
 			s.obs.waitFor(t, "connection closed", func() bool { return s.obs.closed > before })
@@ -323,18 +323,18 @@ func TestBadInputCloseCodes(t *testing.T) {
 
 	t.Run("frame exactly at the limit is served", func(t *testing.T) {
 		c := s.dial(t, "")
-		c.sendRaw(websocket.TextMessage, pad(1024))
-		if env := c.expect("joined"); env["room"] != "padded" {
+		c.SendRaw(websocket.TextMessage, pad(1024))
+		if env := c.Expect("joined"); env["room"] != "padded" {
 			t.Fatalf("joined %v", env)
 		}
 		sendAndAck(t, c, "padded", "hi", "r1")
 	})
 	t.Run("queued replies are flushed before the close", func(t *testing.T) {
 		c := s.dial(t, "")
-		c.send(map[string]any{"type": "join", "room": "flush"})
-		c.send(map[string]any{"type": "shout"})
-		c.sendRaw(websocket.BinaryMessage, []byte{1})
-		c.expect("joined")
+		c.Send(map[string]any{"type": "join", "room": "flush"})
+		c.Send(map[string]any{"type": "shout"})
+		c.SendRaw(websocket.BinaryMessage, []byte{1})
+		c.Expect("joined")
 		expectErrorEnv(t, c, protocol.CodeUnknownType, "")
 		expectCloseWith(t, s, c, protocol.CloseUnsupportedData, "binary_frame", observe.DisconnectBinaryFrame)
 	})
@@ -366,15 +366,15 @@ func TestBadInputProtocolErrorAbuse(t *testing.T) {
 			ref := func(i int) string { return fmt.Sprintf("p%d", i) }
 			// Up to the limit, every error leaves the connection usable.
 			for i := 1; i <= strikes; i++ {
-				c.sendRaw(websocket.TextMessage, []byte(tc.frame(i)))
+				c.SendRaw(websocket.TextMessage, []byte(tc.frame(i)))
 				expectErrorEnv(t, c, tc.code, ref(i))
 			}
-			c.join("fine") // good requests cost no strike
+			c.Join("fine") // good requests cost no strike
 			if n := s.obs.disconnectCount(observe.DisconnectProtocolError); n != 0 {
 				t.Fatalf("closed after %d strikes; the limit is %d", strikes, strikes)
 			}
 			// One more: its error is still delivered, then 1008.
-			c.sendRaw(websocket.TextMessage, []byte(tc.frame(strikes+1)))
+			c.SendRaw(websocket.TextMessage, []byte(tc.frame(strikes+1)))
 			expectErrorEnv(t, c, tc.code, ref(strikes+1))
 			expectCloseWith(t, s, c, protocol.ClosePolicyViolation, "protocol_errors", observe.DisconnectProtocolError)
 			if n := s.obs.disconnectCount(observe.DisconnectRateAbuse); n != 0 {
@@ -395,9 +395,9 @@ func TestBadInputSendRateAbuse(t *testing.T) {
 		c.AbuseStrikes, c.AbuseWindow = strikes, time.Hour
 	})
 	watcher := s.dial(t, query("name", "watcher", "room", "r"))
-	base := num(t, watcher.expect("joined"), "seq") // the room's seq before any message
+	base := num(t, watcher.Expect("joined"), "seq") // the room's seq before any message
 	c := s.dial(t, query("name", "flooder", "room", "r"))
-	c.expect("joined")
+	c.Expect("joined")
 
 	for i := 1; i <= burst; i++ {
 		sendAndAck(t, c, "r", fmt.Sprintf("ok %d", i), fmt.Sprintf("s%d", i))
@@ -406,7 +406,7 @@ func TestBadInputSendRateAbuse(t *testing.T) {
 	// and a retry hint; the connection stays up for strikes of them.
 	for i := burst + 1; i <= burst+strikes+1; i++ {
 		ref := fmt.Sprintf("s%d", i)
-		c.send(map[string]any{"type": "send", "room": "r", "text": "too fast", "ref": ref})
+		c.Send(map[string]any{"type": "send", "room": "r", "text": "too fast", "ref": ref})
 		env := awaitReply(t, c)
 		if env["type"] != "error" || env["code"] != string(protocol.CodeRateLimited) || env["ref"] != ref {
 			t.Fatalf("send %d: got %v; want rate_limited with ref %q", i, env, ref)
@@ -423,10 +423,10 @@ func TestBadInputSendRateAbuse(t *testing.T) {
 
 	// The dropped messages were never sequenced: the watcher saw exactly
 	// the two accepted ones, and the next message in the room is seq 3.
-	watcher.send(map[string]any{"type": "send", "room": "r", "text": "after", "ref": "w1"})
+	watcher.Send(map[string]any{"type": "send", "room": "r", "text": "after", "ref": "w1"})
 	var seqs []int64
 	for acked := false; !acked; {
-		env := watcher.next()
+		env := watcher.Next()
 		switch env["type"] {
 		case "message":
 			seqs = append(seqs, num(t, env, "seq")-base)
@@ -456,22 +456,22 @@ func TestBadInputJoinRateLimit(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.JoinRate, c.JoinBurst = rate, 2 })
 	t.Run("explicit joins", func(t *testing.T) {
 		c := s.dial(t, "")
-		c.join("a")
-		c.join("b")
-		c.send(map[string]any{"type": "join", "room": "c", "ref": "j3"})
+		c.Join("a")
+		c.Join("b")
+		c.Send(map[string]any{"type": "join", "room": "c", "ref": "j3"})
 		env := expectErrorEnv(t, c, protocol.CodeRateLimited, "j3")
 		if retry := num(t, env, "retry_after_ms"); retry <= 0 || retry > int64(1000/rate)+1 {
 			t.Fatalf("retry_after_ms %d", retry)
 		}
 		// The refused join did not join, and the joined rooms still work.
-		c.send(map[string]any{"type": "send", "room": "c", "text": "hi", "ref": "s-c"})
+		c.Send(map[string]any{"type": "send", "room": "c", "text": "hi", "ref": "s-c"})
 		expectErrorEnv(t, c, protocol.CodeNotJoined, "s-c")
 		sendAndAck(t, c, "a", "hi", "s-a")
 	})
 	t.Run("auto-joins count too", func(t *testing.T) {
 		c := s.dial(t, query("room", "a", "room", "b", "room", "c"))
-		c.expect("joined")
-		c.expect("joined")
+		c.Expect("joined")
+		c.Expect("joined")
 		env := expectErrorEnv(t, c, protocol.CodeRateLimited, "")
 		if num(t, env, "retry_after_ms") <= 0 {
 			t.Fatalf("no retry hint: %v", env)

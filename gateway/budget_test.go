@@ -18,9 +18,9 @@ import (
 // refused send.
 func trySend(t testing.TB, c *wsClient, room, ref string) map[string]any {
 	t.Helper()
-	c.send(map[string]any{"type": "send", "room": room, "text": "hi", "ref": ref})
+	c.Send(map[string]any{"type": "send", "room": room, "text": "hi", "ref": ref})
 	for {
-		env := c.next()
+		env := c.Next()
 		switch env["type"] {
 		case "ack", "error":
 			if env["ref"] != ref {
@@ -69,7 +69,7 @@ func TestSharedSendBudget(t *testing.T) {
 				d.Subprotocols = []string{protocol.Subprotocol}
 				return d
 			}()})
-			c.expect("joined")
+			c.Expect("joined")
 			return c
 		}
 		total := 0
@@ -98,7 +98,7 @@ func TestSharedSendBudget(t *testing.T) {
 			d.Subprotocols = []string{protocol.Subprotocol}
 			tok := token(t, auth.Claims{RegisteredClaims: regClaims(sub)})
 			c := s.dialWith(t, dialOpts{query: query("room", "r"), dialer: d, header: http.Header{"Authorization": {"Bearer " + tok}}})
-			c.expect("joined")
+			c.Expect("joined")
 			return c
 		}
 		if n := sentOK(t, as("alice", "127.0.0.1"), "r", 3) + sentOK(t, as("alice", "127.0.0.2"), "r", 3); n != shared {

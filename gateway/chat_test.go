@@ -12,13 +12,13 @@ func TestFanoutOrderAndAck(t *testing.T) {
 	var base int64 // the room's seq before the first message
 	for i := range clients {
 		clients[i] = s.dial(t, query("name", fmt.Sprintf("user%d", i)))
-		base = num(t, clients[i].join("lobby"), "seq")
+		base = num(t, clients[i].Join("lobby"), "seq")
 	}
 	// Every member sends; each must see every message in seq order with no
 	// gap, its own included, and get an ack per ref.
 	for i, c := range clients {
 		for j := 0; j < perSender; j++ {
-			c.send(map[string]any{"type": "send", "room": "lobby", "text": fmt.Sprintf("m%d-%d", i, j), "ref": fmt.Sprintf("r%d", j)})
+			c.Send(map[string]any{"type": "send", "room": "lobby", "text": fmt.Sprintf("m%d-%d", i, j), "ref": fmt.Sprintf("r%d", j)})
 		}
 	}
 	total := members * perSender
@@ -27,7 +27,7 @@ func TestFanoutOrderAndAck(t *testing.T) {
 		acks := 0
 		seen := 0
 		for seen < total || acks < perSender {
-			env := c.next()
+			env := c.Next()
 			switch env["type"] {
 			case "message":
 				seq := num(t, env, "seq")

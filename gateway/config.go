@@ -10,12 +10,15 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
-// Config is the gateway's complete configuration. Every field has a flag
-// and a CHATGATE_* environment fallback (see RegisterFlags).
+// Config is the gateway's configuration: listeners, authentication,
+// admission, per-connection limits, heartbeats and the drain. Every field
+// but the deprecated ones has a flag (RegisterFlags). The room settings
+// belong to the broker (broker.Settings, hub.Settings), the log settings
+// to internal/logging, the backplane's to the cluster; cmd/chatgate
+// composes them all (internal/appconfig).
 type Config struct {
 	// Listeners.
 	Addr      string
@@ -67,26 +70,6 @@ type Config struct {
 	PongTimeout  time.Duration
 	WriteTimeout time.Duration
 
-	// Rooms.
-	History            int
-	RoomTTL            time.Duration
-	MaxRooms           int
-	PresenceInterval   time.Duration
-	PresenceMaxMembers int
-
-	// Cluster backplane: empty Backplane means the in-process hub.
-	Backplane         string // NATS URL(s), comma-separated
-	NATSCredsFile     string
-	NATSTLSCAFile     string
-	NATSTLSCertFile   string
-	NATSTLSKeyFile    string
-	StreamReplicas    int
-	StreamStorage     string // "file" or "memory"
-	StreamMaxAge      time.Duration
-	PresenceSync      time.Duration
-	PresenceTTL       time.Duration
-	NATSHealthTimeout time.Duration
-
 	// Drain.
 	DrainDelay      time.Duration
 	DrainWindow     time.Duration
@@ -94,9 +77,19 @@ type Config struct {
 	DrainRetryMax   time.Duration
 	DrainLinger     time.Duration
 
-	// Logging.
+	// TEMPORARY, read by nothing in the gateway: callers this change may
+	// not edit still set them (gateway/cluster's test harness sets
+	// PresenceInterval; web/e2e's harness sets LogFormat and LogLevel for
+	// NewLogger). They have no flag and are not validated here: the
+	// settings are broker.Settings.PresenceInterval and logging.Config.
+	// Remove them when those callers move (issue 15's follow-ups).
+	//
+	// Deprecated: use broker.Settings and logging.Config.
+	PresenceInterval time.Duration
+	// Deprecated: use logging.Config.
 	LogFormat string
-	LogLevel  string
+	// Deprecated: use logging.Config.
+	LogLevel string
 }
 
 // DefaultConfig returns the embedded defaults: `go run ./cmd/chatgate` with
@@ -107,54 +100,41 @@ func DefaultConfig() Config {
 		host = "chatgate"
 	}
 	return Config{
-		Addr:               ":8080",
-		AdminAddr:          ":9090",
-		NodeID:             host,
-		MaxConns:           50000,
-		MaxConnsPerIP:      200,
-		IPv6PrefixLen:      64,
-		Auth:               "none",
-		JWTLeeway:          30 * time.Second,
-		MaxConnsPerUser:    20,
-		HandshakeRate:      500,
-		HandshakeBurst:     1000,
-		ReadHeaderTimeout:  5 * time.Second,
-		HTTPReadTimeout:    10 * time.Second,
-		HTTPWriteTimeout:   30 * time.Second,
-		HTTPIdleTimeout:    60 * time.Second,
-		MaxHeaderBytes:     16 << 10,
-		SendRate:           10,
-		SendBurst:          20,
-		JoinRate:           5,
-		JoinBurst:          20,
-		AbuseStrikes:       20,
-		AbuseWindow:        10 * time.Second,
-		MaxTextBytes:       4096,
-		MaxFrameBytes:      32 << 10,
-		MaxRoomsPerConn:    16,
-		QueueBytes:         1 << 20,
-		TotalQueueBytes:    1 << 30,
-		PingInterval:       25 * time.Second,
-		PongTimeout:        60 * time.Second,
-		WriteTimeout:       5 * time.Second,
-		History:            100,
-		RoomTTL:            5 * time.Minute,
-		MaxRooms:           hub.DefaultMaxRooms,
-		PresenceInterval:   hub.DefaultPresenceInterval,
-		PresenceMaxMembers: hub.DefaultPresenceMaxMembers,
-		StreamReplicas:     1,
-		StreamStorage:      "file",
-		StreamMaxAge:       24 * time.Hour,
-		PresenceSync:       5 * time.Second,
-		PresenceTTL:        15 * time.Second,
-		NATSHealthTimeout:  3 * time.Second,
-		DrainDelay:         5 * time.Second,
-		DrainWindow:        10 * time.Second,
-		ShutdownTimeout:    25 * time.Second,
-		DrainRetryMax:      5 * time.Second,
-		DrainLinger:        5 * time.Second,
-		LogFormat:          "text",
-		LogLevel:           "info",
+		Addr:              ":8080",
+		AdminAddr:         ":9090",
+		NodeID:            host,
+		MaxConns:          50000,
+		MaxConnsPerIP:     200,
+		IPv6PrefixLen:     64,
+		Auth:              "none",
+		JWTLeeway:         30 * time.Second,
+		MaxConnsPerUser:   20,
+		HandshakeRate:     500,
+		HandshakeBurst:    1000,
+		ReadHeaderTimeout: 5 * time.Second,
+		HTTPReadTimeout:   10 * time.Second,
+		HTTPWriteTimeout:  30 * time.Second,
+		HTTPIdleTimeout:   60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		SendRate:          10,
+		SendBurst:         20,
+		JoinRate:          5,
+		JoinBurst:         20,
+		AbuseStrikes:      20,
+		AbuseWindow:       10 * time.Second,
+		MaxTextBytes:      4096,
+		MaxFrameBytes:     32 << 10,
+		MaxRoomsPerConn:   16,
+		QueueBytes:        1 << 20,
+		TotalQueueBytes:   1 << 30,
+		PingInterval:      25 * time.Second,
+		PongTimeout:       60 * time.Second,
+		WriteTimeout:      5 * time.Second,
+		DrainDelay:        5 * time.Second,
+		DrainWindow:       10 * time.Second,
+		ShutdownTimeout:   25 * time.Second,
+		DrainRetryMax:     5 * time.Second,
+		DrainLinger:       5 * time.Second,
 	}
 }
 
@@ -192,14 +172,6 @@ func (c *Config) UserSendLimits() (float64, int) {
 		b = 2 * c.SendBurst
 	}
 	return r, b
-}
-
-// EnvPrefix prefixes every flag's environment variable.
-const EnvPrefix = "CHATGATE_"
-
-// EnvName returns the environment variable that backs flag name.
-func EnvName(name string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
 // RegisterFlags defines a flag for every field of c, using c's current
@@ -256,53 +228,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PongTimeout, "pong-timeout", c.PongTimeout, "close with 4001 when nothing (pong or frame) arrives from a client for this long")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "deadline for each write to a client; a client that misses it is disconnected")
 
-	fs.IntVar(&c.History, "history", c.History, "messages kept per room for replay on join with since")
-	fs.DurationVar(&c.RoomTTL, "room-ttl", c.RoomTTL, "how long an empty room (and its history) is kept")
-	fs.IntVar(&c.MaxRooms, "max-rooms-total", c.MaxRooms, "rooms the gateway holds at once; when full, the longest-empty room in the shard is reclaimed or the join gets room_limit")
-	fs.DurationVar(&c.PresenceInterval, "presence-interval", c.PresenceInterval, "at most one presence frame per room per interval")
-	fs.IntVar(&c.PresenceMaxMembers, "presence-max-members", c.PresenceMaxMembers, "above this many users in a room, presence and joined carry only the online count")
-
-	fs.StringVar(&c.Backplane, "backplane", c.Backplane, "cluster mode: NATS URL(s) with JetStream, comma-separated, e.g. nats://nats-1:4222,nats://nats-2:4222; empty runs the in-process hub (one replica)")
-	fs.StringVar(&c.NATSCredsFile, "nats-creds-file", c.NATSCredsFile, "file holding the NATS user credentials (JWT and seed) for --backplane")
-	fs.StringVar(&c.NATSTLSCAFile, "nats-tls-ca-file", c.NATSTLSCAFile, "file of PEM CA certificates that verify the NATS servers for --backplane")
-	fs.StringVar(&c.NATSTLSCertFile, "nats-tls-cert-file", c.NATSTLSCertFile, "file holding the PEM client certificate presented to NATS (needs --nats-tls-key-file)")
-	fs.StringVar(&c.NATSTLSKeyFile, "nats-tls-key-file", c.NATSTLSKeyFile, "file holding the PEM private key of --nats-tls-cert-file")
-	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the JetStream stream that holds room messages (1-5; needs a NATS cluster of at least that many servers)")
-	fs.StringVar(&c.StreamStorage, "stream-storage", c.StreamStorage, "storage of the JetStream stream: file or memory")
-	fs.DurationVar(&c.StreamMaxAge, "stream-max-age", c.StreamMaxAge, "how long the stream keeps a message (a room keeps at most --history messages either way)")
-	fs.DurationVar(&c.PresenceSync, "presence-sync", c.PresenceSync, "cluster mode: how often each replica publishes its users of every room it holds")
-	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "cluster mode: a replica not heard from for this long while the backplane is up has its users removed from presence (at least twice --presence-sync)")
-	fs.DurationVar(&c.NATSHealthTimeout, "nats-health-timeout", c.NATSHealthTimeout, "cluster mode: report the backplane down (/readyz 503, chatgate_backplane_up 0) when JetStream has not answered for this long; it is asked every third of it")
-
 	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on SIGTERM, keep serving this long with /readyz failing so load balancers stop routing here")
 	fs.DurationVar(&c.DrainWindow, "drain-window", c.DrainWindow, "spread the closing of client connections (1001) over this window")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "from SIGTERM, force-close whatever is left after this long")
 	fs.DurationVar(&c.DrainRetryMax, "drain-retry-max", c.DrainRetryMax, "largest reconnect delay (retry_ms) suggested to drained clients; each gets a random one between a tenth of it and it")
 	fs.DurationVar(&c.DrainLinger, "drain-linger", c.DrainLinger, "after the last client is closed, keep serving /metrics this long so the drain's final counts are scraped (ends at --shutdown-timeout at the latest; 0 exits at once)")
-
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
-}
-
-// ApplyEnv sets, for every flag of fs not given on the command line, the
-// value of its CHATGATE_* environment variable when that is set. Call it
-// after fs.Parse.
-func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
-			return
-		}
-		env := EnvName(f.Name)
-		if v, ok := lookup(env); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %v", env, v, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
 }
 
 func splitList(v string) []string {
@@ -337,8 +267,7 @@ func (c *Config) Validate() error {
 		{"--max-conns", c.MaxConns}, {"--max-conns-per-ip", c.MaxConnsPerIP}, {"--handshake-burst", c.HandshakeBurst},
 		{"--max-header-bytes", c.MaxHeaderBytes}, {"--send-burst", c.SendBurst}, {"--join-burst", c.JoinBurst},
 		{"--abuse-strikes", c.AbuseStrikes}, {"--max-text-bytes", c.MaxTextBytes}, {"--max-frame-bytes", c.MaxFrameBytes},
-		{"--max-rooms", c.MaxRoomsPerConn}, {"--queue-bytes", c.QueueBytes}, {"--history", c.History},
-		{"--max-rooms-total", c.MaxRooms}, {"--presence-max-members", c.PresenceMaxMembers},
+		{"--max-rooms", c.MaxRoomsPerConn}, {"--queue-bytes", c.QueueBytes},
 	}
 	for _, p := range positiveInts {
 		if p.v <= 0 {
@@ -360,9 +289,8 @@ func (c *Config) Validate() error {
 	}{
 		{"--read-header-timeout", c.ReadHeaderTimeout}, {"--http-read-timeout", c.HTTPReadTimeout}, {"--http-write-timeout", c.HTTPWriteTimeout},
 		{"--http-idle-timeout", c.HTTPIdleTimeout}, {"--abuse-window", c.AbuseWindow}, {"--ping-interval", c.PingInterval},
-		{"--pong-timeout", c.PongTimeout}, {"--write-timeout", c.WriteTimeout}, {"--room-ttl", c.RoomTTL},
-		{"--presence-interval", c.PresenceInterval}, {"--shutdown-timeout", c.ShutdownTimeout}, {"--drain-retry-max", c.DrainRetryMax},
-		{"--nats-health-timeout", c.NATSHealthTimeout},
+		{"--pong-timeout", c.PongTimeout}, {"--write-timeout", c.WriteTimeout},
+		{"--shutdown-timeout", c.ShutdownTimeout}, {"--drain-retry-max", c.DrainRetryMax},
 	}
 	for _, p := range positiveDurations {
 		if p.v <= 0 {
@@ -420,40 +348,6 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("--auth must be none or jwt, got %q", c.Auth)
-	}
-	switch c.StreamStorage {
-	case "file", "memory":
-	default:
-		bad("--stream-storage must be file or memory, got %q", c.StreamStorage)
-	}
-	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
-		bad("--stream-replicas must be between 1 and 5, got %d", c.StreamReplicas)
-	}
-	if c.StreamMaxAge <= 0 {
-		bad("--stream-max-age must be positive, got %v", c.StreamMaxAge)
-	}
-	if c.PresenceSync <= 0 {
-		bad("--presence-sync must be positive, got %v", c.PresenceSync)
-	}
-	if c.PresenceTTL < 2*c.PresenceSync {
-		bad("--presence-ttl (%v) must be at least twice --presence-sync (%v), so one lost snapshot does not expire a replica's users", c.PresenceTTL, c.PresenceSync)
-	}
-	if c.Backplane == "" {
-		if c.NATSCredsFile != "" || c.NATSTLSCAFile != "" || c.NATSTLSCertFile != "" || c.NATSTLSKeyFile != "" {
-			bad("--nats-creds-file and --nats-tls-* need --backplane")
-		}
-	} else if (c.NATSTLSCertFile == "") != (c.NATSTLSKeyFile == "") {
-		bad("--nats-tls-cert-file and --nats-tls-key-file must be given together")
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		bad("--log-format must be text or json, got %q", c.LogFormat)
-	}
-	switch strings.ToLower(c.LogLevel) {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("--log-level must be debug, info, warn or error, got %q", c.LogLevel)
 	}
 	return errors.Join(errs...)
 }

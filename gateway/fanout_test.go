@@ -10,7 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -18,29 +18,26 @@ import (
 // enqueue path that fan-out runs for every recipient.
 func offlineClients(tb testing.TB, n int) (*Server, []*client) {
 	tb.Helper()
-	srv, err := New(testConfig(), Options{})
+	srv, err := New(testConfig(), Options{Broker: testHub(tb, 0)})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(srv.Close)
 	cs := make([]*client, n)
 	for i := range cs {
-		cs[i] = newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, "127.0.0.1", "127.0.0.1", trace.SpanContext{})
+		cs[i] = newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, admitted{ip: "127.0.0.1", ipKey: "127.0.0.1"}, trace.SpanContext{})
 	}
 	return srv, cs
 }
 
-// take empties a client's queue the way the writer does, keeping the
-// backing array for reuse.
+// take empties a client's outbox the way the writer does (take, settle,
+// recycle), keeping the backing array for reuse.
 func take(c *client) {
-	c.mu.Lock()
-	batch := c.queue
-	c.queue = c.spare[:0]
-	c.mu.Unlock()
-	c.settle(batch)
-	c.recycle(batch)
+	batch, _, _ := c.out.take()
+	c.out.settle(batch)
+	c.out.recycle(batch)
 	select {
-	case <-c.wake:
+	case <-c.out.wake:
 	default:
 	}
 }
@@ -50,7 +47,7 @@ func take(c *client) {
 // the queues are warm.
 func TestFanoutEnqueueDoesNotAllocate(t *testing.T) {
 	_, cs := offlineClients(t, 100)
-	f := &hub.Frame{Data: []byte(`{"type":"message","room":"r","seq":1,"from":{"id":"u","name":"n"},"text":"hi","ts":1}`)}
+	f := &broker.Frame{Data: []byte(`{"type":"message","room":"r","seq":1,"from":{"id":"u","name":"n"},"text":"hi","ts":1}`)}
 	for _, c := range cs { // warm the queue arrays
 		for i := 0; i < 4; i++ {
 			c.Enqueue(f)
@@ -74,7 +71,7 @@ func BenchmarkFanoutEnqueue(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			_, cs := offlineClients(b, n)
-			f := &hub.Frame{Data: make([]byte, 120)}
+			f := &broker.Frame{Data: make([]byte, 120)}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -102,7 +99,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	cfg.MaxConnsPerIP = 1 << 20
 	cfg.HandshakeRate, cfg.HandshakeBurst = 1e6, 1<<20
 	for i := 0; i < b.N; i++ {
-		srv, err := New(cfg, Options{})
+		srv, err := New(cfg, Options{Broker: testHub(b, 0)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -150,16 +150,16 @@ func TestMaxMessageFrames(t *testing.T) {
 	join := []byte(`{"type":"join","room":"frames"}`)
 	write := func(t *testing.T, c *wsClient, b []byte) {
 		t.Helper()
-		if _, err := c.conn.NetConn().Write(b); err != nil {
+		if _, err := c.Conn().NetConn().Write(b); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Run("at the limit", func(t *testing.T) {
 		c := s.dial(t, "")
 		write(t, c, fragmented(join, max, false))
-		c.expect("joined")
+		c.Expect("joined")
 		write(t, c, fragmented(join, max, true))
-		c.expect("joined")
+		c.Expect("joined")
 	})
 	t.Run("pings between fragments", func(t *testing.T) {
 		c := s.dial(t, "")
@@ -171,25 +171,25 @@ func TestMaxMessageFrames(t *testing.T) {
 			}
 		}
 		write(t, c, b)
-		c.expect("joined")
+		c.Expect("joined")
 	})
 	t.Run("many messages at the limit in one write", func(t *testing.T) {
 		c := s.dial(t, "")
 		write(t, c, bytes.Repeat(fragmented(join, max, false), 20))
 		for i := 0; i < 20; i++ {
-			c.expect("joined")
+			c.Expect("joined")
 		}
 	})
 	t.Run("one frame over, after a reply is queued", func(t *testing.T) {
 		c := s.dial(t, "")
 		write(t, c, append(wsFrame(true, opText, join), fragmented(join, max+1, false)...))
-		c.expect("joined") // queued before the offending message: written first
+		c.Expect("joined") // queued before the offending message: written first
 		expectCloseWith(t, s, c, protocol.CloseMessageTooBig, "too_many_frames", observe.DisconnectTooManyFrames)
 	})
 	t.Run("a flood of empty continuation frames", func(t *testing.T) {
 		c := s.dial(t, "")
 		flood := append(wsFrame(false, opText, nil), bytes.Repeat(wsFrame(false, opContinuation, nil), 100000)...)
-		go func() { _, _ = c.conn.NetConn().Write(flood) }() // the server stops reading it
+		go func() { _, _ = c.Conn().NetConn().Write(flood) }() // the server stops reading it
 		expectCloseWith(t, s, c, protocol.CloseMessageTooBig, "too_many_frames", observe.DisconnectTooManyFrames)
 	})
 }
@@ -210,7 +210,7 @@ func TestMessageFramesDefault(t *testing.T) {
 		s := newTestServer(t, func(c *Config) { c.MaxFrameBytes = frameBytes })
 		c := s.dial(t, "") // a gorilla client: 4 KiB write buffer
 		msg := []byte(`{"type":"join","room":"big"}`)
-		c.sendRaw(websocket.TextMessage, append(msg, bytes.Repeat([]byte(" "), frameBytes-len(msg))...))
-		c.expect("joined")
+		c.SendRaw(websocket.TextMessage, append(msg, bytes.Repeat([]byte(" "), frameBytes-len(msg))...))
+		c.Expect("joined")
 	}
 }

@@ -33,11 +33,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Counted from here so that shutdown waits for failed upgrades too.
-	s.conns.Add(1)
+	s.handlers.Add(1)
 	// The hijacked connection counts the frames of each inbound message.
 	conn, err := s.upgrader.Upgrade(frameLimitWriter{ResponseWriter: w, max: s.cfg.MessageFrames()}, r, nil)
 	if err != nil {
-		defer s.conns.Done()
+		defer s.handlers.Done()
 		// The upgrader has already answered with an HTTP error.
 		s.adm.release(a.ipKey, a.userKey())
 		s.obs.ConnRejected(observe.RejectBadRequest)
@@ -58,8 +58,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	} else {
 		user = protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
 	}
-	c := newClient(s, conn, "c_"+id, user, a.ip, a.ipKey, span.SpanContext())
-	c.ident = a.ident
+	c := newClient(s, conn, "c_"+id, user, a, span.SpanContext())
 	var tokenRate float64
 	var tokenBurst int
 	if a.ident != nil && a.ident.SendRate > 0 {
@@ -81,8 +80,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// being held for the connection's whole life.
 	autoJoin := r.URL.Query()["room"]
 	go func() {
-		defer s.conns.Done()
-		s.run(c, autoJoin)
+		defer s.handlers.Done()
+		c.run(autoJoin)
 	}()
 }
 

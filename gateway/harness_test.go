@@ -1,10 +1,7 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +15,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
+	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -119,7 +118,6 @@ type testServer struct {
 func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.NodeID = "test-node"
-	cfg.PresenceInterval = 20 * time.Millisecond
 	cfg.SendRate, cfg.SendBurst = 10000, 10000
 	cfg.JoinRate, cfg.JoinBurst = 10000, 10000
 	cfg.DrainDelay, cfg.DrainWindow, cfg.DrainLinger = 0, 0, 0
@@ -136,11 +134,29 @@ func newTestServer(t *testing.T, mutate func(*Config)) *testServer {
 	return startTestServer(t, cfg, Options{Observer: obs}, obs)
 }
 
-// startTestServer starts a gateway with opts (a test logger and a 404 web
-// handler filled in when unset); rec is the recObserver behind
-// opts.Observer.
+// testHub is an in-process hub for a test gateway: presence frames come
+// quickly. history 0 means the default.
+func testHub(t testing.TB, history int) *hub.Hub {
+	h := hub.New(hub.Config{History: history, PresenceInterval: 20 * time.Millisecond})
+	t.Cleanup(h.Close)
+	return h
+}
+
+// newHistoryServer is newTestServer whose rooms keep history messages.
+func newHistoryServer(t *testing.T, history int) *testServer {
+	t.Helper()
+	obs := newRecObserver()
+	return startTestServer(t, testConfig(), Options{Observer: obs, Broker: testHub(t, history), History: history}, obs)
+}
+
+// startTestServer starts a gateway with opts (a test logger, a 404 web
+// handler and a testHub filled in when unset); rec is the recObserver
+// behind opts.Observer.
 func startTestServer(t testing.TB, cfg Config, opts Options, rec *recObserver) *testServer {
 	t.Helper()
+	if opts.Broker == nil {
+		opts.Broker = testHub(t, opts.History)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -184,13 +200,9 @@ func (s *testServer) wsURL(query string) string {
 	return u
 }
 
-// wsClient is a test WebSocket client that splits server frames into
-// envelopes.
-type wsClient struct {
-	t       testing.TB
-	conn    *websocket.Conn
-	pending []map[string]any
-}
+// wsClient is the one WebSocket test client (internal/wstest), reading
+// only when the test asks.
+type wsClient = wstest.Client
 
 type dialOpts struct {
 	query  string
@@ -198,6 +210,7 @@ type dialOpts struct {
 	dialer *websocket.Dialer
 }
 
+// dial connects and consumes the welcome.
 func (s *testServer) dial(t testing.TB, query string) *wsClient {
 	t.Helper()
 	return s.dialWith(t, dialOpts{query: query})
@@ -205,22 +218,7 @@ func (s *testServer) dial(t testing.TB, query string) *wsClient {
 
 func (s *testServer) dialWith(t testing.TB, o dialOpts) *wsClient {
 	t.Helper()
-	d := o.dialer
-	if d == nil {
-		d = &websocket.Dialer{HandshakeTimeout: waitTimeout, Subprotocols: []string{"chatgate.v1"}}
-	}
-	conn, resp, err := d.Dial(s.wsURL(o.query), o.header)
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		t.Fatalf("dial %q: %v (HTTP %d)", o.query, err, status)
-	}
-	c := &wsClient{t: t, conn: conn}
-	t.Cleanup(func() { conn.Close() })
-	c.expect("welcome")
-	return c
+	return wstest.Dial(t, s.wsURL(o.query), wstest.Options{Header: o.header, Dialer: o.dialer, Welcome: true, Timeout: waitTimeout})
 }
 
 // dialStatus attempts a handshake that is expected to fail and returns the
@@ -237,100 +235,6 @@ func (s *testServer) dialStatus(t testing.TB, query string, header http.Header) 
 		t.Fatalf("dial %q: no HTTP response: %v", query, err)
 	}
 	return resp
-}
-
-func (c *wsClient) send(v any) {
-	c.t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.sendRaw(websocket.TextMessage, b)
-}
-
-func (c *wsClient) sendRaw(mt int, b []byte) {
-	c.t.Helper()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
-	if err := c.conn.WriteMessage(mt, b); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-// next returns the next envelope from the server.
-func (c *wsClient) next() map[string]any {
-	c.t.Helper()
-	env, err := c.tryNext()
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	return env
-}
-
-func (c *wsClient) tryNext() (map[string]any, error) {
-	for len(c.pending) == 0 {
-		_ = c.conn.SetReadDeadline(time.Now().Add(waitTimeout))
-		mt, data, err := c.conn.ReadMessage()
-		if err != nil {
-			return nil, err
-		}
-		if mt != websocket.TextMessage {
-			return nil, errors.New("server sent a non-text message")
-		}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var env map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &env); err != nil {
-				return nil, errors.New("server sent invalid JSON: " + sc.Text())
-			}
-			c.pending = append(c.pending, env)
-		}
-	}
-	env := c.pending[0]
-	c.pending = c.pending[1:]
-	return env, nil
-}
-
-// expect returns the next envelope of type typ, skipping presence frames
-// (which arrive on their own schedule) and failing on anything else.
-func (c *wsClient) expect(typ string) map[string]any {
-	c.t.Helper()
-	for {
-		env := c.next()
-		switch env["type"] {
-		case typ:
-			return env
-		case "presence":
-			continue
-		}
-		c.t.Fatalf("got %v; want a %q envelope", env, typ)
-	}
-}
-
-// expectClose reads until the connection closes and checks the close code;
-// it returns the close reason text.
-func (c *wsClient) expectClose(code int) string {
-	c.t.Helper()
-	for {
-		_, err := c.tryNext()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) {
-			c.t.Fatalf("connection ended with %v; want close code %d", err, code)
-		}
-		if ce.Code != code {
-			c.t.Fatalf("close code %d (%q); want %d", ce.Code, ce.Text, code)
-		}
-		return ce.Text
-	}
-}
-
-func (c *wsClient) join(room string) map[string]any {
-	c.t.Helper()
-	c.send(map[string]any{"type": "join", "room": room})
-	return c.expect("joined")
 }
 
 func num(t testing.TB, env map[string]any, key string) int64 {

@@ -3,7 +3,7 @@ package gateway
 import (
 	"testing"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -11,7 +11,7 @@ import (
 // panickyBroker stands in for a broker with a bug.
 type panickyBroker struct{}
 
-func (panickyBroker) Join(hub.Subscriber, string, *uint64) (hub.Membership, *protocol.Error) {
+func (panickyBroker) Join(broker.Subscriber, string, *uint64) (broker.Membership, *protocol.Error) {
 	panic("broker bug")
 }
 
@@ -19,8 +19,8 @@ func TestPanicClosesOnlyThatConnectionWith1011(t *testing.T) {
 	s := newTestServer(t, nil)
 	s.srv.broker = panickyBroker{}
 	c := s.dial(t, "")
-	c.send(map[string]any{"type": "join", "room": "r"})
-	reason := c.expectClose(protocol.CloseInternalError)
+	c.Send(map[string]any{"type": "join", "room": "r"})
+	reason := c.ExpectClose(protocol.CloseInternalError)
 	if cr, ok := protocol.ParseCloseReason(reason); !ok || cr.R != "internal" {
 		t.Fatalf("reason %q", reason)
 	}

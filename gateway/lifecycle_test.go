@@ -7,7 +7,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,20 +16,8 @@ import (
 
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
-
-// smallBufferDialer returns a dialer whose sockets have a tiny receive
-// buffer, so a client that stops reading backs up the server quickly.
-func smallBufferDialer() *websocket.Dialer {
-	nd := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
-	return &websocket.Dialer{NetDialContext: nd.DialContext, ReadBufferSize: 1024, HandshakeTimeout: waitTimeout}
-}
 
 // bgReader reads every envelope from a client in the background and checks
 // that message seqs stay contiguous.
@@ -51,7 +38,7 @@ func startReader(t *testing.T, c *wsClient) *bgReader {
 	go func() {
 		defer close(r.done)
 		for {
-			env, err := c.tryNext()
+			env, err := c.TryNext()
 			if err != nil {
 				return
 			}
@@ -98,7 +85,7 @@ func (r *bgReader) waitSeen(n int) {
 // stop closes the connection, ends the reader and returns how many
 // messages it saw.
 func (r *bgReader) stop() int {
-	r.c.conn.Close()
+	r.c.Conn().Close()
 	<-r.done
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -127,7 +114,7 @@ func floodUntil(t *testing.T, sender *wsClient, senderReader *bgReader, room str
 		for _, r := range keepUp {
 			r.waitSeen(sent - window)
 		}
-		sender.send(map[string]any{"type": "send", "room": room, "text": text})
+		sender.Send(map[string]any{"type": "send", "room": room, "text": text})
 		sent++
 	}
 	return sent
@@ -142,12 +129,12 @@ func TestSlowConsumerEvicted(t *testing.T) {
 	defer tp.Shutdown(context.Background())
 	rec := newRecObserver()
 	s := startTestServer(t, cfg, Options{Observer: rec, Tracer: tp}, rec)
-	slow := s.dialWith(t, dialOpts{query: query("name", "slow", "room", "r"), dialer: smallBufferDialer()})
-	slow.expect("joined")
+	slow := s.dialWith(t, dialOpts{query: query("name", "slow", "room", "r"), dialer: wstest.SmallBufferDialer(waitTimeout)})
+	slow.Expect("joined")
 	healthy := s.dial(t, query("name", "healthy", "room", "r"))
-	healthy.expect("joined")
+	healthy.Expect("joined")
 	sender := s.dial(t, query("name", "sender", "room", "r"))
-	sender.expect("joined")
+	sender.Expect("joined")
 	healthyR := startReader(t, healthy)
 	senderR := startReader(t, sender)
 
@@ -156,17 +143,17 @@ func TestSlowConsumerEvicted(t *testing.T) {
 
 	// The evicted client, reading again (with room to read fast), finds
 	// 4008 with a retry hint after whatever was already in flight.
-	if err := slow.conn.NetConn().(*net.TCPConn).SetReadBuffer(4 << 20); err != nil {
+	if err := slow.Conn().NetConn().(*net.TCPConn).SetReadBuffer(4 << 20); err != nil {
 		t.Fatal(err)
 	}
-	reason := slow.expectClose(protocol.CloseSlowConsumer)
+	reason := slow.ExpectClose(protocol.CloseSlowConsumer)
 	cr, ok := protocol.ParseCloseReason(reason)
 	if !ok || cr.R != "slow_consumer" || cr.RetryMs <= 0 {
 		t.Fatalf("close reason %q; want slow_consumer with retry_ms", reason)
 	}
 	// A few more messages still reach the healthy client in order.
 	for i := 0; i < 10; i++ {
-		sender.send(map[string]any{"type": "send", "room": "r", "text": "after"})
+		sender.Send(map[string]any{"type": "send", "room": "r", "text": "after"})
 	}
 	total := sent + 10
 	healthyR.waitSeen(total)
@@ -190,15 +177,15 @@ func TestWriteTimeoutDisconnects(t *testing.T) {
 		c.TotalQueueBytes = 1 << 30
 		c.WriteTimeout = 300 * time.Millisecond
 	})
-	stuck := s.dialWith(t, dialOpts{query: query("name", "stuck", "room", "r"), dialer: smallBufferDialer()})
-	stuck.expect("joined")
+	stuck := s.dialWith(t, dialOpts{query: query("name", "stuck", "room", "r"), dialer: wstest.SmallBufferDialer(waitTimeout)})
+	stuck.Expect("joined")
 	sender := s.dial(t, query("name", "sender", "room", "r"))
-	sender.expect("joined")
+	sender.Expect("joined")
 	senderR := startReader(t, sender)
 	floodUntil(t, sender, senderR, "r", func() bool { return s.obs.disconnectCount(observe.DisconnectWriteTimeout) > 0 })
 	// The socket was dropped without a close frame.
 	for {
-		_, err := stuck.tryNext()
+		_, err := stuck.TryNext()
 		if err == nil {
 			continue
 		}
@@ -220,9 +207,9 @@ func TestHeartbeat(t *testing.T) {
 		c := s.dial(t, "")
 		// Not reading means not answering pings; when it reads at last it
 		// still ignores them (answering a closed socket would fail).
-		c.conn.SetPingHandler(func(string) error { return nil })
+		c.Conn().SetPingHandler(func(string) error { return nil })
 		s.obs.waitFor(t, "heartbeat timeout", func() bool { return s.obs.disconnects[observe.DisconnectPingTimeout] > 0 })
-		reason := c.expectClose(protocol.CloseHeartbeatTimeout)
+		reason := c.ExpectClose(protocol.CloseHeartbeatTimeout)
 		if cr, ok := protocol.ParseCloseReason(reason); !ok || cr.R != "heartbeat_timeout" {
 			t.Fatalf("reason %q", reason)
 		}
@@ -230,14 +217,14 @@ func TestHeartbeat(t *testing.T) {
 	t.Run("client answering pings stays", func(t *testing.T) {
 		c := s.dial(t, "")
 		pings := 0
-		c.conn.SetPingHandler(func(data string) error {
+		c.Conn().SetPingHandler(func(data string) error {
 			pings++
-			return c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+			return c.Conn().WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 		})
 		// Read for several pong timeouts: only our own read deadline may
 		// end it, never a close from the server.
-		_ = c.conn.SetReadDeadline(time.Now().Add(4 * 300 * time.Millisecond))
-		_, _, err := c.conn.ReadMessage()
+		_ = c.Conn().SetReadDeadline(time.Now().Add(4 * 300 * time.Millisecond))
+		_, _, err := c.Conn().ReadMessage()
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("read ended with %v; want our own deadline", err)
@@ -254,18 +241,18 @@ func TestDrainDeliversAckedMessagesBeforeClose(t *testing.T) {
 	clients := make([]*wsClient, n)
 	for i := range clients {
 		clients[i] = s.dial(t, query("name", fmt.Sprintf("u%d", i), "room", "r"))
-		clients[i].expect("joined")
+		clients[i].Expect("joined")
 	}
 	const msgs = 20
 	for i := 0; i < msgs; i++ {
-		clients[0].send(map[string]any{"type": "send", "room": "r", "text": fmt.Sprint(i), "ref": fmt.Sprint(i)})
+		clients[0].Send(map[string]any{"type": "send", "room": "r", "text": fmt.Sprint(i), "ref": fmt.Sprint(i)})
 	}
 	// Wait until the sender holds every ack: each message is then acked,
 	// hence queued to every member.
 	acks := 0
 	var got0 []int64
 	for acks < msgs {
-		env := clients[0].next()
+		env := clients[0].Next()
 		switch env["type"] {
 		case "ack":
 			acks++
@@ -288,7 +275,7 @@ func TestDrainDeliversAckedMessagesBeforeClose(t *testing.T) {
 		}
 		var reason string
 		for {
-			env, err := c.tryNext()
+			env, err := c.TryNext()
 			if err != nil {
 				var ce *websocket.CloseError
 				if !errors.As(err, &ce) || ce.Code != protocol.CloseGoingAway {
@@ -322,13 +309,13 @@ func TestDisconnectReasons(t *testing.T) {
 	t.Run("close frame is a client close", func(t *testing.T) {
 		c := s.dial(t, "")
 		before := s.obs.disconnectCount(observe.DisconnectClientClose)
-		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		_ = c.Conn().WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 		s.obs.waitFor(t, "client_close", func() bool { return s.obs.disconnects[observe.DisconnectClientClose] == before+1 })
 	})
 	t.Run("vanished peer is a read error", func(t *testing.T) {
 		c := s.dial(t, "")
 		before := s.obs.disconnectCount(observe.DisconnectReadError)
-		c.conn.NetConn().Close() // no close frame
+		c.Conn().NetConn().Close() // no close frame
 		s.obs.waitFor(t, "read_error", func() bool { return s.obs.disconnects[observe.DisconnectReadError] == before+1 })
 	})
 }

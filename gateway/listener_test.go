@@ -143,9 +143,21 @@ func TestTCPLimitListener(t *testing.T) {
 			return nil
 		}
 	}
-	// closedByServer waits until the server side has closed c.
-	closedByServer := func(c net.Conn) {
+	// refusedByServer dials from ip and waits until the server side has
+	// closed the connection. The server resets it (linger 0) at accept,
+	// which on a loaded machine can reach the client before its dial has
+	// completed: a dial that fails with a reset was refused too.
+	refusedByServer := func(ip string) {
 		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: waitTimeout}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if errors.Is(err, syscall.ECONNRESET) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
 		_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
 		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("the connection over the cap is still open: %v", err)
@@ -160,16 +172,7 @@ func TestTCPLimitListener(t *testing.T) {
 	if n := l.open("127.0.0.2"); n != 3 {
 		t.Fatalf("%d counted; want 3", n)
 	}
-	// The listener resets a connection over the cap as soon as it accepts
-	// it, which may be before the dial has seen its handshake complete:
-	// a reset at dial is the same refusal.
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: waitTimeout}
-	if over, err := d.Dial("tcp", ln.Addr().String()); err == nil {
-		t.Cleanup(func() { over.Close() })
-		closedByServer(over)
-	} else if !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatal(err)
-	}
+	refusedByServer("127.0.0.2")
 	obs.waitFor(t, "a tcp_per_ip reject", func() bool { return obs.rejects[observe.RejectTCPPerIP] == 1 })
 
 	dial("127.0.0.3") // another address has its own allowance
@@ -190,6 +193,6 @@ func TestTCPLimitListener(t *testing.T) {
 	}
 	dial("127.0.0.2")
 	next()
-	closedByServer(dial("127.0.0.2"))
+	refusedByServer("127.0.0.2")
 	obs.waitFor(t, "a second tcp_per_ip reject", func() bool { return obs.rejects[observe.RejectTCPPerIP] == 2 })
 }

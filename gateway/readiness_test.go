@@ -27,7 +27,7 @@ func TestReadinessOneSourceOfTruth(t *testing.T) {
 		}
 		return nil
 	}
-	srv, err := New(testConfig(), Options{Observer: m, Ready: broker, Logger: slog.New(slog.NewTextHandler(tlogWriter{t}, nil))})
+	srv, err := New(testConfig(), Options{Observer: m, Ready: broker, Broker: testHub(t, 0), Logger: slog.New(slog.NewTextHandler(tlogWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,19 +3,22 @@ package gateway
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/chatgate/chatgate/gateway/hub"
 )
 
 // TestJoinSinceSeam joins with since while another member keeps sending:
 // the joiner must see joined, then the replay, then live messages, with
 // every seq after since exactly once and in order.
 func TestJoinSinceSeam(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.History = 1000 })
+	s := newHistoryServer(t, 1000)
 	sender := s.dial(t, query("name", "sender", "room", "r"))
-	base := num(t, sender.expect("joined"), "seq") // the room's seq before any message
+	base := num(t, sender.Expect("joined"), "seq") // the room's seq before any message
 	senderR := startReader(t, sender)
 	const total, since = 300, 40
 	for i := 0; i < since; i++ {
-		sender.send(map[string]any{"type": "send", "room": "r", "text": fmt.Sprint(i)})
+		sender.Send(map[string]any{"type": "send", "room": "r", "text": fmt.Sprint(i)})
 	}
 	senderR.waitSeen(since)
 
@@ -24,14 +27,14 @@ func TestJoinSinceSeam(t *testing.T) {
 		defer close(done)
 		for i := since; i < total; i++ {
 			b := fmt.Appendf(nil, `{"type":"send","room":"r","text":"%d"}`, i)
-			if err := sender.conn.WriteMessage(1, b); err != nil {
+			if err := sender.Conn().WriteMessage(1, b); err != nil {
 				return
 			}
 		}
 	}()
 	joiner := s.dial(t, "")
-	joiner.send(map[string]any{"type": "join", "room": "r", "since": base + since})
-	j := joiner.expect("joined")
+	joiner.Send(map[string]any{"type": "join", "room": "r", "since": base + since})
+	j := joiner.Expect("joined")
 	if j["recovered"] != true {
 		t.Fatalf("joined %v; want recovered:true", j)
 	}
@@ -41,7 +44,7 @@ func TestJoinSinceSeam(t *testing.T) {
 	}
 	next := int64(since + 1)
 	for next <= total {
-		env := joiner.expect("message")
+		env := joiner.Expect("message")
 		if seq := num(t, env, "seq") - base; seq != next {
 			t.Fatalf("seq %d; want %d (joined at %d)", seq, next, joinSeq)
 		}
@@ -56,22 +59,22 @@ func TestJoinSinceSeam(t *testing.T) {
 }
 
 func TestJoinSinceBeyondHistory(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.History = 5 })
+	s := newHistoryServer(t, 5)
 	a := s.dial(t, query("room", "r"))
-	base := num(t, a.expect("joined"), "seq")
+	base := num(t, a.Expect("joined"), "seq")
 	for i := 0; i < 12; i++ {
-		a.send(map[string]any{"type": "send", "room": "r", "text": "x"})
-		a.expect("message")
-		a.expect("ack")
+		a.Send(map[string]any{"type": "send", "room": "r", "text": "x"})
+		a.Expect("message")
+		a.Expect("ack")
 	}
 	b := s.dial(t, "")
-	b.send(map[string]any{"type": "join", "room": "r", "since": base + 2})
-	j := b.expect("joined")
+	b.Send(map[string]any{"type": "join", "room": "r", "since": base + 2})
+	j := b.Expect("joined")
 	if j["recovered"] != false || num(t, j, "seq") != base+12 {
 		t.Fatalf("joined %v; want seq 12, recovered false", j)
 	}
 	for want := int64(8); want <= 12; want++ { // the 5 the ring holds
-		if got := num(t, b.expect("message"), "seq") - base; got != want {
+		if got := num(t, b.Expect("message"), "seq") - base; got != want {
 			t.Fatalf("replayed seq %d; want %d", got, want)
 		}
 	}
@@ -81,12 +84,12 @@ func TestPresence(t *testing.T) {
 	t.Run("join and leave are announced with member lists", func(t *testing.T) {
 		s := newTestServer(t, nil)
 		a := s.dial(t, query("name", "alice", "room", "r"))
-		ja := a.expect("joined")
+		ja := a.Expect("joined")
 		if num(t, ja, "online") != 1 || len(ja["members"].([]any)) != 1 {
 			t.Fatalf("first joined %v", ja)
 		}
 		b := s.dial(t, query("name", "bob", "room", "r"))
-		jb := b.expect("joined")
+		jb := b.Expect("joined")
 		if num(t, jb, "online") != 2 || len(jb["members"].([]any)) != 2 {
 			t.Fatalf("second joined %v", jb)
 		}
@@ -95,21 +98,24 @@ func TestPresence(t *testing.T) {
 		if !hasUser(p["joined"], "bob") || hasUser(p["left"], "bob") || num(t, p, "online") != 2 {
 			t.Fatalf("presence %v; want bob joined, online 2", p)
 		}
-		b.send(map[string]any{"type": "leave", "room": "r"})
-		b.expect("left")
+		b.Send(map[string]any{"type": "leave", "room": "r"})
+		b.Expect("left")
 		p = nextPresence(t, a)
 		if !hasUser(p["left"], "bob") || hasUser(p["joined"], "bob") || num(t, p, "online") != 1 {
 			t.Fatalf("presence %v; want bob left, online 1", p)
 		}
 	})
 	t.Run("count-only above presence-max-members", func(t *testing.T) {
-		s := newTestServer(t, func(c *Config) { c.PresenceMaxMembers = 2 })
+		obs := newRecObserver()
+		h := hub.New(hub.Config{PresenceInterval: 20 * time.Millisecond, PresenceMaxMembers: 2})
+		t.Cleanup(h.Close)
+		s := startTestServer(t, testConfig(), Options{Observer: obs, Broker: h}, obs)
 		a := s.dial(t, query("room", "r"))
-		a.expect("joined")
+		a.Expect("joined")
 		b := s.dial(t, query("room", "r"))
-		b.expect("joined")
+		b.Expect("joined")
 		c := s.dial(t, query("room", "r"))
-		jc := c.expect("joined")
+		jc := c.Expect("joined")
 		if _, has := jc["members"]; has || num(t, jc, "online") != 3 {
 			t.Fatalf("joined %v; want online 3 and no members", jc)
 		}
@@ -129,7 +135,7 @@ func TestPresence(t *testing.T) {
 func nextPresence(t *testing.T, c *wsClient) map[string]any {
 	t.Helper()
 	for {
-		env := c.next()
+		env := c.Next()
 		if env["type"] == "presence" {
 			return env
 		}

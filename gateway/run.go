@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +13,9 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chatgate/chatgate/internal/ctxsleep"
+	"github.com/chatgate/chatgate/internal/logging"
 )
 
 // RunOptions configure Run beyond the Server itself.
@@ -59,15 +63,18 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	// Both listeners bound how long a request may take to arrive, its
 	// response to be written, and a keep-alive connection to idle; the
 	// chat listener also caps connections per address at accept.
-	chatHTTP := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.HTTPReadTimeout,
-		WriteTimeout:      cfg.HTTPWriteTimeout,
-		IdleTimeout:       cfg.HTTPIdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          errLog,
+	httpServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ReadTimeout:       cfg.HTTPReadTimeout,
+			WriteTimeout:      cfg.HTTPWriteTimeout,
+			IdleTimeout:       cfg.HTTPIdleTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			ErrorLog:          errLog,
+		}
 	}
+	chatHTTP := httpServer(srv)
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- chatHTTP.Serve(newTCPLimitListener(chatLn, &cfg, srv.obs)) }()
 
@@ -77,15 +84,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		if opts.AdminRoutes != nil {
 			opts.AdminRoutes(mux)
 		}
-		adminHTTP = &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-			ReadTimeout:       cfg.HTTPReadTimeout,
-			WriteTimeout:      cfg.HTTPWriteTimeout,
-			IdleTimeout:       cfg.HTTPIdleTimeout,
-			MaxHeaderBytes:    cfg.MaxHeaderBytes,
-			ErrorLog:          errLog,
-		}
+		adminHTTP = httpServer(mux)
 		go func() { serveErr <- adminHTTP.Serve(adminLn) }()
 	}
 	var adminAddr net.Addr
@@ -116,7 +115,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	conns := srv.Conns()
 	span.AddEvent("readiness failing", trace.WithAttributes(attribute.Int("chatgate.connections", conns)))
 	log.Info("draining: readiness failing", "conns", conns, "drain_delay", cfg.DrainDelay.String(), "drain_window", cfg.DrainWindow.String())
-	sleepCtx(hard, cfg.DrainDelay)
+	ctxsleep.Sleep(hard, cfg.DrainDelay)
 
 	log.Info("draining: no longer accepting connections")
 	// Close, not Shutdown: Shutdown would wait for every plain HTTP
@@ -157,7 +156,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		// The final linger: a scrape now sees the drain's final counts.
 		if linger := time.Until(lastClosed.Add(cfg.DrainLinger)); linger > 0 && hard.Err() == nil {
 			log.Info("draining: admin listener lingers for a final scrape", "linger", linger.Round(time.Millisecond).String())
-			sleepCtx(hard, linger)
+			ctxsleep.Sleep(hard, linger)
 		}
 		closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Second)
 		_ = adminHTTP.Shutdown(closeCtx)
@@ -169,18 +168,6 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 // hookTimeout bounds the shutdown hooks (exporter flushes) together.
 const hookTimeout = 5 * time.Second
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""
@@ -188,13 +175,10 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// NewLogger builds the slog logger described by cfg.
-func NewLogger(cfg Config, w interface{ Write([]byte) (int, error) }) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	hopts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, hopts))
-	}
-	return slog.New(slog.NewTextHandler(w, hopts))
+// NewLogger builds the slog logger described by cfg's deprecated
+// LogFormat and LogLevel.
+//
+// Deprecated: TEMPORARY, for web/e2e's harness; use logging.New.
+func NewLogger(cfg Config, w io.Writer) *slog.Logger {
+	return logging.New(logging.Config{Format: cfg.LogFormat, Level: cfg.LogLevel}, w)
 }

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/chatgate/chatgate/gateway/auth"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
@@ -35,10 +36,20 @@ import (
 type Options struct {
 	Logger   *slog.Logger
 	Observer observe.Observer
-	// Broker routes room traffic. Nil means the in-process hub, which the
-	// Server then owns and closes. A Broker given here is the caller's to
-	// close, after Run (or ForceClose) has returned.
-	Broker hub.Broker
+	// Broker routes room traffic. It is the caller's to build and to close,
+	// after Run (or ForceClose) has returned; cmd/chatgate builds the
+	// in-process hub or the cluster backplane.
+	//
+	// Deprecated behaviour, TEMPORARY: a nil Broker still makes the Server
+	// build an in-process hub with the default settings, which it owns and
+	// closes, for callers this change may not edit (the bench and web/e2e
+	// tests). Remove it once they pass a broker (issue 15's follow-ups).
+	Broker broker.Broker
+	// History is the Broker's history length (broker.Settings.History):
+	// the most frames one join replays. It bounds the replayed frames a
+	// connection may have waiting (--max-rooms of them per room). Zero
+	// means broker.DefaultHistory.
+	History int
 	// Ready, if set, is part of the gateway's readiness (Readiness): while
 	// it returns an error, /readyz answers 503 with the error's text as the
 	// body (a cluster backplane that lost NATS: "backplane down") and
@@ -61,9 +72,10 @@ type Server struct {
 	log        *slog.Logger
 	obs        observe.Observer // drain (below), wrapping Options.Observer
 	drain      *drainStats
-	broker     hub.Broker
+	broker     broker.Broker
 	brokerOK   func() error // Options.Ready; nil means always ready
-	ownHub     *hub.Hub     // the in-process hub when the Server made it; nil otherwise
+	ownHub     *hub.Hub     // deprecated: the hub built for a nil Options.Broker
+	history    int          // the broker's history: the most frames one join replays
 	origins    originChecker
 	adm        *admission
 	budgets    *sendBudgets
@@ -80,8 +92,11 @@ type Server struct {
 	started  atomic.Bool  // SetReady: the listeners are bound
 	draining atomic.Bool
 
-	// conns counts live connection handlers.
-	conns sync.WaitGroup
+	// handlers counts the goroutines serving connections (from the
+	// upgrade to the end of run), so Wait and ForceClose can wait for them.
+	// A connection ("conn") is always one WebSocket; Conns counts the
+	// registered ones.
+	handlers sync.WaitGroup
 
 	mu sync.Mutex
 	// clients is every registered connection; closingAll is set once the
@@ -105,6 +120,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		obs:      opts.Observer,
 		broker:   opts.Broker,
 		brokerOK: opts.Ready,
+		history:  opts.History,
 		origins:  origins,
 		adm:      newAdmission(&cfg),
 		clients:  make(map[*client]struct{}),
@@ -129,15 +145,11 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.propagator == nil {
 		s.propagator = otel.GetTextMapPropagator()
 	}
-	if s.broker == nil {
-		s.ownHub = hub.New(hub.Config{
-			History:            cfg.History,
-			RoomTTL:            cfg.RoomTTL,
-			MaxRooms:           cfg.MaxRooms,
-			PresenceInterval:   cfg.PresenceInterval,
-			PresenceMaxMembers: cfg.PresenceMaxMembers,
-			Observer:           s.obs,
-		})
+	if s.history <= 0 {
+		s.history = broker.DefaultHistory
+	}
+	if s.broker == nil { // deprecated; see Options.Broker
+		s.ownHub = hub.New(hub.Config{History: s.history, Observer: s.obs})
 		s.broker = s.ownHub
 	}
 	if cfg.Auth == "jwt" {
@@ -233,60 +245,6 @@ func (s *Server) AdminHandler() *http.ServeMux {
 	return mux
 }
 
-// run serves one connection until both of its loops are done.
-func (s *Server) run(c *client, autoJoin []string) {
-	lateToDrain := !s.register(c)
-
-	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
-		SendPerSec:     float64(c.sendLim.Limit()), // a token may override the defaults
-		SendBurst:      c.sendLim.Burst(),
-		MaxTextBytes:   s.cfg.MaxTextBytes,
-		MaxRooms:       s.cfg.MaxRoomsPerConn,
-		QueueBytes:     s.cfg.QueueBytes,
-		WriteTimeoutMs: s.cfg.WriteTimeout.Milliseconds(),
-		// The budget shared with the user's or the address's other
-		// connections (a token's send_rate and send_burst set it too).
-		SharedSendPerSec: float64(c.sharedLim.Limit()),
-		SharedSendBurst:  c.sharedLim.Burst(),
-	}))
-	if lateToDrain {
-		c.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain", RetryMs: s.retryMs()}, observe.DisconnectDrain, true)
-	}
-	for _, room := range autoJoin {
-		if !protocol.ValidRoom(room) {
-			c.reject(&protocol.Error{Code: protocol.CodeInvalidRoom, Message: "room must match [A-Za-z0-9_.-]{1,64}"})
-			continue
-		}
-		c.join(room, nil, "")
-	}
-	c.log.Debug("connected", "ip", c.ip, "user", c.user.ID)
-
-	if c.ident != nil && !c.ident.Expires.IsZero() {
-		// A token that expires while connected ends the connection then;
-		// the client reconnects with a fresh one.
-		expiry := time.AfterFunc(time.Until(c.ident.Expires), func() {
-			c.closeWith(protocol.CloseTokenExpired, protocol.CloseReason{R: "token_expired"}, observe.DisconnectTokenExpired, true)
-		})
-		defer expiry.Stop()
-	}
-	go c.writeLoop()
-	c.readLoop()
-	c.leaveAll()
-	<-c.writerDone
-	// Free the admission slot before anyone can see the connection gone,
-	// so an immediate reconnect is never refused for it.
-	s.adm.release(c.ipKey, c.userKey())
-	s.budgets.release(c.budgetKey)
-	_ = c.conn.NetConn().Close()
-
-	s.unregister(c)
-	s.obs.ConnClosed()
-	c.mu.Lock()
-	reason := c.reason
-	c.mu.Unlock()
-	c.log.Debug("disconnected", "reason", reason)
-}
-
 // register adds c to the client set. It reports false if the drain is
 // already closing clients, in which case c must be closed at once.
 func (s *Server) register(c *client) bool {
@@ -320,9 +278,7 @@ func (s *Server) MaxQueueBytes() int {
 	defer s.mu.Unlock()
 	worst := 0
 	for c := range s.clients {
-		c.mu.Lock()
-		worst = max(worst, c.queued)
-		c.mu.Unlock()
+		worst = max(worst, c.out.liveBytes())
 	}
 	return worst
 }
@@ -351,13 +307,7 @@ func (s *Server) BeginDrain() {
 // spread evenly over window; each client's queue is written out before its
 // close frame. It returns when all close requests are made or ctx ends.
 func (s *Server) CloseClients(ctx context.Context, window time.Duration) {
-	s.mu.Lock()
-	s.closingAll = true
-	all := make([]*client, 0, len(s.clients))
-	for c := range s.clients {
-		all = append(all, c)
-	}
-	s.mu.Unlock()
+	all := s.closeAll()
 	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 
 	start := time.Now()
@@ -377,15 +327,28 @@ func (s *Server) CloseClients(ctx context.Context, window time.Duration) {
 				return
 			}
 		}
-		c.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain", RetryMs: s.retryMs()}, observe.DisconnectDrain, true)
+		c.close(causeDrain)
 	}
+}
+
+// closeAll marks the client set closing (clients registered later are
+// closed at once) and returns the clients in it now.
+func (s *Server) closeAll() []*client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closingAll = true
+	all := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		all = append(all, c)
+	}
+	return all
 }
 
 // Wait blocks until every connection handler has returned or ctx ends.
 func (s *Server) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
-		s.conns.Wait()
+		s.handlers.Wait()
 		close(done)
 	}()
 	select {
@@ -399,20 +362,12 @@ func (s *Server) Wait(ctx context.Context) error {
 // ForceClose drops every remaining connection without waiting, then waits
 // for their handlers.
 func (s *Server) ForceClose() {
-	s.mu.Lock()
-	s.closingAll = true
-	all := make([]*client, 0, len(s.clients))
-	for c := range s.clients {
-		all = append(all, c)
-	}
-	s.mu.Unlock()
+	all := s.closeAll()
 	for _, c := range all {
-		c.mu.Lock()
-		c.abortLocked(0, protocol.CloseReason{}, observe.DisconnectShutdownForced)
-		c.mu.Unlock()
+		c.close(causeShutdownForced)
 		_ = c.conn.NetConn().Close()
 	}
-	s.conns.Wait()
+	s.handlers.Wait()
 }
 
 // Close releases what the Server owns (the in-process hub). Call it after

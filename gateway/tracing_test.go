@@ -63,7 +63,7 @@ func TestTracingSpans(t *testing.T) {
 
 	parent := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	c := s.dialWith(t, dialOpts{query: query("room", "r"), header: http.Header{"Traceparent": {parent}}})
-	c.expect("joined")
+	c.Expect("joined")
 
 	// The handshake span has ended while the socket is still open, and it
 	// continues the caller's trace.
@@ -79,9 +79,9 @@ func TestTracingSpans(t *testing.T) {
 		t.Fatalf("handshake attributes %v", a)
 	}
 
-	c.send(map[string]any{"type": "send", "room": "r", "text": "traced", "ref": "1"})
-	c.expect("message")
-	c.expect("ack")
+	c.Send(map[string]any{"type": "send", "room": "r", "text": "traced", "ref": "1"})
+	c.Expect("message")
+	c.Expect("ack")
 	// The ack can overtake the span's end: wait for it.
 	sends := waitSpans(t, sr, "chatgate.send", 1)
 	sp := sends[0]
@@ -132,7 +132,7 @@ func TestRunDrainSpan(t *testing.T) {
 	cfg := testConfig()
 	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DrainDelay, cfg.DrainWindow, cfg.ShutdownTimeout = 10*time.Millisecond, 10*time.Millisecond, 5*time.Second
-	srv, err := New(cfg, Options{Tracer: tp})
+	srv, err := New(cfg, Options{Tracer: tp, Broker: testHub(t, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

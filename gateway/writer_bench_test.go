@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 )
 
@@ -23,13 +23,13 @@ func BenchmarkWriter(b *testing.B) {
 			go func() {
 				defer close(done)
 				for {
-					if _, _, err := cl.conn.NextReader(); err != nil {
+					if _, _, err := cl.Conn().NextReader(); err != nil {
 						return
 					}
 				}
 			}()
 			c := s.onlyClient(b)
-			f := &hub.Frame{Data: []byte(`{"type":"message","room":"lobby","seq":1764100000123001,"from":{"id":"u_0123456789abcdef","name":"alice"},"text":"hello, everyone in the lobby","ts":1764100000123}`)}
+			f := &broker.Frame{Data: []byte(`{"type":"message","room":"lobby","seq":1764100000123001,"from":{"id":"u_0123456789abcdef","name":"alice"},"text":"hello, everyone in the lobby","ts":1764100000123}`)}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for sent := 0; sent < b.N; {
@@ -38,22 +38,15 @@ func BenchmarkWriter(b *testing.B) {
 					c.Enqueue(f)
 				}
 				sent += n
-				for c.pending() > 0 {
+				for c.out.liveBytes() > 0 {
 					runtime.Gosched()
 				}
 			}
 			b.StopTimer()
-			cl.conn.Close()
+			cl.Conn().Close()
 			<-done
 		})
 	}
-}
-
-// pending is the bytes queued or in flight.
-func (c *client) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.queued
 }
 
 func newBenchServer(b *testing.B) *testServer {

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/internal/appconfig"
 )
 
 // rendered holds every object of an overlay, strictly decoded.
@@ -144,15 +145,15 @@ func decode[T any](t *testing.T, o objectRef) T {
 
 // configFrom is the gateway configuration a pod gets from the ConfigMap:
 // the defaults, overridden by its CHATGATE_* keys.
-func configFrom(t *testing.T, cm corev1.ConfigMap) gateway.Config {
+func configFrom(t *testing.T, cm corev1.ConfigMap) appconfig.Config {
 	t.Helper()
-	cfg := gateway.DefaultConfig()
+	cfg := appconfig.Default()
 	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := gateway.ApplyEnv(fs, func(k string) (string, bool) { v, ok := cm.Data[k]; return v, ok }); err != nil {
+	if err := appconfig.ApplyEnv(fs, func(k string) (string, bool) { v, ok := cm.Data[k]; return v, ok }); err != nil {
 		t.Fatalf("ConfigMap %s values rejected: %v", cm.Name, err)
 	}
 	return cfg
@@ -160,11 +161,11 @@ func configFrom(t *testing.T, cm corev1.ConfigMap) gateway.Config {
 
 // flagEnv is the set of CHATGATE_* variables the gateway reads.
 func flagEnv() map[string]bool {
-	cfg := gateway.DefaultConfig()
+	cfg := appconfig.Default()
 	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	env := map[string]bool{}
-	fs.VisitAll(func(f *flag.Flag) { env[gateway.EnvName(f.Name)] = true })
+	fs.VisitAll(func(f *flag.Flag) { env[appconfig.EnvName(f.Name)] = true })
 	return env
 }
 
@@ -272,7 +273,7 @@ func TestDrainBudget(t *testing.T) {
 		t.Errorf("container does not load ConfigMap %s with envFrom", cm.Name)
 	}
 	for _, e := range c.Env {
-		if strings.HasPrefix(e.Name, gateway.EnvPrefix) {
+		if strings.HasPrefix(e.Name, appconfig.EnvPrefix) {
 			t.Errorf("container env sets %s; keep gateway settings in the ConfigMap", e.Name)
 		}
 	}
@@ -317,16 +318,16 @@ func TestDrainBudget(t *testing.T) {
 	// A full pod's users come back within drain-window + drain-retry-max,
 	// spread over the other replicas, whose handshake limit must take them.
 	cfg := configFrom(t, cm)
-	spread := (cfg.DrainWindow + cfg.DrainRetryMax).Seconds()
+	spread := (cfg.Gateway.DrainWindow + cfg.Gateway.DrainRetryMax).Seconds()
 	survivors := float64(*dep.Spec.Replicas - 1)
-	if perPod, capacity := float64(cfg.MaxConns)/spread/survivors, cfg.HandshakeRate+float64(cfg.HandshakeBurst)/spread; perPod > capacity {
+	if perPod, capacity := float64(cfg.Gateway.MaxConns)/spread/survivors, cfg.Gateway.HandshakeRate+float64(cfg.Gateway.HandshakeBurst)/spread; perPod > capacity {
 		t.Errorf("a drained pod's %d users reconnect at %.0f/s to each of %.0f other pods, above their handshake limit (%.0f/s + burst %d)",
-			cfg.MaxConns, perPod, survivors, cfg.HandshakeRate, cfg.HandshakeBurst)
+			cfg.Gateway.MaxConns, perPod, survivors, cfg.Gateway.HandshakeRate, cfg.Gateway.HandshakeBurst)
 	}
 	// Behind a proxy every connection has the proxy's address: per-IP limits
 	// need trusted proxies, or must not bite before max-conns.
-	if len(cfg.TrustedProxies) == 0 && cfg.MaxConnsPerIP < cfg.MaxConns {
-		t.Errorf("max-conns-per-ip %d with no trusted proxies caps a pod at %d connections per proxy", cfg.MaxConnsPerIP, cfg.MaxConnsPerIP)
+	if len(cfg.Gateway.TrustedProxies) == 0 && cfg.Gateway.MaxConnsPerIP < cfg.Gateway.MaxConns {
+		t.Errorf("max-conns-per-ip %d with no trusted proxies caps a pod at %d connections per proxy", cfg.Gateway.MaxConnsPerIP, cfg.Gateway.MaxConnsPerIP)
 	}
 }
 
@@ -532,11 +533,11 @@ func TestResources(t *testing.T) {
 		baseline      = 64 << 20
 	)
 	conf := configFrom(t, r.configMaps["chatgate"])
-	history := int64(conf.MaxRooms) * int64(conf.History) * perHistoryMsg
-	need := int64(conf.MaxConns)*perConn + conf.TotalQueueBytes + history + baseline
+	history := int64(conf.Rooms.MaxRooms) * int64(conf.Rooms.History) * perHistoryMsg
+	need := int64(conf.Gateway.MaxConns)*perConn + conf.Gateway.TotalQueueBytes + history + baseline
 	if need > gomemBytes {
 		t.Errorf("max-conns %d x %d B + total-queue-bytes %d + max-rooms-total %d x history %d x %d B + %d B baseline = %d MiB exceeds GOMEMLIMIT (%d MiB)",
-			conf.MaxConns, perConn, conf.TotalQueueBytes, conf.MaxRooms, conf.History, perHistoryMsg, baseline, need>>20, gomemBytes>>20)
+			conf.Gateway.MaxConns, perConn, conf.Gateway.TotalQueueBytes, conf.Rooms.MaxRooms, conf.Rooms.History, perHistoryMsg, baseline, need>>20, gomemBytes>>20)
 	}
 
 	// Ephemeral storage (logs, emptyDirs) is requested and capped everywhere.

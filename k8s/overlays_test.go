@@ -58,7 +58,7 @@ func TestDevOverlay(t *testing.T) {
 		t.Errorf("dev ConfigMap is not a valid configuration: %v", err)
 	}
 	grace := time.Duration(*dep.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
-	if grace <= cfg.ShutdownTimeout || grace < cfg.DrainDelay+cfg.DrainWindow+5*time.Second {
-		t.Errorf("grace %v too short for shutdown-timeout %v / drain %v+%v", grace, cfg.ShutdownTimeout, cfg.DrainDelay, cfg.DrainWindow)
+	if grace <= cfg.Gateway.ShutdownTimeout || grace < cfg.Gateway.DrainDelay+cfg.Gateway.DrainWindow+5*time.Second {
+		t.Errorf("grace %v too short for shutdown-timeout %v / drain %v+%v", grace, cfg.Gateway.ShutdownTimeout, cfg.Gateway.DrainDelay, cfg.Gateway.DrainWindow)
 	}
 }

@@ -1,8 +1,11 @@
 // Command chatbench load-tests a chatgate gateway (or, with --proto raw, the
 // gorilla examples/chat server) and checks that nothing was lost,
-// duplicated or reordered while it measures. See docs/benchmarks.md.
+// duplicated or reordered while it measures. `chatbench compare` runs the
+// comparison with the gorilla example (package bench/compare). See
+// docs/benchmarks.md.
 //
 //	chatbench fanout --url ws://127.0.0.1:8080/ws --conns 1000 --senders 10 --rate 10 --duration 30s
+//	chatbench compare --scenarios idle,fanout100k --reps 3
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/chatgate/chatgate/bench"
+	"github.com/chatgate/chatgate/bench/compare"
 	"github.com/chatgate/chatgate/internal/cli"
 )
 
@@ -31,6 +35,9 @@ func main() {
 // SIGINT or SIGTERM cancels ctx: the run stops, closes its connections and
 // still reports what it measured.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool) int {
+	if len(args) > 0 && args[0] == "compare" {
+		return compare.Main(ctx, args[1:], stdout, stderr)
+	}
 	cfg, err := bench.ParseArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return bench.ExitOK

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chatgate/chatgate/bench"
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/hub"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -20,7 +21,8 @@ func TestExitCodes(t *testing.T) {
 	cfg := gateway.DefaultConfig()
 	cfg.SendRate, cfg.SendBurst = 10000, 10000
 	cfg.DrainDelay, cfg.DrainWindow = 0, 0
-	srv, err := gateway.New(cfg, gateway.Options{})
+	h := hub.New(hub.Config{})
+	srv, err := gateway.New(cfg, gateway.Options{Broker: h})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +32,7 @@ func TestExitCodes(t *testing.T) {
 		srv.ForceClose()
 		ts.Close()
 		srv.Close()
+		h.Close()
 	})
 	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
 	base := []string{"fanout", "--url", url, "--conns", "4", "--senders", "1", "--rate", "50", "--messages", "5", "--duration", "2s", "--settle", "2s", "--progress", "off"}

@@ -15,7 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/internal/appconfig"
 	"github.com/chatgate/chatgate/internal/cli"
 )
 
@@ -45,7 +45,7 @@ func main() {
 // --version, a bad flag) it has said why on stderr and returns the exit
 // status with ok false: a bad flag is one line per problem and a hint to
 // --help, not the usage text.
-func configure(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (cfg gateway.Config, code int, ok bool) {
+func configure(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (cfg appconfig.Config, code int, ok bool) {
 	cfg, err := parseConfig(args, lookupEnv, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):

@@ -12,13 +12,16 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/cluster"
+	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/internal/appconfig"
 	"github.com/chatgate/chatgate/internal/cli"
+	"github.com/chatgate/chatgate/internal/logging"
 	"github.com/chatgate/chatgate/metrics"
 	"github.com/chatgate/chatgate/telemetry"
 	"github.com/chatgate/chatgate/web"
@@ -46,8 +49,8 @@ func buildRevision() string {
 
 // parseConfig reads flags, then CHATGATE_* variables for flags not given,
 // and validates the result.
-func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (gateway.Config, error) {
-	cfg := gateway.DefaultConfig()
+func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (appconfig.Config, error) {
+	cfg := appconfig.Default()
 	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -61,7 +64,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 		fmt.Fprintf(out, "chatgate %s (%s)\n", version, buildRevision())
 		return cfg, flag.ErrHelp
 	}
-	if err := gateway.ApplyEnv(fs, lookupEnv); err != nil {
+	if err := appconfig.ApplyEnv(fs, lookupEnv); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Validate()
@@ -92,7 +95,7 @@ Flags:
 			fmt.Fprintf(out, " (default %s)", f.DefValue)
 		}
 		if f.Name != "version" {
-			fmt.Fprintf(out, " [$%s]", gateway.EnvName(f.Name))
+			fmt.Fprintf(out, " [$%s]", appconfig.EnvName(f.Name))
 		}
 		fmt.Fprintln(out)
 	})
@@ -100,8 +103,8 @@ Flags:
 
 // run starts the gateway and blocks until ctx is cancelled and the drain is
 // over.
-func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
-	log := gateway.NewLogger(cfg, logOut)
+func run(ctx context.Context, cfg appconfig.Config, logOut io.Writer) error {
+	log := logging.New(cfg.Log, logOut)
 	log.Info("starting chatgate", "version", version, "revision", buildRevision())
 
 	reg := prometheus.NewRegistry()
@@ -114,23 +117,19 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 		return err
 	}
 	log.Info("tracing", "exporter", tracing.Exporter)
-	opts := gateway.Options{Logger: log, Observer: m, Web: web.Handler(), Tracer: tracing.Provider}
-	var onShutdown []func(context.Context) error
-	if cfg.Backplane != "" {
-		// Cluster mode. The backplane is closed once every connection is
-		// gone (first shutdown hook, so its spans are still flushed), or
-		// on the way out if the gateway never got that far.
-		bp, err := newBackplane(cfg, log, m, reg, tracing.Provider)
-		if err != nil {
-			_ = tracing.Shutdown(context.Background())
-			return err
-		}
-		defer bp.Close()
-		opts.Broker, opts.Ready = bp, bp.Health
-		onShutdown = append(onShutdown, func(context.Context) error { return bp.Close() })
-		log.Info("cluster mode", "backplane", redactURLs(cfg.Backplane), "replica", bp.ID(), "stream_storage", cfg.StreamStorage, "stream_replicas", cfg.StreamReplicas)
+	// The broker is closed once every connection is gone (first shutdown
+	// hook, so its spans are still flushed), or on the way out if the
+	// gateway never got that far.
+	b, err := newBroker(cfg, log, m, reg, tracing.Provider)
+	if err != nil {
+		_ = tracing.Shutdown(context.Background())
+		return err
 	}
-	srv, err = gateway.New(cfg, opts)
+	defer b.close(context.Background())
+	srv, err = gateway.New(cfg.Gateway, gateway.Options{
+		Logger: log, Observer: m, Web: web.Handler(), Tracer: tracing.Provider,
+		Broker: b.Broker, History: cfg.Rooms.History, Ready: b.ready,
+	})
 	if err != nil {
 		_ = tracing.Shutdown(context.Background())
 		return err
@@ -138,39 +137,36 @@ func run(ctx context.Context, cfg gateway.Config, logOut io.Writer) error {
 	m.SetQueueTotal(func() float64 { return float64(srv.QueuedBytes()) })
 	return gateway.Run(ctx, srv, gateway.RunOptions{
 		AdminRoutes: func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler(reg)) },
-		OnShutdown:  append(onShutdown, tracing.Shutdown),
+		OnShutdown:  []func(context.Context) error{b.close, tracing.Shutdown},
 	})
 }
 
-// newBackplane builds the NATS JetStream backplane from cfg; its metrics
-// go to reg.
-func newBackplane(cfg gateway.Config, log *slog.Logger, obs *metrics.Metrics, reg prometheus.Registerer, tp trace.TracerProvider) (*cluster.Backplane, error) {
-	storage := jetstream.FileStorage
-	if cfg.StreamStorage == "memory" {
-		storage = jetstream.MemoryStorage
+// builtBroker is the broker run serves with: its readiness (nil: always
+// ready) and how to close it (idempotent).
+type builtBroker struct {
+	broker.Broker
+	ready func() error
+	close func(context.Context) error
+}
+
+// newBroker builds the broker cfg asks for: the in-process hub, or in
+// cluster mode (--backplane) the NATS JetStream backplane, whose metrics go
+// to reg.
+func newBroker(cfg appconfig.Config, log *slog.Logger, obs *metrics.Metrics, reg prometheus.Registerer, tp trace.TracerProvider) (builtBroker, error) {
+	if cfg.Cluster.Backplane == "" {
+		hcfg := hub.Config{RoomTTL: cfg.Hub.RoomTTL, Observer: obs}
+		hcfg.SetRooms(cfg.Rooms)
+		h := hub.New(hcfg)
+		return builtBroker{Broker: h, close: func(context.Context) error { h.Close(); return nil }}, nil
 	}
-	return cluster.New(cluster.Config{
-		URL:                cfg.Backplane,
-		CredsFile:          cfg.NATSCredsFile,
-		TLSCAFile:          cfg.NATSTLSCAFile,
-		TLSCertFile:        cfg.NATSTLSCertFile,
-		TLSKeyFile:         cfg.NATSTLSKeyFile,
-		NodeID:             cfg.NodeID,
-		History:            cfg.History,
-		MaxAge:             cfg.StreamMaxAge,
-		Storage:            storage,
-		Replicas:           cfg.StreamReplicas,
-		Observer:           obs,
-		Logger:             log,
-		Registry:           reg,
-		Tracer:             tp,
-		MaxRooms:           cfg.MaxRooms,
-		PresenceInterval:   cfg.PresenceInterval,
-		PresenceMaxMembers: cfg.PresenceMaxMembers,
-		PresenceSync:       cfg.PresenceSync,
-		PresenceTTL:        cfg.PresenceTTL,
-		HealthTimeout:      cfg.NATSHealthTimeout,
-	})
+	bcfg := cfg.Cluster.BackplaneConfig(cfg.Gateway.NodeID, cfg.Rooms)
+	bcfg.Observer, bcfg.Logger, bcfg.Registry, bcfg.Tracer = obs, log, reg, tp
+	bp, err := cluster.New(bcfg)
+	if err != nil {
+		return builtBroker{}, err
+	}
+	log.Info("cluster mode", "backplane", redactURLs(cfg.Cluster.Backplane), "replica", bp.ID(), "stream_storage", cfg.Cluster.StreamStorage, "stream_replicas", cfg.Cluster.StreamReplicas)
+	return builtBroker{Broker: bp, ready: bp.Health, close: func(context.Context) error { return bp.Close() }}, nil
 }
 
 // redactURLs drops any user:password from NATS URLs for the log.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -18,7 +19,7 @@ type countSub struct {
 }
 
 func (s *countSub) User() protocol.User { return s.user }
-func (s *countSub) Enqueue(f *Frame) {
+func (s *countSub) Enqueue(f *broker.Frame) {
 	s.n.Add(1)
 	s.last.Store(f)
 }
@@ -53,7 +54,7 @@ func TestFanoutDoesNotAllocatePerRecipient(t *testing.T) {
 	for _, n := range []int{1, 10, 1000} {
 		h, m, subs := roomWith(t, n)
 		r := h.shardFor("bench").rooms["bench"]
-		f := &Frame{Data: []byte(`{"type":"message"}`)}
+		f := &broker.Frame{Data: []byte(`{"type":"message"}`)}
 		fan := testing.AllocsPerRun(100, func() {
 			r.mu.Lock()
 			r.fanoutLocked(f, time.Now())
@@ -141,7 +142,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 		b.Run(fmt.Sprint("rooms=", rooms), func(b *testing.B) {
 			h := New(Config{SeqBase: zeroSeqBase})
 			defer h.Close()
-			pubs := make([]Membership, rooms)
+			pubs := make([]broker.Membership, rooms)
 			for r := range rooms {
 				name := fmt.Sprint("room-", r)
 				for i := range members {

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -25,7 +26,7 @@ type fakeSub struct {
 	user protocol.User
 
 	mu     sync.Mutex
-	frames []*Frame
+	frames []*broker.Frame
 	at     []time.Time
 }
 
@@ -35,7 +36,7 @@ func newSub(id string) *fakeSub {
 
 func (s *fakeSub) User() protocol.User { return s.user }
 
-func (s *fakeSub) Enqueue(f *Frame) {
+func (s *fakeSub) Enqueue(f *broker.Frame) {
 	s.mu.Lock()
 	s.frames = append(s.frames, f)
 	s.at = append(s.at, time.Now())
@@ -78,12 +79,12 @@ type env struct {
 	Left      []protocol.User `json:"left"`
 
 	keys  map[string]json.RawMessage
-	frame *Frame
+	frame *broker.Frame
 }
 
 func (e env) has(key string) bool { _, ok := e.keys[key]; return ok }
 
-func decodeAll(t testing.TB, frames []*Frame) []env {
+func decodeAll(t testing.TB, frames []*broker.Frame) []env {
 	t.Helper()
 	out := make([]env, 0, len(frames))
 	for _, f := range frames {
@@ -138,7 +139,7 @@ func ids(users []protocol.User) []string {
 func ptr[T any](v T) *T { return &v }
 
 // mustJoin joins sub to room and fails the test on error.
-func mustJoin(t testing.TB, h *Hub, sub Subscriber, room string, since *uint64) Membership {
+func mustJoin(t testing.TB, h *Hub, sub broker.Subscriber, room string, since *uint64) broker.Membership {
 	t.Helper()
 	m, err := h.Join(sub, room, since)
 	if err != nil {
@@ -147,7 +148,7 @@ func mustJoin(t testing.TB, h *Hub, sub Subscriber, room string, since *uint64) 
 	return m
 }
 
-func mustPublish(t testing.TB, m Membership, text, ref string) {
+func mustPublish(t testing.TB, m broker.Membership, text, ref string) {
 	t.Helper()
 	if err := publish(m, text, ref); err != nil {
 		t.Fatalf("Publish(%q, %q): %v", text, ref, err)
@@ -214,7 +215,7 @@ func (o *countObserver) HistoryReplayed(n int) { o.replayed.Add(int64(n)) }
 func zeroSeqBase(time.Time) uint64 { return 0 }
 
 // publish is Publish without a trace context, reporting only the error.
-func publish(m Membership, text, ref string) *protocol.Error {
+func publish(m broker.Membership, text, ref string) *protocol.Error {
 	_, err := m.Publish(context.Background(), text, ref)
 	return err
 }

@@ -1,5 +1,6 @@
-// Package hub is chatgate's in-process message broker: a sharded registry of
-// rooms, each with its own sequence, history ring and presence set.
+// Package hub is chatgate's in-process message broker (a broker.Broker): a
+// sharded registry of rooms, each with its own sequence, history ring and
+// presence set.
 //
 // Locking: a shard's mu guards only its room map (lookup, create, delete).
 // A room's mu guards its members, sequence, history and presence, and is held
@@ -9,15 +10,15 @@
 package hub
 
 import (
-	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
-
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -25,61 +26,10 @@ import (
 // numShards is the fixed number of registry shards.
 const numShards = 64
 
-// Frame is one encoded server → client envelope. A broadcast's Frame is
-// shared, read-only, by every recipient's queue.
-type Frame struct {
-	Data []byte
-	// Accepted is when the gateway accepted the chat message this frame
-	// carries; zero for every other frame. Writers use it to measure
-	// broadcast latency.
-	Accepted time.Time
-	// TraceID is the trace of a sampled message, for latency exemplars;
-	// zero otherwise.
-	TraceID trace.TraceID
-	// Replay marks a history message replayed to one joiner (a Frame of
-	// its own, never shared). The gateway chose to send the whole replay
-	// at once, so a subscriber writes it at the pace its client reads and
-	// does not count it as a backlog of the client's making.
-	Replay bool
-}
-
-// Subscriber is the hub's view of one connection.
-type Subscriber interface {
-	User() protocol.User
-	// Enqueue queues f for writing. It must not block and must not do
-	// socket I/O: it is called with a room lock held. A subscriber that is
-	// over its limits evicts itself; the hub does not care about the result.
-	Enqueue(f *Frame)
-}
-
-// Broker is what a connection talks to. The Hub implements it in process;
-// a cluster backplane implements the same contract across replicas.
-type Broker interface {
-	// Join adds sub to room, then queues to sub the joined frame followed by
-	// the history after since (when since is not nil, as Frames marked
-	// Replay), with no gap or duplicate before the live messages that
-	// follow. Joining a room sub is already in re-sends joined and the
-	// replay.
-	Join(sub Subscriber, room string, since *uint64) (Membership, *protocol.Error)
-}
-
-// Membership is one subscriber's presence in one room.
-type Membership interface {
-	// Publish sequences text, queues it to every member (the sender
-	// included), then queues an ack carrying ref to the sender. A sampled
-	// span in ctx marks the message's frames with its trace id.
-	Publish(ctx context.Context, text, ref string) (Published, *protocol.Error)
-	// Leave removes the subscriber from the room. It is idempotent.
-	Leave()
-}
-
-// Published describes a sequenced message.
-type Published struct {
-	Seq        uint64
-	Recipients int // local members it was queued to
-}
-
-// Config tunes a Hub. Zero values take the documented defaults.
+// Config tunes a Hub. Zero values take the documented defaults. History,
+// MaxRooms, PresenceInterval and PresenceMaxMembers are the
+// broker.Settings every broker takes (SetRooms fills them in); RoomTTL is the
+// hub's own (Settings).
 type Config struct {
 	History            int           // messages kept per room (default 100)
 	RoomTTL            time.Duration // how long an empty room keeps its history (default 5m)
@@ -95,31 +45,54 @@ type Config struct {
 	SeqBase func(now time.Time) uint64
 }
 
-// Defaults shared by every Broker implementation's configuration.
-const (
-	DefaultMaxRooms           = 100000
-	DefaultPresenceInterval   = 250 * time.Millisecond
-	DefaultPresenceMaxMembers = 1000
-)
+// DefaultRoomTTL is how long an empty room keeps its history by default.
+const DefaultRoomTTL = 5 * time.Minute
+
+// Settings are the hub's own settings, beside the broker.Settings.
+type Settings struct {
+	RoomTTL time.Duration // --room-ttl
+}
+
+// DefaultSettings returns the defaults.
+func DefaultSettings() Settings { return Settings{RoomTTL: DefaultRoomTTL} }
+
+// RegisterFlags defines --room-ttl, using s's current value as default.
+func (s *Settings) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&s.RoomTTL, "room-ttl", s.RoomTTL, "how long an empty room (and its history) is kept")
+}
+
+// Validate reports an invalid setting.
+func (s *Settings) Validate() error {
+	if s.RoomTTL <= 0 {
+		return fmt.Errorf("--room-ttl must be positive, got %v", s.RoomTTL)
+	}
+	return nil
+}
+
+// SetRooms fills in the room settings every broker takes.
+func (c *Config) SetRooms(s broker.Settings) {
+	c.History, c.MaxRooms = s.History, s.MaxRooms
+	c.PresenceInterval, c.PresenceMaxMembers = s.PresenceInterval, s.PresenceMaxMembers
+}
 
 // TimeSeqBase is the default Config.SeqBase.
 func TimeSeqBase(now time.Time) uint64 { return uint64(now.UnixMilli()) * 1000 }
 
 func (c *Config) setDefaults() {
 	if c.History <= 0 {
-		c.History = 100
+		c.History = broker.DefaultHistory
 	}
 	if c.RoomTTL <= 0 {
-		c.RoomTTL = 5 * time.Minute
+		c.RoomTTL = DefaultRoomTTL
 	}
 	if c.MaxRooms <= 0 {
-		c.MaxRooms = DefaultMaxRooms
+		c.MaxRooms = broker.DefaultMaxRooms
 	}
 	if c.PresenceInterval <= 0 {
-		c.PresenceInterval = DefaultPresenceInterval
+		c.PresenceInterval = broker.DefaultPresenceInterval
 	}
 	if c.PresenceMaxMembers <= 0 {
-		c.PresenceMaxMembers = DefaultPresenceMaxMembers
+		c.PresenceMaxMembers = broker.DefaultPresenceMaxMembers
 	}
 	if c.Observer == nil {
 		c.Observer = observe.Nop{}
@@ -161,7 +134,7 @@ func New(cfg Config) *Hub {
 	return h
 }
 
-var _ Broker = (*Hub)(nil)
+var _ broker.Broker = (*Hub)(nil)
 
 // ErrClosed is reported by Join once the hub is closed.
 var ErrClosed = errors.New("hub: closed")
@@ -171,13 +144,13 @@ func (h *Hub) shardFor(name string) *shard {
 }
 
 // Join implements Broker.
-func (h *Hub) Join(sub Subscriber, name string, since *uint64) (Membership, *protocol.Error) {
+func (h *Hub) Join(sub broker.Subscriber, name string, since *uint64) (broker.Membership, *protocol.Error) {
 	if !protocol.ValidRoom(name) {
-		return nil, &protocol.Error{Code: protocol.CodeInvalidRoom, Message: "room must match [A-Za-z0-9_.-]{1,64}"}
+		return nil, protocol.InvalidRoomError()
 	}
 	for {
 		if h.closed.Load() {
-			return nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: "gateway is shutting down"}
+			return nil, protocol.ShuttingDownError()
 		}
 		r, perr := h.lookupOrCreate(name)
 		if perr != nil {
@@ -201,7 +174,7 @@ func (h *Hub) lookupOrCreate(name string) (*room, *protocol.Error) {
 	// shard. The count is shared by all shards, so the slot is reserved
 	// atomically rather than checked and added later.
 	if !h.reserveRoom() && !h.reclaimEmptyLocked(s) {
-		return nil, &protocol.Error{Code: protocol.CodeRoomLimit, Message: "the gateway holds as many rooms as it may; try again later", RetryAfterMs: 1000}
+		return nil, protocol.RoomLimitError()
 	}
 	r := newRoom(h, name)
 	s.rooms[name] = r

@@ -10,13 +10,14 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
 func TestPublishOrderSeqAndAck(t *testing.T) {
 	inBubble(t, Config{}, func(t *testing.T, h *Hub) {
 		subs := []*fakeSub{newSub("a"), newSub("b"), newSub("c")}
-		ms := make([]Membership, len(subs))
+		ms := make([]broker.Membership, len(subs))
 		for i, s := range subs {
 			ms[i] = mustJoin(t, h, s, "lobby", nil)
 			s.take(t)
@@ -527,7 +528,7 @@ func TestConcurrentPublishJoinLeave(t *testing.T) {
 	for p := range publishers {
 		published[p] = make([]int, len(rooms))
 		sub := newSub(fmt.Sprint("pub-", p))
-		ms := make([]Membership, len(rooms))
+		ms := make([]broker.Membership, len(rooms))
 		for i, r := range rooms {
 			ms[i] = mustJoin(t, h, sub, r, nil)
 		}

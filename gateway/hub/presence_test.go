@@ -7,6 +7,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -57,7 +58,7 @@ func TestPresenceCoalesced(t *testing.T) {
 
 		time.Sleep(interval - 20*time.Millisecond)
 		synctest.Wait()
-		var shared *Frame
+		var shared *broker.Frame
 		for _, s := range []*fakeSub{a, b, c} {
 			envs, at := s.takeTimed(t)
 			p := ofType(envs, "presence")
@@ -283,7 +284,7 @@ func TestPresenceCountOnly(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			inBubble(t, Config{PresenceInterval: interval, PresenceMaxMembers: maxMembers}, func(t *testing.T, h *Hub) {
 				subs := make([]*fakeSub, tc.users)
-				ms := make([]Membership, tc.users)
+				ms := make([]broker.Membership, tc.users)
 				for i := range subs {
 					subs[i] = newSub(fmt.Sprintf("u%02d", i))
 					ms[i] = mustJoin(t, h, subs[i], "r", nil)

@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -24,19 +25,13 @@ type room struct {
 	hist   history
 	// members is the fan-out list; index maps each member to its slot so a
 	// leave is O(1) (swap with the last).
-	members []Subscriber
-	index   map[Subscriber]int
+	members []broker.Subscriber
+	index   map[broker.Subscriber]int
 	// users counts each user's connections in the room: presence is per
 	// user, so a user with several tabs is online once.
 	users map[string]*userCount
-	// pending presence changes since the last presence frame.
-	// touched holds the users whose presence changed since the last
-	// presence frame, with whether they were present at that frame.
-	// noCancel is set when a subscriber joined while changes were pending:
-	// its member list already shows them, so none may be dropped as
-	// cancelled out.
-	presence    PresenceChanges
-	noCancel    bool
+	// presence holds the presence changes since the last presence frame.
+	presence    broker.PresenceChanges
 	presenceTmr *time.Timer
 	expiryTmr   *time.Timer
 	expiryArmed bool
@@ -54,7 +49,7 @@ func newRoom(h *Hub, name string) *room {
 		name:       name,
 		hub:        h,
 		hist:       newHistory(h.cfg.History, base),
-		index:      make(map[Subscriber]int),
+		index:      make(map[broker.Subscriber]int),
 		users:      make(map[string]*userCount),
 		emptySince: time.Now(),
 		seq:        base,
@@ -63,7 +58,7 @@ func newRoom(h *Hub, name string) *room {
 
 // join adds sub and queues joined + replay. ok is false if the room was
 // retired and the caller must look it up again.
-func (r *room) join(sub Subscriber, since *uint64) (m Membership, ok bool) {
+func (r *room) join(sub broker.Subscriber, since *uint64) (m broker.Membership, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -86,7 +81,7 @@ func (r *room) join(sub Subscriber, since *uint64) (m Membership, ok bool) {
 		for _, uc := range r.users {
 			members = append(members, uc.user)
 		}
-		SortUsers(members)
+		broker.SortUsers(members)
 	}
 	var recovered *bool
 	var replay [][]byte
@@ -95,9 +90,9 @@ func (r *room) join(sub Subscriber, since *uint64) (m Membership, ok bool) {
 		replay, all = r.hist.after(*since, r.seq)
 		recovered = &all
 	}
-	sub.Enqueue(&Frame{Data: protocol.Joined(r.name, r.seq, online, members, recovered)})
+	sub.Enqueue(&broker.Frame{Data: protocol.Joined(r.name, r.seq, online, members, recovered)})
 	for _, data := range replay {
-		sub.Enqueue(&Frame{Data: data, Replay: true})
+		sub.Enqueue(&broker.Frame{Data: data, Replay: true})
 	}
 	if len(replay) > 0 {
 		r.hub.obs.HistoryReplayed(len(replay))
@@ -105,7 +100,7 @@ func (r *room) join(sub Subscriber, since *uint64) (m Membership, ok bool) {
 	return &membership{r: r, sub: sub}, true
 }
 
-func (r *room) addLocked(sub Subscriber) {
+func (r *room) addLocked(sub broker.Subscriber) {
 	r.index[sub] = len(r.members)
 	r.members = append(r.members, sub)
 	if r.expiryArmed && r.expiryTmr.Stop() {
@@ -123,7 +118,7 @@ func (r *room) addLocked(sub Subscriber) {
 	r.hub.obs.RoomSize(len(r.members))
 }
 
-func (r *room) removeLocked(sub Subscriber) bool {
+func (r *room) removeLocked(sub broker.Subscriber) bool {
 	i, ok := r.index[sub]
 	if !ok {
 		return false
@@ -199,7 +194,7 @@ func (r *room) flushPresence() {
 	if !changed {
 		return
 	}
-	f := &Frame{Data: protocol.Presence(r.name, joined, left, len(r.users))}
+	f := &broker.Frame{Data: protocol.Presence(r.name, joined, left, len(r.users))}
 	for _, s := range r.members {
 		s.Enqueue(f)
 	}
@@ -219,42 +214,42 @@ func (r *room) touchLocked(u protocol.User, wasPresent bool) {
 	r.armPresenceLocked()
 }
 
-// membership implements Membership for the in-process hub.
+// membership implements broker.Membership for the in-process hub.
 type membership struct {
 	r   *room
-	sub Subscriber
+	sub broker.Subscriber
 }
 
-func (m *membership) Publish(ctx context.Context, text, ref string) (Published, *protocol.Error) {
+func (m *membership) Publish(ctx context.Context, text, ref string) (broker.Published, *protocol.Error) {
 	p, perr := m.sequence(ctx, text, ref)
 	if perr != nil {
-		return Published{}, perr
+		return broker.Published{}, perr
 	}
-	m.sub.Enqueue(&Frame{Data: protocol.Ack(ref, m.r.name, p.Seq)})
+	m.sub.Enqueue(&broker.Frame{Data: protocol.Ack(ref, m.r.name, p.Seq)})
 	return p, nil
 }
 
 // sequence numbers the message, records it and hands it to every member.
-func (m *membership) sequence(ctx context.Context, text, ref string) (Published, *protocol.Error) {
+func (m *membership) sequence(ctx context.Context, text, ref string) (broker.Published, *protocol.Error) {
 	r := m.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.index[m.sub]; !ok || r.closed {
-		return Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
+		return broker.Published{}, protocol.NotJoinedError(r.name, ref)
 	}
 	now := time.Now()
 	r.seq++
-	f := &Frame{Data: protocol.Message(r.name, r.seq, m.sub.User(), text, now.UnixMilli()), Accepted: now}
+	f := &broker.Frame{Data: protocol.Message(r.name, r.seq, m.sub.User(), text, now.UnixMilli()), Accepted: now}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 		f.TraceID = sc.TraceID()
 	}
 	r.hist.push(r.seq, f.Data)
 	r.fanoutLocked(f, now)
-	return Published{Seq: r.seq, Recipients: len(r.members)}, nil
+	return broker.Published{Seq: r.seq, Recipients: len(r.members)}, nil
 }
 
 // fanoutLocked hands f to every member. It allocates nothing per recipient.
-func (r *room) fanoutLocked(f *Frame, start time.Time) {
+func (r *room) fanoutLocked(f *broker.Frame, start time.Time) {
 	for _, s := range r.members {
 		s.Enqueue(f)
 	}

@@ -33,3 +33,33 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// The errors more than one package answers with, written once.
+const (
+	invalidRoomMessage  = "room must match [A-Za-z0-9_.-]{1,64}"
+	roomLimitMessage    = "the gateway holds as many rooms as it may; try again later"
+	shuttingDownMessage = "gateway is shutting down"
+)
+
+// InvalidRoomError answers a room name that breaks the room name rule.
+func InvalidRoomError() *Error {
+	return &Error{Code: CodeInvalidRoom, Message: invalidRoomMessage}
+}
+
+// NotJoinedError answers a send or leave for a room the connection is not
+// in; ref is the request's.
+func NotJoinedError(room, ref string) *Error {
+	return &Error{Code: CodeNotJoined, Message: "not joined to room " + room, Ref: ref}
+}
+
+// RoomLimitError answers a join that would take the broker past the rooms
+// it may hold at once (--max-rooms-total). (A connection's own room cap,
+// --max-rooms, has an error of its own.)
+func RoomLimitError() *Error {
+	return &Error{Code: CodeRoomLimit, Message: roomLimitMessage, RetryAfterMs: 1000}
+}
+
+// ShuttingDownError answers a join to a broker that has been closed.
+func ShuttingDownError() *Error {
+	return &Error{Code: CodeUnavailable, Message: shuttingDownMessage}
+}

@@ -94,7 +94,7 @@ func Decode(data []byte, maxText int) (Inbound, *Error) {
 		return fail(CodeUnknownType, "unknown type "+strconv.Quote(truncate(in.Type, 32)))
 	}
 	if !ValidRoom(in.Room) {
-		return fail(CodeInvalidRoom, "room must match [A-Za-z0-9_.-]{1,64}")
+		return fail(CodeInvalidRoom, invalidRoomMessage)
 	}
 	if in.Type != TypeJoin && in.Since != nil {
 		return fail(CodeBadRequest, "since is only valid on join")
