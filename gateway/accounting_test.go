@@ -259,7 +259,7 @@ func TestReplayAccounting(t *testing.T) {
 	}
 	t.Cleanup(srv.Close)
 	newC := func() *client {
-		return newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, admitted{ip: "127.0.0.1", ipKey: "127.0.0.1"}, trace.SpanContext{})
+		return newClient(srv, nil, nil, "c", protocol.User{ID: "u", Name: "n"}, admitted{ip: "127.0.0.1", ipKey: "127.0.0.1"}, trace.SpanContext{})
 	}
 	big := make([]byte, 24<<10) // one escaped 4 KiB text
 	replay := func(c *client, n int) {

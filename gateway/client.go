@@ -55,14 +55,23 @@ type client struct {
 	joinLim *rate.Limiter
 	strikes *rate.Limiter // rate-limit and protocol violations
 
-	// readerDone is closed by the reader, writerDone by the writer.
+	// ev is the connection's I/O under the event loop; nil with the
+	// goroutine reader and writer (readLoop, writeLoop), whose ends
+	// readerDone and writerDone announce.
+	ev         *evConn
 	readerDone chan struct{}
 	writerDone chan struct{}
 }
 
-func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, peer admitted, handshake trace.SpanContext) *client {
+// newClient makes the client of conn; ev is its event-loop I/O, or nil for
+// the goroutine reader and writer.
+func newClient(s *Server, conn *websocket.Conn, ev *evConn, id string, user protocol.User, peer admitted, handshake trace.SpanContext) *client {
 	cfg := &s.cfg
-	return &client{
+	var notify func()
+	if ev != nil {
+		notify = ev.scheduleFlush
+	}
+	c := &client{
 		spanOpts: []trace.SpanStartOption{
 			trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithLinks(trace.Link{SpanContext: handshake}),
@@ -78,21 +87,50 @@ func newClient(s *Server, conn *websocket.Conn, id string, user protocol.User, p
 			totalBytes: cfg.TotalQueueBytes,
 			// A full replay of every room the connection may be in.
 			replayFrames: cfg.MaxRoomsPerConn * s.history,
-		}, &s.queued, s.obs, s.retryMs),
+		}, &s.queued, s.obs, s.retryMs, notify),
 		rooms:      make(map[string]broker.Membership),
 		sendLim:    rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst),
 		joinLim:    rate.NewLimiter(rate.Limit(cfg.JoinRate), cfg.JoinBurst),
 		strikes:    rate.NewLimiter(rate.Every(cfg.AbuseWindow/time.Duration(cfg.AbuseStrikes)), cfg.AbuseStrikes),
-		readerDone: make(chan struct{}),
-		writerDone: make(chan struct{}),
+		ev:         ev,
 	}
+	if ev == nil {
+		c.readerDone, c.writerDone = make(chan struct{}), make(chan struct{})
+	}
+	return c
 }
 
-// run serves the connection until both its reader and its writer are done:
-// it registers the connection, says welcome, makes the joins the URL asked
-// for, starts the writer, reads on this goroutine, then leaves every room
-// and frees what the connection held.
+// run serves the connection with the goroutine reader and writer until
+// both are done: it opens the connection, starts the writer, reads on this
+// goroutine, then leaves every room and frees what the connection held.
 func (c *client) run(autoJoin []string) {
+	s := c.srv
+	c.open(autoJoin)
+	if ident := c.peer.ident; ident != nil && !ident.Expires.IsZero() {
+		// A token that expires while connected ends the connection then;
+		// the client reconnects with a fresh one.
+		expiry := time.AfterFunc(time.Until(ident.Expires), func() { c.close(causeTokenExpired) })
+		defer expiry.Stop()
+	}
+	go c.writeLoop()
+	c.readLoop()
+	c.leaveAll()
+	<-c.writerDone
+	// Free the admission slot before anyone can see the connection gone,
+	// so an immediate reconnect is never refused for it.
+	s.adm.release(c.peer.ipKey, c.peer.userKey())
+	s.budgets.release(c.budgetKey)
+	_ = c.conn.NetConn().Close()
+
+	s.unregister(c)
+	s.obs.ConnClosed()
+	c.log.Debug("disconnected", "reason", c.out.closeCause().reason())
+}
+
+// open registers the connection with the Server, says welcome and makes
+// the joins the URL asked for. The request handler runs it before any
+// message is read.
+func (c *client) open(autoJoin []string) {
 	s := c.srv
 	lateToDrain := !s.register(c)
 
@@ -119,26 +157,6 @@ func (c *client) run(autoJoin []string) {
 		c.join(room, nil, "")
 	}
 	c.log.Debug("connected", "ip", c.peer.ip, "user", c.user.ID)
-
-	if ident := c.peer.ident; ident != nil && !ident.Expires.IsZero() {
-		// A token that expires while connected ends the connection then;
-		// the client reconnects with a fresh one.
-		expiry := time.AfterFunc(time.Until(ident.Expires), func() { c.close(causeTokenExpired) })
-		defer expiry.Stop()
-	}
-	go c.writeLoop()
-	c.readLoop()
-	c.leaveAll()
-	<-c.writerDone
-	// Free the admission slot before anyone can see the connection gone,
-	// so an immediate reconnect is never refused for it.
-	s.adm.release(c.peer.ipKey, c.peer.userKey())
-	s.budgets.release(c.budgetKey)
-	_ = c.conn.NetConn().Close()
-
-	s.unregister(c)
-	s.obs.ConnClosed()
-	c.log.Debug("disconnected", "reason", c.out.closeCause().reason())
 }
 
 // User implements broker.Subscriber.

@@ -70,6 +70,10 @@ type Config struct {
 	PongTimeout  time.Duration
 	WriteTimeout time.Duration
 
+	// Netpoll serves connections with the event loop (epoll, Linux)
+	// instead of a reader and a writer goroutine each.
+	Netpoll bool
+
 	// Drain.
 	DrainDelay      time.Duration
 	DrainWindow     time.Duration
@@ -130,6 +134,7 @@ func DefaultConfig() Config {
 		PingInterval:      25 * time.Second,
 		PongTimeout:       60 * time.Second,
 		WriteTimeout:      5 * time.Second,
+		Netpoll:           true,
 		DrainDelay:        5 * time.Second,
 		DrainWindow:       10 * time.Second,
 		ShutdownTimeout:   25 * time.Second,
@@ -227,6 +232,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", c.PingInterval, "how often the server pings each client")
 	fs.DurationVar(&c.PongTimeout, "pong-timeout", c.PongTimeout, "close with 4001 when nothing (pong or frame) arrives from a client for this long")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "deadline for each write to a client; a client that misses it is disconnected")
+	fs.BoolVar(&c.Netpoll, "netpoll", c.Netpoll, "serve connections from an event loop (epoll; Linux only, ignored elsewhere): an idle connection holds no goroutine; false gives each a reader and a writer goroutine")
 
 	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on SIGTERM, keep serving this long with /readyz failing so load balancers stop routing here")
 	fs.DurationVar(&c.DrainWindow, "drain-window", c.DrainWindow, "spread the closing of client connections (1001) over this window")

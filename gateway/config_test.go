@@ -162,7 +162,7 @@ func TestConfigEveryFieldHasFlag(t *testing.T) {
 	probe.SetOutput(io.Discard)
 	probeCfg := base
 	probeCfg.RegisterFlags(probe)
-	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8"}
+	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8", "false"}
 	probe.VisitAll(func(f *flag.Flag) {
 		if len(f.Usage) < 20 {
 			t.Errorf("--%s has a thin help line: %q", f.Name, f.Usage)

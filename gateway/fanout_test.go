@@ -25,7 +25,7 @@ func offlineClients(tb testing.TB, n int) (*Server, []*client) {
 	tb.Cleanup(srv.Close)
 	cs := make([]*client, n)
 	for i := range cs {
-		cs[i] = newClient(srv, nil, "c", protocol.User{ID: "u", Name: "n"}, admitted{ip: "127.0.0.1", ipKey: "127.0.0.1"}, trace.SpanContext{})
+		cs[i] = newClient(srv, nil, nil, "c", protocol.User{ID: "u", Name: "n"}, admitted{ip: "127.0.0.1", ipKey: "127.0.0.1"}, trace.SpanContext{})
 	}
 	return srv, cs
 }

@@ -34,8 +34,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Counted from here so that shutdown waits for failed upgrades too.
 	s.handlers.Add(1)
-	// The hijacked connection counts the frames of each inbound message.
-	conn, err := s.upgrader.Upgrade(frameLimitWriter{ResponseWriter: w, max: s.cfg.MessageFrames()}, r, nil)
+	conn, ev, err := s.upgrade(w, r)
 	if err != nil {
 		defer s.handlers.Done()
 		// The upgrader has already answered with an HTTP error.
@@ -58,7 +57,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	} else {
 		user = protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
 	}
-	c := newClient(s, conn, "c_"+id, user, a, span.SpanContext())
+	c := newClient(s, conn, ev, "c_"+id, user, a, span.SpanContext())
 	var tokenRate float64
 	var tokenBurst int
 	if a.ident != nil && a.ident.SendRate > 0 {
@@ -74,15 +73,42 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.budgetKey = budgetKey(a.userKey(), a.ipKey)
 	c.sharedLim = s.budgets.acquire(c.budgetKey, tokenRate, tokenBurst)
 	s.obs.ConnAccepted()
+	autoJoin := r.URL.Query()["room"]
+	if ev != nil {
+		// The event loop serves it from here; the handler returns and
+		// the connection has no goroutine until it has something to
+		// read or write.
+		ev.attach(c, s.connSeq.Add(1))
+		c.open(autoJoin)
+		ev.register()
+		return
+	}
 	// The connection gets a goroutine of its own and the HTTP handler
 	// returns: its goroutine's stack, grown while parsing the request, and
 	// the hijacked HTTP connection's buffers are then freed instead of
 	// being held for the connection's whole life.
-	autoJoin := r.URL.Query()["room"]
 	go func() {
 		defer s.handlers.Done()
 		c.run(autoJoin)
 	}()
+}
+
+// upgrade completes the WebSocket handshake. With the event loop the
+// connection gets an evConn (frame gate and queued writes); otherwise, or
+// when the connection has no socket to poll, it is read and written by
+// goroutines of its own, and the hijacked connection counts the frames of
+// each inbound message.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, *evConn, error) {
+	if s.loop == nil {
+		conn, err := s.upgrader.Upgrade(frameLimitWriter{ResponseWriter: w, max: s.cfg.MessageFrames()}, r, nil)
+		return conn, nil, err
+	}
+	h := &evHijacker{ResponseWriter: w, l: s.loop, maxBytes: int64(s.cfg.MaxFrameBytes), maxFrames: s.cfg.MessageFrames()}
+	conn, err := s.evUpgrader.Upgrade(h, r, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, h.e, nil // h.e is nil when there was no socket to poll
 }
 
 // admitted is a connection that passed the pre-upgrade checks.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -117,11 +118,20 @@ type testServer struct {
 // testConfig is DefaultConfig with limits that suit tests.
 func testConfig() Config {
 	cfg := DefaultConfig()
+	cfg.Netpoll = testNetpoll()
 	cfg.NodeID = "test-node"
 	cfg.SendRate, cfg.SendBurst = 10000, 10000
 	cfg.JoinRate, cfg.JoinBurst = 10000, 10000
 	cfg.DrainDelay, cfg.DrainWindow, cfg.DrainLinger = 0, 0, 0
 	return cfg
+}
+
+// testNetpoll is the I/O the tests run with: the event loop, unless
+// CHATGATE_TEST_NETPOLL=0 asks for the goroutine reader and writer (.ci/run
+// runs this package both ways).
+func testNetpoll() bool {
+	v := os.Getenv("CHATGATE_TEST_NETPOLL")
+	return v != "0" && v != "false"
 }
 
 func newTestServer(t *testing.T, mutate func(*Config)) *testServer {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/chatgate/chatgate/gateway/observe"
@@ -87,6 +88,15 @@ type countedConn struct {
 	l    *tcpLimitListener
 	key  string
 	once sync.Once
+}
+
+// SyscallConn exposes the socket, for the event loop.
+func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errNoSyscallConn
+	}
+	return sc.SyscallConn()
 }
 
 func (c *countedConn) Close() error {

@@ -48,8 +48,11 @@ type outbox struct {
 	// retryMs picks a close frame's jittered retry_ms.
 	retryMs func() int64
 	// wake is poked (never closed) whenever there is something for the
-	// writer to do: a frame queued or a close begun.
-	wake chan struct{}
+	// writer to do: a frame queued or a close begun. With the event loop
+	// the writer is no goroutine of the connection's own: notify is called
+	// instead, and wake is nil.
+	wake   chan struct{}
+	notify func()
 
 	mu sync.Mutex
 	// queue holds frames not yet taken by the writer; spare is the writer's
@@ -67,12 +70,22 @@ type outbox struct {
 	deferred     closeCause // a graceful close asked for while handling
 }
 
-func newOutbox(limits outboxLimits, total *atomic.Int64, obs observe.Observer, retryMs func() int64) *outbox {
-	return &outbox{limits: limits, total: total, obs: obs, retryMs: retryMs, wake: make(chan struct{}, 1)}
+// newOutbox makes an outbox whose writer is woken by notify, or, when
+// notify is nil, through wake.
+func newOutbox(limits outboxLimits, total *atomic.Int64, obs observe.Observer, retryMs func() int64, notify func()) *outbox {
+	o := &outbox{limits: limits, total: total, obs: obs, retryMs: retryMs, notify: notify}
+	if notify == nil {
+		o.wake = make(chan struct{}, 1)
+	}
+	return o
 }
 
 // poke wakes the writer.
 func (o *outbox) poke() {
+	if o.notify != nil {
+		o.notify()
+		return
+	}
 	select {
 	case o.wake <- struct{}{}:
 	default:

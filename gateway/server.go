@@ -80,6 +80,10 @@ type Server struct {
 	adm        *admission
 	budgets    *sendBudgets
 	upgrader   websocket.Upgrader
+	// loop is the event loop (--netpoll where supported), evUpgrader its
+	// upgrader; loop is nil with goroutines per connection.
+	loop       *eventLoop
+	evUpgrader websocket.Upgrader
 	mux        *http.ServeMux
 	chat       http.Handler // mux behind chatOnly
 	tracer     trace.Tracer
@@ -89,6 +93,7 @@ type Server struct {
 	authDone   chan struct{}       // closed when the watcher has returned
 
 	queued   atomic.Int64 // bytes queued to all clients
+	connSeq  atomic.Uint64 // numbers connections, to spread them over the flushers
 	started  atomic.Bool  // SetReady: the listeners are bound
 	draining atomic.Bool
 
@@ -184,6 +189,17 @@ func New(cfg Config, opts Options) (*Server, error) {
 			w.Header().Set("Sec-WebSocket-Version", "13") // RFC 6455 4.2.2
 			http.Error(w, reason.Error(), status)
 		},
+	}
+	if cfg.Netpoll {
+		if s.loop, err = newEventLoop(&cfg); err != nil {
+			s.log.Info("serving each connection with goroutines of its own", "reason", err.Error())
+		} else {
+			// gorilla reads whole messages from the frame gate, and
+			// writes only control frames (queued): small buffers do.
+			s.evUpgrader = s.upgrader
+			s.evUpgrader.ReadBufferSize = 128
+			s.evUpgrader.WriteBufferSize = 128
+		}
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc(WebSocketPath, s.serveWS)
@@ -373,6 +389,9 @@ func (s *Server) ForceClose() {
 // Close releases what the Server owns (the in-process hub). Call it after
 // every connection is gone.
 func (s *Server) Close() {
+	if s.loop != nil {
+		s.loop.close()
+	}
 	if s.ownHub != nil {
 		s.ownHub.Close()
 	}

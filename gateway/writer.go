@@ -120,7 +120,7 @@ func (c *client) writeMessage(frames []*broker.Frame) error {
 	}
 	now := time.Now()
 	obs := c.srv.obs
-	obs.FrameWritten(size, len(frames), now.Sub(start))
+	obs.FrameWritten(size, 1, now.Sub(start))
 	for _, f := range frames {
 		if !f.Accepted.IsZero() {
 			obs.Delivered(now.Sub(f.Accepted), f.TraceID)
@@ -138,14 +138,18 @@ func (c *client) writePing() error {
 // writeFailed closes for a failed write (a timeout or another error) and
 // drops the socket.
 func (c *client) writeFailed(err error) {
-	cause := causeWriteError
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		cause = causeWriteTimeout
-	}
-	c.close(cause)
+	c.close(writeFailure(err))
 	c.log.Debug("write failed", "err", err)
 	_ = c.conn.NetConn().Close()
+}
+
+// writeFailure is the close cause of a failed write.
+func writeFailure(err error) closeCause {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return causeWriteTimeout
+	}
+	return causeWriteError
 }
 
 // finishClose sends the close frame, if any, gives the peer a moment to

@@ -94,7 +94,7 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 		delivered: f.counter("messages_delivered_total",
 			"Chat messages written to a recipient's socket (one per recipient)."),
 		bytesSent:  f.counter("bytes_sent_total", "Payload bytes written to clients."),
-		framesSent: f.counter("frames_sent_total", "WebSocket messages written to clients; each may coalesce several envelopes."),
+		framesSent: f.counter("frames_sent_total", "WebSocket data messages written to clients; each may coalesce several envelopes."),
 		broadcastLatency: f.histogram("broadcast_latency_seconds",
 			"Time from the gateway accepting a chat message to its frame being written to a recipient's socket, per recipient.", LatencyBuckets),
 		fanoutDuration: f.histogram("fanout_duration_seconds",
@@ -102,7 +102,7 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 		fanoutRecipients: f.histogram("fanout_recipients",
 			"Local recipients per broadcast.", prometheus.ExponentialBuckets(1, 4, 9)),
 		writeDuration: f.histogram("write_duration_seconds",
-			"Time to write one coalesced WebSocket message to a client socket.", LatencyBuckets),
+			"Time of one write to a client socket, which may carry several WebSocket messages.", LatencyBuckets),
 		queueBytes: f.histogram("send_queue_bytes",
 			"A client's outbound queue in bytes, sampled at every enqueue.", prometheus.ExponentialBuckets(256, 4, 8)),
 		rooms: f.gauge("rooms", "Rooms held in memory (including empty rooms kept for their history)."),
@@ -204,8 +204,8 @@ func (m *Metrics) Fanout(recipients int, d time.Duration) {
 	m.fanoutRecipients.Observe(float64(recipients))
 }
 
-func (m *Metrics) FrameWritten(bytes, _ int, d time.Duration) {
-	m.framesSent.Inc()
+func (m *Metrics) FrameWritten(bytes, messages int, d time.Duration) {
+	m.framesSent.Add(float64(messages))
 	m.bytesSent.Add(float64(bytes))
 	m.writeDuration.Observe(d.Seconds())
 }

@@ -70,7 +70,7 @@ func TestEventsMoveTheRightSeries(t *testing.T) {
 			}},
 		{"frame out", func(m *Metrics) { m.FrameWritten(300, 3, time.Millisecond) },
 			func(m *Metrics, _ func(string, string) prometheus.Collector) []check {
-				return []check{{m.framesSent, 1}, {m.bytesSent, 300}}
+				return []check{{m.framesSent, 3}, {m.bytesSent, 300}}
 			}},
 		{"delivery", func(m *Metrics) { m.Delivered(time.Millisecond, trace.TraceID{}) },
 			func(m *Metrics, _ func(string, string) prometheus.Collector) []check {

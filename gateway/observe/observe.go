@@ -87,12 +87,14 @@ type Observer interface {
 
 	// Outbound traffic. Fanout is called once per broadcast with the time
 	// it took to enqueue to all local members. FrameWritten is called once
-	// per WebSocket frame written with the envelopes it carried. Delivered
+	// per write to a client's socket that completed WebSocket data
+	// messages: their payload bytes, how many, and how long the write
+	// took (a message may carry several envelopes). Delivered
 	// is called once per chat message written to a recipient with the time
 	// since the gateway accepted it, and the message's trace id when it was
 	// traced (zero otherwise).
 	Fanout(recipients int, d time.Duration)
-	FrameWritten(bytes, envelopes int, d time.Duration)
+	FrameWritten(bytes, messages int, d time.Duration)
 	Delivered(latency time.Duration, trace trace.TraceID)
 	QueueSampled(bytes int)
 

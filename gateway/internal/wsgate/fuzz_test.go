@@ -28,7 +28,7 @@ func FuzzGateMatchesGorilla(f *testing.F) {
 	f.Add(frame(fin(opText), []byte("x"), true), uint8(2))
 	f.Fuzz(func(t *testing.T, stream []byte, step uint8) {
 		want := reference(t, stream)
-		g := New(0, 0)
+		g := New(0, 0, false)
 		ws, _ := serverOver(t, g)
 		var got []string
 		ws.SetPingHandler(func(s string) error { got = append(got, "ping "+s); return nil })

@@ -46,7 +46,11 @@ const (
 	// allowed.
 	TooManyFrames
 	// TooBig: the message in progress carries more payload than allowed.
+	// Its frames are skipped as they arrive, never buffered or released.
 	TooBig
+	// Binary: a binary message begins, and the Gate was made text-only.
+	// Its frames are skipped as they arrive.
+	Binary
 )
 
 // ErrNotReleased is what Read returns when nothing is released: the caller
@@ -66,7 +70,6 @@ const (
 	opPong         = 0xa
 
 	maxControlPayload = 125
-	maxHeader         = 14
 )
 
 // Gate is one connection's inbound buffer. It is not safe for concurrent
@@ -75,6 +78,7 @@ type Gate struct {
 	// static after New
 	maxFrames int
 	maxBytes  int64
+	textOnly  bool
 
 	// buf holds the bytes read and not yet consumed: buf[rd:rel] is the
 	// released part not yet read, buf[rel:scan] whole frames of the
@@ -88,14 +92,22 @@ type Gate struct {
 	inMsg  bool
 	frames int
 	size   int64
-	// ctrl holds the last ping's or pong's unmasked payload.
-	ctrl [maxControlPayload]byte
+	// skipping: the message in progress is being dropped (Binary,
+	// TooBig): skipLeft more payload bytes of its current frame, which is
+	// its last if skipFin.
+	skipping bool
+	skipLeft uint64
+	skipFin  bool
+	// cutAt and cutLen are a ping or pong still in buf, already reported:
+	// the next call takes it out (its payload was valid until then).
+	cutAt, cutLen int
 }
 
 // New returns a Gate that allows messages of at most maxBytes of payload
-// in at most maxFrames data frames (0: no limit).
-func New(maxBytes int64, maxFrames int) *Gate {
-	return &Gate{maxBytes: maxBytes, maxFrames: maxFrames}
+// in at most maxFrames data frames (0: no limit). A textOnly Gate reports
+// a binary message as soon as it begins (Binary) and skips it.
+func New(maxBytes int64, maxFrames int, textOnly bool) *Gate {
+	return &Gate{maxBytes: maxBytes, maxFrames: maxFrames, textOnly: textOnly}
 }
 
 // chunk is the read size: buffers of this capacity are pooled, so an idle
@@ -132,6 +144,30 @@ func (g *Gate) putBuf() {
 		pool.Put(g.bp)
 	}
 	g.buf, g.bp = nil, nil
+}
+
+// Reset drops whatever is held and gives the buffer back; the Gate is then
+// as new.
+func (g *Gate) Reset() {
+	g.putBuf()
+	g.rd, g.rel, g.scan, g.cutAt, g.cutLen = 0, 0, 0, 0, 0
+	g.inMsg, g.frames, g.size = false, 0, 0
+	g.skipping, g.skipLeft, g.skipFin = false, 0, false
+}
+
+// drop discards buf[:n].
+func (g *Gate) drop(n int) {
+	g.buf = g.buf[:copy(g.buf, g.buf[n:])]
+	g.scan = max(g.scan-n, 0)
+}
+
+// skip starts dropping the message in progress: the frames of it before
+// scan, and the frame at scan whose header is hl long, payload n long.
+func (g *Gate) skip(hl int, n uint64, fin bool) {
+	g.drop(g.scan + hl)
+	g.scan = 0
+	g.skipping, g.skipLeft, g.skipFin = true, n, fin
+	g.inMsg = !fin
 }
 
 // Read gives the WebSocket reader the released bytes; it never blocks.
@@ -173,8 +209,25 @@ func (g *Gate) Next() (Kind, []byte, error) {
 	if g.rd != g.rel {
 		return Need, nil, ErrUnread
 	}
+	if g.cutLen > 0 {
+		g.buf = append(g.buf[:g.cutAt], g.buf[g.cutAt+g.cutLen:]...)
+		g.cutLen = 0
+	}
 	g.compact()
 	for {
+		if g.skipping {
+			if g.skipLeft > 0 {
+				k := int(min(g.skipLeft, uint64(len(g.buf))))
+				g.drop(k)
+				g.skipLeft -= uint64(k)
+				if g.skipLeft > 0 {
+					return Need, nil, nil
+				}
+			}
+			if g.skipFin {
+				g.skipping = false
+			}
+		}
 		h := g.buf[g.scan:]
 		if len(h) < 2 {
 			return Need, nil, nil
@@ -187,6 +240,11 @@ func (g *Gate) Next() (Kind, []byte, error) {
 		fin := b0&0x80 != 0
 		n := payloadLen(h)
 		control := op >= 0x8
+		if g.skipping && !control && op != opContinuation {
+			// A new message while one was being skipped: the peer broke
+			// the rules, which is not ours to report here.
+			g.skipping, g.inMsg = false, false
+		}
 		valid := b0&0x70 == 0 && h[1]&0x80 != 0 && n>>63 == 0 // no RSV bits, masked, 63-bit length
 		switch {
 		case control:
@@ -202,6 +260,14 @@ func (g *Gate) Next() (Kind, []byte, error) {
 			// gorilla reads up to this header and reports the error.
 			return g.release(g.scan + hl), nil, nil
 		}
+		if g.skipping && op == opContinuation {
+			g.skip(hl, n, fin) // the next frame of the skipped message
+			continue
+		}
+		if g.textOnly && op == opBinary {
+			g.skip(hl, n, fin)
+			return Binary, nil, nil
+		}
 		if !control {
 			// The limits apply from the header, before the payload
 			// is buffered.
@@ -213,6 +279,7 @@ func (g *Gate) Next() (Kind, []byte, error) {
 				return TooManyFrames, nil, nil
 			}
 			if g.maxBytes > 0 && size > g.maxBytes {
+				g.skip(hl, n, fin)
 				return TooBig, nil, nil
 			}
 		}
@@ -229,10 +296,9 @@ func (g *Gate) Next() (Kind, []byte, error) {
 			// A ping or pong, between messages or between the
 			// fragments of one, is taken out of the stream here:
 			// gorilla would read on after it.
-			p := g.ctrl[:n]
-			copy(p, h[hl:total])
+			p := h[hl:total]
 			unmask(p, h[hl-4:hl])
-			g.buf = append(g.buf[:g.scan], g.buf[g.scan+total:]...)
+			g.cutAt, g.cutLen = g.scan, total
 			if op == opPing {
 				return Ping, p, nil
 			}

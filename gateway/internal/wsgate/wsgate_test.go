@@ -161,7 +161,7 @@ func drain(t *testing.T, g *Gate, ws *websocket.Conn) []event {
 func TestRandomStreams(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 7))
-		g := New(1<<20, 64)
+		g := New(1<<20, 64, false)
 		ws, _ := serverOver(t, g)
 		var inner []string
 		ws.SetPingHandler(func(s string) error { inner = append(inner, s); return nil })
@@ -236,7 +236,7 @@ func TestRandomStreams(t *testing.T) {
 // A close frame between messages is released: gorilla answers it and
 // reports the close.
 func TestCloseReleased(t *testing.T) {
-	g := New(1<<20, 64)
+	g := New(1<<20, 64, false)
 	ws, gc := serverOver(t, g)
 	feed(g, frame(fin(opText), []byte("last"), false))
 	feed(g, frame(fin(opClose), websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"), false))
@@ -272,7 +272,7 @@ func TestMalformedReleased(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := New(1<<20, 64)
+			g := New(1<<20, 64, false)
 			ws, gc := serverOver(t, g)
 			feed(g, tc.stream)
 			evs := drain(t, g, ws)
@@ -292,7 +292,7 @@ func TestMalformedReleased(t *testing.T) {
 // The limits apply from the headers, before the payload arrives.
 func TestLimits(t *testing.T) {
 	t.Run("too big", func(t *testing.T) {
-		g := New(1000, 64)
+		g := New(1000, 64, false)
 		f := frame(fin(opText), make([]byte, 1001), false)
 		feed(g, f[:8]) // the header only
 		if k, _, _ := g.Next(); k != TooBig {
@@ -300,7 +300,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("too big across fragments", func(t *testing.T) {
-		g := New(1000, 64)
+		g := New(1000, 64, false)
 		feed(g, frame(opText, make([]byte, 600), false))
 		feed(g, frame(fin(opContinuation), make([]byte, 401), false)[:8])
 		if k, _, _ := g.Next(); k != TooBig {
@@ -308,7 +308,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("too many frames", func(t *testing.T) {
-		g := New(1000, 3)
+		g := New(1000, 3, false)
 		feed(g, frame(opText, nil, false))
 		feed(g, frame(opContinuation, nil, false))
 		feed(g, frame(fin(opPing), nil, false)) // control frames do not count
@@ -325,7 +325,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("at the limits", func(t *testing.T) {
-		g := New(1000, 2)
+		g := New(1000, 2, false)
 		ws, _ := serverOver(t, g)
 		feed(g, frame(opText, make([]byte, 500), false))
 		feed(g, frame(fin(opContinuation), make([]byte, 500), false))
@@ -338,7 +338,7 @@ func TestLimits(t *testing.T) {
 // Reading past a message fails instead of blocking, and Next refuses to go
 // on while a released message is unread.
 func TestMisuse(t *testing.T) {
-	g := New(1000, 8)
+	g := New(1000, 8, false)
 	if _, err := g.Read(make([]byte, 8)); !errors.Is(err, ErrNotReleased) {
 		t.Fatalf("Read: %v", err)
 	}
@@ -353,7 +353,7 @@ func TestMisuse(t *testing.T) {
 
 // An idle gate holds no buffer; reading reuses pooled ones.
 func TestIdleHoldsNothing(t *testing.T) {
-	g := New(1<<20, 64)
+	g := New(1<<20, 64, false)
 	ws, _ := serverOver(t, g)
 	feed(g, frame(fin(opText), []byte("x"), false))
 	drain(t, g, ws)
