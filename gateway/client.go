@@ -38,10 +38,9 @@ type client struct {
 	id   string
 	user protocol.User
 	peer admitted // the client's address, its limit keys and its identity
-	log  *slog.Logger
-	// spanOpts start a message's span: a link to the handshake's.
-	spanOpts []trace.SpanStartOption
-	out      *outbox
+	// handshake is the handshake's span, which a message's span links to.
+	handshake trace.SpanContext
+	out       *outbox
 
 	// budgetKey names the send budget this connection shares with its
 	// user's (or address's) other connections; sharedLim is that budget
@@ -49,11 +48,15 @@ type client struct {
 	budgetKey string
 	sharedLim *rate.Limiter
 
-	// owned by the request handler (the reader's goroutine)
-	rooms   map[string]broker.Membership
-	sendLim *rate.Limiter
-	joinLim *rate.Limiter
-	strikes *rate.Limiter // rate-limit and protocol violations
+	// owned by the request handler (the reader's goroutine). The limiters
+	// and span options are made on first use (limiter, spanOptions): an
+	// idle connection does not pay for them. sendLim is set at the
+	// handshake when a token overrides the send limits.
+	rooms    roomSet
+	sendLim  *rate.Limiter
+	joinLim  *rate.Limiter
+	strikes  *rate.Limiter // rate-limit and protocol violations
+	spanOpts []trace.SpanStartOption
 
 	// ev is the connection's I/O under the event loop; nil with the
 	// goroutine reader and writer (readLoop, writeLoop), whose ends
@@ -72,27 +75,19 @@ func newClient(s *Server, conn *websocket.Conn, ev *evConn, id string, user prot
 		notify = ev.scheduleFlush
 	}
 	c := &client{
-		spanOpts: []trace.SpanStartOption{
-			trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithLinks(trace.Link{SpanContext: handshake}),
-		},
-		srv:  s,
-		conn: conn,
-		id:   id,
-		user: user,
-		peer: peer,
-		log:  s.log.With("conn", id),
+		srv:       s,
+		conn:      conn,
+		id:        id,
+		user:      user,
+		peer:      peer,
+		handshake: handshake,
 		out: newOutbox(outboxLimits{
 			queueBytes: cfg.QueueBytes,
 			totalBytes: cfg.TotalQueueBytes,
 			// A full replay of every room the connection may be in.
 			replayFrames: cfg.MaxRoomsPerConn * s.history,
 		}, &s.queued, s.obs, s.retryMs, notify),
-		rooms:      make(map[string]broker.Membership),
-		sendLim:    rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst),
-		joinLim:    rate.NewLimiter(rate.Limit(cfg.JoinRate), cfg.JoinBurst),
-		strikes:    rate.NewLimiter(rate.Every(cfg.AbuseWindow/time.Duration(cfg.AbuseStrikes)), cfg.AbuseStrikes),
-		ev:         ev,
+		ev: ev,
 	}
 	if ev == nil {
 		c.readerDone, c.writerDone = make(chan struct{}), make(chan struct{})
@@ -124,7 +119,7 @@ func (c *client) run(autoJoin []string) {
 
 	s.unregister(c)
 	s.obs.ConnClosed()
-	c.log.Debug("disconnected", "reason", c.out.closeCause().reason())
+	c.debug("disconnected", "reason", c.out.closeCause().reason())
 }
 
 // open registers the connection with the Server, says welcome and makes
@@ -135,8 +130,8 @@ func (c *client) open(autoJoin []string) {
 	lateToDrain := !s.register(c)
 
 	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
-		SendPerSec:     float64(c.sendLim.Limit()), // a token may override the defaults
-		SendBurst:      c.sendLim.Burst(),
+		SendPerSec:     float64(c.sendLimiter().Limit()), // a token may override the defaults
+		SendBurst:      c.sendLimiter().Burst(),
 		MaxTextBytes:   s.cfg.MaxTextBytes,
 		MaxRooms:       s.cfg.MaxRoomsPerConn,
 		QueueBytes:     s.cfg.QueueBytes,
@@ -156,7 +151,7 @@ func (c *client) open(autoJoin []string) {
 		}
 		c.join(room, nil, "")
 	}
-	c.log.Debug("connected", "ip", c.peer.ip, "user", c.user.ID)
+	c.debug("connected", "ip", c.peer.ip, "user", c.user.ID)
 }
 
 // User implements broker.Subscriber.
@@ -187,14 +182,15 @@ func (c *client) send(data []byte) { c.Enqueue(&broker.Frame{Data: data}) }
 func (c *client) close(cause closeCause) {
 	if c.out.close(cause) {
 		code, _ := cause.frame(0)
-		c.log.Debug("closing connection", "reason", cause.reason(), "code", code)
+		c.debug("closing connection", "reason", cause.reason(), "code", code)
 	}
 }
 
 // traceEviction records an eviction as a span of its own, linked to the
 // connection's handshake.
 func (c *client) traceEviction(cause closeCause, queued int) {
-	_, span := c.srv.tracer.Start(context.Background(), "chatgate.evict", c.spanOpts...)
+	// Built here, not cached: an eviction may come from any goroutine.
+	_, span := c.srv.tracer.Start(context.Background(), "chatgate.evict", c.linkOptions()...)
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("chatgate.disconnect.reason", string(cause.reason())),
@@ -207,8 +203,112 @@ func (c *client) traceEviction(cause closeCause, queued int) {
 // leaveAll removes the client from every room. run calls it once the
 // reader is done.
 func (c *client) leaveAll() {
-	for name, m := range c.rooms {
-		m.Leave()
-		delete(c.rooms, name)
+	c.rooms.each(func(_ string, m broker.Membership) { m.Leave() })
+	c.rooms = nil
+}
+
+// debug logs msg at debug level with the connection's id; nothing is
+// allocated for it when debug logging is off.
+func (c *client) debug(msg string, args ...any) {
+	l := c.srv.log
+	if !l.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	l.Debug(msg, append([]any{"conn", c.id}, args...)...)
+}
+
+// logError logs msg at error level with the connection's id.
+func (c *client) logError(msg string, args ...any) {
+	c.srv.log.Error(msg, append([]any{"conn", c.id}, args...)...)
+}
+
+// linkOptions start a span of this connection: a server span linked to
+// the handshake's.
+func (c *client) linkOptions() []trace.SpanStartOption {
+	return []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithLinks(trace.Link{SpanContext: c.handshake}),
+	}
+}
+
+// spanOptions are linkOptions, made once by the request handler.
+func (c *client) spanOptions() []trace.SpanStartOption {
+	if c.spanOpts == nil {
+		c.spanOpts = c.linkOptions()
+	}
+	return c.spanOpts
+}
+
+// sendLimiter, joinLimiter and strikeLimiter are the request handler's
+// limiters, made on first use.
+func (c *client) sendLimiter() *rate.Limiter {
+	if c.sendLim == nil {
+		cfg := &c.srv.cfg
+		c.sendLim = rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst)
+	}
+	return c.sendLim
+}
+
+func (c *client) joinLimiter() *rate.Limiter {
+	if c.joinLim == nil {
+		cfg := &c.srv.cfg
+		c.joinLim = rate.NewLimiter(rate.Limit(cfg.JoinRate), cfg.JoinBurst)
+	}
+	return c.joinLim
+}
+
+func (c *client) strikeLimiter() *rate.Limiter {
+	if c.strikes == nil {
+		cfg := &c.srv.cfg
+		c.strikes = rate.NewLimiter(rate.Every(cfg.AbuseWindow/time.Duration(cfg.AbuseStrikes)), cfg.AbuseStrikes)
+	}
+	return c.strikes
+}
+
+// roomSet is a connection's memberships by room name. A connection is in
+// few rooms (--max-rooms, 16 by default), so a slice searched in order
+// costs less memory than a map and no more time.
+type roomSet []roomEntry
+
+type roomEntry struct {
+	name string
+	m    broker.Membership
+}
+
+func (rs roomSet) get(name string) (broker.Membership, bool) {
+	for _, e := range rs {
+		if e.name == name {
+			return e.m, true
+		}
+	}
+	return nil, false
+}
+
+// set adds or replaces name's membership.
+func (rs *roomSet) set(name string, m broker.Membership) {
+	for i := range *rs {
+		if (*rs)[i].name == name {
+			(*rs)[i].m = m
+			return
+		}
+	}
+	*rs = append(*rs, roomEntry{name, m})
+}
+
+func (rs *roomSet) delete(name string) {
+	for i, e := range *rs {
+		if e.name == name {
+			last := len(*rs) - 1
+			(*rs)[i] = (*rs)[last]
+			(*rs)[last] = roomEntry{}
+			*rs = (*rs)[:last]
+			return
+		}
+	}
+}
+
+func (rs roomSet) each(f func(name string, m broker.Membership)) {
+	for _, e := range rs {
+		f(e.name, e.m)
 	}
 }

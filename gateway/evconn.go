@@ -141,7 +141,7 @@ func (e *evConn) attach(c *client, id uint64) {
 func (e *evConn) register() {
 	reg, err := e.loop.poller.Add(e.raw, e)
 	if err != nil {
-		e.c.log.Debug("cannot register with the poller", "err", err)
+		e.c.debug("cannot register with the poller", "err", err)
 		e.c.close(causeReadError)
 		e.stopRead.Store(true)
 		e.kickRead() // the read side ends at once
@@ -178,7 +178,7 @@ func (e *evConn) teardown() {
 	e.gate.Reset()
 	s.unregister(c)
 	s.obs.ConnClosed()
-	c.log.Debug("disconnected", "reason", c.out.closeCause().reason())
+	c.debug("disconnected", "reason", c.out.closeCause().reason())
 	s.handlers.Done()
 }
 
@@ -278,7 +278,7 @@ func (e *evConn) Visit(now time.Time) {
 	}
 	if b := e.blockedSince.Load(); b != 0 && t-b > int64(cfg.WriteTimeout) {
 		e.c.close(causeWriteTimeout)
-		e.c.log.Debug("write failed", "err", "write timeout")
+		e.c.debug("write failed", "err", "write timeout")
 		e.shutdown()
 		return
 	}

@@ -93,7 +93,7 @@ func (e *evConn) handleArrived() {
 	for !e.readEnded && !e.discard {
 		kind, payload, err := e.gate.Next()
 		if err != nil { // a bug: a message not read to its end
-			e.c.log.Error("frame gate out of step", "err", err)
+			e.c.logError("frame gate out of step", "err", err)
 			e.c.close(causeInternal)
 			e.discard = true
 			return

@@ -18,5 +18,5 @@ func iovec(v *iovecT, b []byte) { v.b = b }
 
 const maxIovecs = 1024
 
-func readNow(syscall.RawConn, []byte) (int, error)   { return 0, errNoEventLoop }
+func readNow(syscall.RawConn, []byte) (int, error)    { return 0, errNoEventLoop }
 func writeNow(syscall.RawConn, []iovecT) (int, error) { return 0, errNoEventLoop }

@@ -217,7 +217,7 @@ func (e *evConn) finishClose() (more bool) {
 // writeFailed ends the write side after a failed write.
 func (e *evConn) writeFailed(err error) {
 	e.c.close(writeFailure(err))
-	e.c.log.Debug("write failed", "err", err)
+	e.c.debug("write failed", "err", err)
 	if e.next < len(e.batch) {
 		e.c.out.settle(e.batch[e.next:])
 	}

@@ -87,5 +87,5 @@ func (c *client) readFailed(err error) {
 		cause = causeHeartbeat
 	}
 	c.close(cause)
-	c.log.Debug("read ended", "err", err)
+	c.debug("read ended", "err", err)
 }

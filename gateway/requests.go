@@ -61,7 +61,7 @@ func (c *client) abandonRequest() { c.out.endHandling() }
 func (c *client) handleSafely(data []byte) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.log.Error("panic while handling a frame", "panic", p, "stack", string(debug.Stack()))
+			c.logError("panic while handling a frame", "panic", p, "stack", string(debug.Stack()))
 			c.close(causeInternal)
 		}
 	}()
@@ -83,13 +83,13 @@ func (c *client) handle(data []byte) {
 	case protocol.TypeJoin:
 		c.join(in.Room, in.Since, in.Ref)
 	case protocol.TypeLeave:
-		m, ok := c.rooms[in.Room]
+		m, ok := c.rooms.get(in.Room)
 		if !ok {
 			c.reject(protocol.NotJoinedError(in.Room, in.Ref))
 			return
 		}
 		m.Leave()
-		delete(c.rooms, in.Room)
+		c.rooms.delete(in.Room)
 		c.send(protocol.Left(in.Room))
 	case protocol.TypeSend:
 		c.publish(in.Room, in.Text, in.Ref)
@@ -98,7 +98,7 @@ func (c *client) handle(data []byte) {
 
 // publish sends text to room for a send request.
 func (c *client) publish(room, text, ref string) {
-	m, ok := c.rooms[room]
+	m, ok := c.rooms.get(room)
 	if !ok {
 		c.reject(protocol.NotJoinedError(room, ref))
 		return
@@ -107,7 +107,7 @@ func (c *client) publish(room, text, ref string) {
 		c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast; message dropped", Ref: ref, RetryAfterMs: wait})
 		return
 	}
-	ctx, span := c.srv.tracer.Start(context.Background(), "chatgate.send", c.spanOpts...)
+	ctx, span := c.srv.tracer.Start(context.Background(), "chatgate.send", c.spanOptions()...)
 	p, perr := m.Publish(ctx, text, ref)
 	if span.IsRecording() {
 		outcome := "published"
@@ -136,15 +136,15 @@ func (c *client) publish(room, text, ref string) {
 }
 
 func (c *client) join(room string, since *uint64, ref string) {
-	if !c.joinLim.Allow() {
-		c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "joining too fast", Ref: ref, RetryAfterMs: retryAfterMs(c.joinLim)})
+	if lim := c.joinLimiter(); !lim.Allow() {
+		c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "joining too fast", Ref: ref, RetryAfterMs: retryAfterMs(lim)})
 		return
 	}
 	if c.peer.ident != nil && !c.peer.ident.MayJoin(room) {
 		c.reject(&protocol.Error{Code: protocol.CodeForbidden, Message: "your token does not allow room " + room, Ref: ref})
 		return
 	}
-	if _, already := c.rooms[room]; !already && len(c.rooms) >= c.srv.cfg.MaxRoomsPerConn {
+	if _, already := c.rooms.get(room); !already && len(c.rooms) >= c.srv.cfg.MaxRoomsPerConn {
 		c.reject(&protocol.Error{Code: protocol.CodeRoomLimit, Message: "already in the most rooms a connection may join", Ref: ref})
 		return
 	}
@@ -154,7 +154,7 @@ func (c *client) join(room string, since *uint64, ref string) {
 		c.reject(perr)
 		return
 	}
-	c.rooms[room] = m
+	c.rooms.set(room, m)
 }
 
 // reject sends an error envelope and counts a strike for the errors a
@@ -166,7 +166,7 @@ func (c *client) reject(e *protocol.Error) {
 	case protocol.CodeUnavailable, protocol.CodeInternal, protocol.CodeRoomLimit:
 		return // not (necessarily) the client's fault
 	}
-	if c.strikes.Allow() {
+	if c.strikeLimiter().Allow() {
 		return
 	}
 	cause := causeProtocolAbuse
@@ -182,7 +182,7 @@ func (c *client) reject(e *protocol.Error) {
 // refused it says how long until both have a token.
 func (c *client) allowSend() (ok bool, retryMs int64) {
 	now := time.Now()
-	own := c.sendLim.ReserveN(now, 1)
+	own := c.sendLimiter().ReserveN(now, 1)
 	shared := c.sharedLim.ReserveN(now, 1)
 	if own.OK() && shared.OK() && own.DelayFrom(now) == 0 && shared.DelayFrom(now) == 0 {
 		return true, 0

@@ -68,18 +68,18 @@ type Options struct {
 // admin endpoints (AdminHandler), and drains on request.
 type Server struct {
 	// static after construction
-	cfg        Config
-	log        *slog.Logger
-	obs        observe.Observer // drain (below), wrapping Options.Observer
-	drain      *drainStats
-	broker     broker.Broker
-	brokerOK   func() error // Options.Ready; nil means always ready
-	ownHub     *hub.Hub     // deprecated: the hub built for a nil Options.Broker
-	history    int          // the broker's history: the most frames one join replays
-	origins    originChecker
-	adm        *admission
-	budgets    *sendBudgets
-	upgrader   websocket.Upgrader
+	cfg      Config
+	log      *slog.Logger
+	obs      observe.Observer // drain (below), wrapping Options.Observer
+	drain    *drainStats
+	broker   broker.Broker
+	brokerOK func() error // Options.Ready; nil means always ready
+	ownHub   *hub.Hub     // deprecated: the hub built for a nil Options.Broker
+	history  int          // the broker's history: the most frames one join replays
+	origins  originChecker
+	adm      *admission
+	budgets  *sendBudgets
+	upgrader websocket.Upgrader
 	// loop is the event loop (--netpoll where supported), evUpgrader its
 	// upgrader; loop is nil with goroutines per connection.
 	loop       *eventLoop
@@ -92,9 +92,9 @@ type Server struct {
 	stopAuth   context.CancelFunc  // ends the keys-file watcher
 	authDone   chan struct{}       // closed when the watcher has returned
 
-	queued   atomic.Int64 // bytes queued to all clients
+	queued   atomic.Int64  // bytes queued to all clients
 	connSeq  atomic.Uint64 // numbers connections, to spread them over the flushers
-	started  atomic.Bool  // SetReady: the listeners are bound
+	started  atomic.Bool   // SetReady: the listeners are bound
 	draining atomic.Bool
 
 	// handlers counts the goroutines serving connections (from the

@@ -139,7 +139,7 @@ func (c *client) writePing() error {
 // drops the socket.
 func (c *client) writeFailed(err error) {
 	c.close(writeFailure(err))
-	c.log.Debug("write failed", "err", err)
+	c.debug("write failed", "err", err)
 	_ = c.conn.NetConn().Close()
 }
 

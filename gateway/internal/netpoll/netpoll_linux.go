@@ -77,7 +77,7 @@ func newEpoll() (*epoll, error) {
 
 // setID and getID keep a registration id in the event's 64-bit data.
 func setID(ev *unix.EpollEvent, id uint64) { ev.Fd, ev.Pad = int32(uint32(id)), int32(uint32(id>>32)) }
-func getID(ev *unix.EpollEvent) uint64   { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
+func getID(ev *unix.EpollEvent) uint64     { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
 
 func (ep *epoll) loop(closed *atomic.Bool) {
 	events := make([]unix.EpollEvent, 256)
