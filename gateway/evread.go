@@ -67,6 +67,9 @@ func (e *evConn) readAvailable() {
 		}
 		switch {
 		case err == errWouldBlock:
+			if !e.discard {
+				e.gate.Trim()
+			}
 			return
 		case err == nil:
 			e.endRead(io.EOF)

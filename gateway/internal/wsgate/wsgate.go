@@ -180,10 +180,19 @@ func (g *Gate) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Trim gives the buffer back to the pool if nothing is held, as after a
+// read that found nothing: an idle connection holds no buffer.
+func (g *Gate) Trim() {
+	if len(g.buf) == 0 && g.cutLen == 0 {
+		g.putBuf()
+	}
+}
+
 // compact drops the consumed part; the buffer goes back to the pool once
 // nothing is held.
 func (g *Gate) compact() {
 	if g.rel == 0 {
+		g.Trim()
 		return
 	}
 	if g.rel == len(g.buf) {

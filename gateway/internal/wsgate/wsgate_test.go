@@ -375,4 +375,10 @@ func TestIdleHoldsNothing(t *testing.T) {
 	if allocs > 0 {
 		t.Fatalf("%v allocations per pong", allocs)
 	}
+	// A read that finds nothing leaves nothing held either.
+	g.Space(64)
+	g.Trim()
+	if g.buf != nil {
+		t.Fatal("an empty read keeps the buffer")
+	}
 }
