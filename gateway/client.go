@@ -38,9 +38,10 @@ type client struct {
 	id   string
 	user protocol.User
 	peer admitted // the client's address, its limit keys and its identity
-	// handshake is the handshake's span, which a message's span links to.
-	handshake trace.SpanContext
-	out       *outbox
+	// handshake is the handshake's span, which a message's span links to;
+	// nil when it was not traced.
+	handshake *trace.SpanContext
+	out       outbox
 
 	// budgetKey names the send budget this connection shares with its
 	// user's (or address's) other connections; sharedLim is that budget
@@ -75,20 +76,22 @@ func newClient(s *Server, conn *websocket.Conn, ev *evConn, id string, user prot
 		notify = ev.scheduleFlush
 	}
 	c := &client{
-		srv:       s,
-		conn:      conn,
-		id:        id,
-		user:      user,
-		peer:      peer,
-		handshake: handshake,
-		out: newOutbox(outboxLimits{
-			queueBytes: cfg.QueueBytes,
-			totalBytes: cfg.TotalQueueBytes,
-			// A full replay of every room the connection may be in.
-			replayFrames: cfg.MaxRoomsPerConn * s.history,
-		}, &s.queued, s.obs, s.retryMs, notify),
-		ev: ev,
+		srv:  s,
+		conn: conn,
+		id:   id,
+		user: user,
+		peer: peer,
+		ev:   ev,
 	}
+	if handshake.IsValid() {
+		c.handshake = &handshake
+	}
+	c.out.init(outboxLimits{
+		queueBytes: cfg.QueueBytes,
+		totalBytes: cfg.TotalQueueBytes,
+		// A full replay of every room the connection may be in.
+		replayFrames: cfg.MaxRoomsPerConn * s.history,
+	}, &s.queued, s.obs, s.retryMs, notify)
 	if ev == nil {
 		c.readerDone, c.writerDone = make(chan struct{}), make(chan struct{})
 	}
@@ -225,10 +228,11 @@ func (c *client) logError(msg string, args ...any) {
 // linkOptions start a span of this connection: a server span linked to
 // the handshake's.
 func (c *client) linkOptions() []trace.SpanStartOption {
-	return []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithLinks(trace.Link{SpanContext: c.handshake}),
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	if c.handshake != nil {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: *c.handshake}))
 	}
+	return opts
 }
 
 // spanOptions are linkOptions, made once by the request handler.

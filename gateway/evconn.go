@@ -56,7 +56,7 @@ type evConn struct {
 	attached atomic.Bool
 
 	// owned by the read side
-	gate      *wsgate.Gate
+	gate      wsgate.Gate
 	readEnded bool
 	discard   bool // input is no longer parsed, only read until the end
 	// readBusy is 0 with no read goroutine, 1 with one, more when the
@@ -116,7 +116,8 @@ func (h *evHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// frames counted as they are read.
 		return &frameLimitConn{Conn: nc, max: h.maxFrames}, brw, nil
 	}
-	h.e = &evConn{nc: nc, raw: raw, loop: h.l, gate: wsgate.New(h.maxBytes, h.maxFrames, true)}
+	h.e = &evConn{nc: nc, raw: raw, loop: h.l}
+	h.e.gate.Init(h.maxBytes, h.maxFrames, true)
 	h.e.sides.Store(3) // setup, read, write
 	return h.e, brw, nil
 }

@@ -70,14 +70,13 @@ type outbox struct {
 	deferred     closeCause // a graceful close asked for while handling
 }
 
-// newOutbox makes an outbox whose writer is woken by notify, or, when
-// notify is nil, through wake.
-func newOutbox(limits outboxLimits, total *atomic.Int64, obs observe.Observer, retryMs func() int64, notify func()) *outbox {
-	o := &outbox{limits: limits, total: total, obs: obs, retryMs: retryMs, notify: notify}
+// init sets up an outbox (in place: it is part of its client) whose
+// writer is woken by notify, or, when notify is nil, through wake.
+func (o *outbox) init(limits outboxLimits, total *atomic.Int64, obs observe.Observer, retryMs func() int64, notify func()) {
+	o.limits, o.total, o.obs, o.retryMs, o.notify = limits, total, obs, retryMs, notify
 	if notify == nil {
 		o.wake = make(chan struct{}, 1)
 	}
-	return o
 }
 
 // poke wakes the writer.

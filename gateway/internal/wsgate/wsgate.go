@@ -107,7 +107,14 @@ type Gate struct {
 // in at most maxFrames data frames (0: no limit). A textOnly Gate reports
 // a binary message as soon as it begins (Binary) and skips it.
 func New(maxBytes int64, maxFrames int, textOnly bool) *Gate {
-	return &Gate{maxBytes: maxBytes, maxFrames: maxFrames, textOnly: textOnly}
+	g := new(Gate)
+	g.Init(maxBytes, maxFrames, textOnly)
+	return g
+}
+
+// Init sets up a zero Gate in place, as New does.
+func (g *Gate) Init(maxBytes int64, maxFrames int, textOnly bool) {
+	g.maxBytes, g.maxFrames, g.textOnly = maxBytes, maxFrames, textOnly
 }
 
 // chunk is the read size: buffers of this capacity are pooled, so an idle
