@@ -70,7 +70,6 @@ type client struct {
 // newClient makes the client of conn; ev is its event-loop I/O, or nil for
 // the goroutine reader and writer.
 func newClient(s *Server, conn *websocket.Conn, ev *evConn, id string, user protocol.User, peer admitted, handshake trace.SpanContext) *client {
-	cfg := &s.cfg
 	var notify func()
 	if ev != nil {
 		notify = ev.scheduleFlush
@@ -86,12 +85,7 @@ func newClient(s *Server, conn *websocket.Conn, ev *evConn, id string, user prot
 	if handshake.IsValid() {
 		c.handshake = &handshake
 	}
-	c.out.init(outboxLimits{
-		queueBytes: cfg.QueueBytes,
-		totalBytes: cfg.TotalQueueBytes,
-		// A full replay of every room the connection may be in.
-		replayFrames: cfg.MaxRoomsPerConn * s.history,
-	}, &s.queued, s.obs, s.retryMs, notify)
+	c.out.init(&s.outboxes, notify)
 	if ev == nil {
 		c.readerDone, c.writerDone = make(chan struct{}), make(chan struct{})
 	}
@@ -131,10 +125,14 @@ func (c *client) run(autoJoin []string) {
 func (c *client) open(autoJoin []string) {
 	s := c.srv
 	lateToDrain := !s.register(c)
+	sendRate, sendBurst := rate.Limit(s.cfg.SendRate), s.cfg.SendBurst
+	if c.sendLim != nil {
+		sendRate, sendBurst = c.sendLim.Limit(), c.sendLim.Burst()
+	}
 
 	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
-		SendPerSec:     float64(c.sendLimiter().Limit()), // a token may override the defaults
-		SendBurst:      c.sendLimiter().Burst(),
+		SendPerSec:     float64(sendRate), // a token may override the defaults
+		SendBurst:      sendBurst,
 		MaxTextBytes:   s.cfg.MaxTextBytes,
 		MaxRooms:       s.cfg.MaxRoomsPerConn,
 		QueueBytes:     s.cfg.QueueBytes,

@@ -13,6 +13,16 @@ import (
 // idle connection does not pin a big slice.
 const maxSpareQueue = 256
 
+// outboxShared is what every outbox of a Server shares: the caps, the
+// gateway-wide total, where to report, and how to pick a close's retry_ms.
+type outboxShared struct {
+	limits outboxLimits
+	total  *atomic.Int64 // the gateway-wide total
+	obs    observe.Observer
+	// retryMs picks a close frame's jittered retry_ms.
+	retryMs func() int64
+}
+
 // outboxLimits are what an outbox is capped by.
 type outboxLimits struct {
 	queueBytes   int   // --queue-bytes: live bytes one connection may have waiting
@@ -42,11 +52,7 @@ type outboxLimits struct {
 // so a send being handled is acked before the close frame.
 type outbox struct {
 	// static after construction
-	limits outboxLimits
-	total  *atomic.Int64 // the gateway-wide total, shared by every outbox
-	obs    observe.Observer
-	// retryMs picks a close frame's jittered retry_ms.
-	retryMs func() int64
+	sh *outboxShared
 	// wake is poked (never closed) whenever there is something for the
 	// writer to do: a frame queued or a close begun. With the event loop
 	// the writer is no goroutine of the connection's own: notify is called
@@ -72,8 +78,8 @@ type outbox struct {
 
 // init sets up an outbox (in place: it is part of its client) whose
 // writer is woken by notify, or, when notify is nil, through wake.
-func (o *outbox) init(limits outboxLimits, total *atomic.Int64, obs observe.Observer, retryMs func() int64, notify func()) {
-	o.limits, o.total, o.obs, o.retryMs, o.notify = limits, total, obs, retryMs, notify
+func (o *outbox) init(sh *outboxShared, notify func()) {
+	o.sh, o.notify = sh, notify
 	if notify == nil {
 		o.wake = make(chan struct{}, 1)
 	}
@@ -110,20 +116,20 @@ func (o *outbox) push(f *broker.Frame) (evicted closeCause, live int) {
 	} else {
 		o.live += n
 	}
-	total := o.total.Add(int64(n))
+	total := o.sh.total.Add(int64(n))
 	o.queue = append(o.queue, f)
 	live = o.live
 	switch {
-	case o.live > o.limits.queueBytes || o.replayFrames > o.limits.replayFrames:
+	case o.live > o.sh.limits.queueBytes || o.replayFrames > o.sh.limits.replayFrames:
 		evicted = causeSlowConsumer
-	case total > o.limits.totalBytes && o.live+o.replayBytes > o.limits.queueBytes/16:
+	case total > o.sh.limits.totalBytes && o.live+o.replayBytes > o.sh.limits.queueBytes/16:
 		evicted = causeOverloaded
 	}
 	if evicted != causeNone {
 		o.beginCloseLocked(evicted)
 	}
 	o.mu.Unlock()
-	o.obs.QueueSampled(live)
+	o.sh.obs.QueueSampled(live)
 	o.poke()
 	return evicted, live
 }
@@ -164,12 +170,12 @@ func (o *outbox) beginCloseLocked(cause closeCause) bool {
 	}
 	o.closing, o.flush, o.cause = true, cause.flushes(), cause
 	if cause.retries() {
-		o.closeRetryMs = o.retryMs()
+		o.closeRetryMs = o.sh.retryMs()
 	}
 	if !o.flush {
 		o.dropLocked()
 	}
-	o.obs.Disconnecting(cause.reason())
+	o.sh.obs.Disconnecting(cause.reason())
 	return true
 }
 
@@ -218,7 +224,7 @@ func (o *outbox) settle(frames []*broker.Frame) (aborted bool) {
 	o.replayFrames -= replayN
 	aborted = o.closing && !o.flush
 	o.mu.Unlock()
-	o.total.Add(-int64(live + replay))
+	o.sh.total.Add(-int64(live + replay))
 	return aborted
 }
 
@@ -240,7 +246,7 @@ func (o *outbox) dropLocked() {
 	o.live -= live
 	o.replayBytes -= replay
 	o.replayFrames -= replayN
-	o.total.Add(-int64(live + replay))
+	o.sh.total.Add(-int64(live + replay))
 	clear(o.queue)
 	o.queue = o.queue[:0]
 }
@@ -253,7 +259,7 @@ func (o *outbox) release() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.closing, o.flush = true, false
-	o.total.Add(-int64(o.live + o.replayBytes))
+	o.sh.total.Add(-int64(o.live + o.replayBytes))
 	o.live, o.replayBytes, o.replayFrames = 0, 0, 0
 	clear(o.queue)
 	o.queue = o.queue[:0]

@@ -93,6 +93,7 @@ type Server struct {
 	authDone   chan struct{}       // closed when the watcher has returned
 
 	queued   atomic.Int64  // bytes queued to all clients
+	outboxes outboxShared  // what every connection's outbox shares
 	connSeq  atomic.Uint64 // numbers connections, to spread them over the flushers
 	started  atomic.Bool   // SetReady: the listeners are bound
 	draining atomic.Bool
@@ -152,6 +153,17 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	if s.history <= 0 {
 		s.history = broker.DefaultHistory
+	}
+	s.outboxes = outboxShared{
+		limits: outboxLimits{
+			queueBytes: cfg.QueueBytes,
+			totalBytes: cfg.TotalQueueBytes,
+			// A full replay of every room a connection may be in.
+			replayFrames: cfg.MaxRoomsPerConn * s.history,
+		},
+		total:   &s.queued,
+		obs:     s.obs,
+		retryMs: s.retryMs,
 	}
 	if s.broker == nil { // deprecated; see Options.Broker
 		s.ownHub = hub.New(hub.Config{History: s.history, Observer: s.obs})
