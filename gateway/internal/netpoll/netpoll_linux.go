@@ -18,23 +18,65 @@ type Poller struct {
 	eps   []*epoll
 	ready sync.WaitGroup // the loops
 
-	next   atomic.Uint64 // last registration id handed out; 0 is the wake-up
+	next   atomic.Uint64 // spreads registrations over the instances
 	closed atomic.Bool
 }
 
-// epoll is one epoll instance with its handlers.
+// epoll is one epoll instance with its handlers. A registration's id is
+// its slot in handlers (low 32 bits, from 1) and the slot's generation
+// (high 32 bits), so an event for a slot freed and reused since is
+// recognised and dropped.
 type epoll struct {
 	fd   int
 	wake int // eventfd that interrupts the wait on Close
 
-	mu       sync.RWMutex
-	handlers map[uint64]Handler
+	mu    sync.RWMutex
+	slots []slot // slots[0] is unused: id 0 is the wake-up
+	free  []uint32
+}
+
+type slot struct {
+	h   Handler
+	gen uint32
 }
 
 // Registration is one connection's place in a Poller.
 type Registration struct {
 	ep *epoll
 	id uint64
+}
+
+// addLocked takes a slot for h and returns its id; ep.mu must be held.
+func (ep *epoll) addLocked(h Handler) uint64 {
+	var i uint32
+	if n := len(ep.free); n > 0 {
+		i, ep.free = ep.free[n-1], ep.free[:n-1]
+	} else {
+		ep.slots = append(ep.slots, slot{})
+		i = uint32(len(ep.slots) - 1)
+	}
+	s := &ep.slots[i]
+	s.h = h
+	s.gen++
+	return uint64(i) | uint64(s.gen)<<32
+}
+
+// removeLocked frees id's slot; ep.mu must be held.
+func (ep *epoll) removeLocked(id uint64) {
+	i := uint32(id)
+	if int(i) < len(ep.slots) && ep.slots[i].h != nil && ep.slots[i].gen == uint32(id>>32) {
+		ep.slots[i].h = nil
+		ep.free = append(ep.free, i)
+	}
+}
+
+// handlerLocked is id's handler, or nil; ep.mu must be held (read).
+func (ep *epoll) handlerLocked(id uint64) Handler {
+	i := uint32(id)
+	if int(i) < len(ep.slots) && ep.slots[i].gen == uint32(id>>32) {
+		return ep.slots[i].h
+	}
+	return nil
 }
 
 // New starts a Poller with n epoll instances (at least one).
@@ -72,7 +114,7 @@ func newEpoll() (*epoll, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("netpoll: epoll_ctl: %w", err)
 	}
-	return &epoll{fd: fd, wake: wake, handlers: make(map[uint64]Handler)}, nil
+	return &epoll{fd: fd, wake: wake, slots: make([]slot, 1)}, nil
 }
 
 // setID and getID keep a registration id in the event's 64-bit data.
@@ -108,7 +150,7 @@ func (ep *epoll) loop(closed *atomic.Bool) {
 			// The read lock is held across Ready so that Remove, which
 			// takes the write lock, waits for a call in progress.
 			ep.mu.RLock()
-			if h := ep.handlers[id]; h != nil && e != 0 {
+			if h := ep.handlerLocked(id); h != nil && e != 0 {
 				h.Ready(e)
 			}
 			ep.mu.RUnlock()
@@ -122,10 +164,9 @@ func (p *Poller) Add(rc syscall.RawConn, h Handler) (*Registration, error) {
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
-	id := p.next.Add(1)
-	ep := p.eps[id%uint64(len(p.eps))]
+	ep := p.eps[p.next.Add(1)%uint64(len(p.eps))]
 	ep.mu.Lock()
-	ep.handlers[id] = h
+	id := ep.addLocked(h)
 	ep.mu.Unlock()
 	var cerr error
 	err := rc.Control(func(fd uintptr) {
@@ -138,7 +179,7 @@ func (p *Poller) Add(rc syscall.RawConn, h Handler) (*Registration, error) {
 	}
 	if err != nil {
 		ep.mu.Lock()
-		delete(ep.handlers, id)
+		ep.removeLocked(id)
 		ep.mu.Unlock()
 		return nil, fmt.Errorf("netpoll: register: %w", err)
 	}
@@ -153,7 +194,7 @@ func (r *Registration) Remove(rc syscall.RawConn) {
 		_ = unix.EpollCtl(r.ep.fd, unix.EPOLL_CTL_DEL, int(fd), nil)
 	})
 	r.ep.mu.Lock()
-	delete(r.ep.handlers, r.id)
+	r.ep.removeLocked(r.id)
 	r.ep.mu.Unlock()
 }
 

@@ -252,3 +252,29 @@ func TestAddAfterClose(t *testing.T) {
 		t.Fatalf("Add after Close: %v", err)
 	}
 }
+
+// A freed slot is reused with a new generation: an event still carrying
+// the old registration's id finds no handler.
+func TestSlotReuse(t *testing.T) {
+	ep := &epoll{slots: make([]slot, 1)}
+	a, b := newRecorder(), newRecorder()
+	idA := ep.addLocked(a)
+	ep.removeLocked(idA)
+	idB := ep.addLocked(b)
+	if uint32(idA) != uint32(idB) {
+		t.Fatalf("slot not reused: %x then %x", idA, idB)
+	}
+	if h := ep.handlerLocked(idA); h != nil {
+		t.Fatal("a stale id found the new registration's handler")
+	}
+	if h := ep.handlerLocked(idB); h != Handler(b) {
+		t.Fatal("the new registration's id does not find its handler")
+	}
+	ep.removeLocked(idA) // stale: must not free b's slot
+	if h := ep.handlerLocked(idB); h != Handler(b) {
+		t.Fatal("removing a stale id freed the slot")
+	}
+	if h := ep.handlerLocked(0); h != nil {
+		t.Fatal("id 0 (the wake-up) has a handler")
+	}
+}
