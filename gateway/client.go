@@ -50,14 +50,13 @@ type client struct {
 	sharedLim *rate.Limiter
 
 	// owned by the request handler (the reader's goroutine). The limiters
-	// and span options are made on first use (limiter, spanOptions): an
-	// idle connection does not pay for them. sendLim is set at the
-	// handshake when a token overrides the send limits.
-	rooms    roomSet
-	sendLim  *rate.Limiter
-	joinLim  *rate.Limiter
-	strikes  *rate.Limiter // rate-limit and protocol violations
-	spanOpts []trace.SpanStartOption
+	// are made on first use (sendLimiter...): an idle connection does not
+	// pay for them. sendLim is set at the handshake when a token overrides
+	// the send limits.
+	rooms   roomSet
+	sendLim *rate.Limiter
+	joinLim *rate.Limiter
+	strikes *rate.Limiter // rate-limit and protocol violations
 
 	// ev is the connection's I/O under the event loop; nil with the
 	// goroutine reader and writer (readLoop, writeLoop), whose ends
@@ -190,7 +189,6 @@ func (c *client) close(cause closeCause) {
 // traceEviction records an eviction as a span of its own, linked to the
 // connection's handshake.
 func (c *client) traceEviction(cause closeCause, queued int) {
-	// Built here, not cached: an eviction may come from any goroutine.
 	_, span := c.srv.tracer.Start(context.Background(), "chatgate.evict", c.linkOptions()...)
 	if span.IsRecording() {
 		span.SetAttributes(
@@ -224,21 +222,17 @@ func (c *client) logError(msg string, args ...any) {
 }
 
 // linkOptions start a span of this connection: a server span linked to
-// the handshake's.
+// the handshake's. Without tracing there are none (and nothing is
+// allocated per message for them).
 func (c *client) linkOptions() []trace.SpanStartOption {
+	if !c.srv.tracing {
+		return nil
+	}
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 	if c.handshake != nil {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: *c.handshake}))
 	}
 	return opts
-}
-
-// spanOptions are linkOptions, made once by the request handler.
-func (c *client) spanOptions() []trace.SpanStartOption {
-	if c.spanOpts == nil {
-		c.spanOpts = c.linkOptions()
-	}
-	return c.spanOpts
 }
 
 // sendLimiter, joinLimiter and strikeLimiter are the request handler's

@@ -107,7 +107,7 @@ func (c *client) publish(room, text, ref string) {
 		c.reject(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast; message dropped", Ref: ref, RetryAfterMs: wait})
 		return
 	}
-	ctx, span := c.srv.tracer.Start(context.Background(), "chatgate.send", c.spanOptions()...)
+	ctx, span := c.srv.tracer.Start(context.Background(), "chatgate.send", c.linkOptions()...)
 	p, perr := m.Publish(ctx, text, ref)
 	if span.IsRecording() {
 		outcome := "published"

@@ -87,6 +87,7 @@ type Server struct {
 	mux        *http.ServeMux
 	chat       http.Handler // mux behind chatOnly
 	tracer     trace.Tracer
+	tracing    bool // a tracer was given: spans are worth their options
 	propagator propagation.TextMapPropagator
 	auth       *auth.Authenticator // nil without --auth jwt
 	stopAuth   context.CancelFunc  // ends the keys-file watcher
@@ -147,6 +148,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		tp = noop.NewTracerProvider()
 	}
 	s.tracer = tp.Tracer("github.com/chatgate/chatgate/gateway")
+	s.tracing = opts.Tracer != nil
 	s.propagator = opts.Propagator
 	if s.propagator == nil {
 		s.propagator = otel.GetTextMapPropagator()
