@@ -46,6 +46,7 @@ type evConn struct {
 	c    *client
 	nc   net.Conn // the hijacked connection: closed at teardown
 	raw  syscall.RawConn
+	fd   int // raw's descriptor, valid until teardown
 	loop *eventLoop
 	fl   *flusher
 	// reg is set by setup, read at teardown (which setup's side delays).
@@ -111,12 +112,16 @@ func (h *evHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if ok {
 		raw, err = sc.SyscallConn()
 	}
+	fd := -1
+	if ok && err == nil {
+		fd, err = socketFD(raw)
+	}
 	if !ok || err != nil {
 		// No socket to poll: this one is served by goroutines, its
 		// frames counted as they are read.
 		return &frameLimitConn{Conn: nc, max: h.maxFrames}, brw, nil
 	}
-	h.e = &evConn{nc: nc, raw: raw, loop: h.l}
+	h.e = &evConn{nc: nc, raw: raw, fd: fd, loop: h.l}
 	h.e.gate.Init(h.maxBytes, h.maxFrames, true)
 	h.e.sides.Store(3) // setup, read, write
 	return h.e, brw, nil
@@ -204,7 +209,7 @@ func (e *evConn) scheduleFlush() {
 // is closed at teardown, so its descriptor cannot be reused meanwhile), so
 // the read side reads its end and the write side fails.
 func (e *evConn) shutdown() {
-	_ = e.raw.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+	shutdownNow(e.fd)
 	e.stopRead.Store(true)
 	e.kickRead()
 	e.scheduleFlush()

@@ -56,7 +56,7 @@ func (e *evConn) readAvailable() {
 		} else {
 			buf = e.gate.Space(readChunk)
 		}
-		n, err := readNow(e.raw, buf)
+		n, err := readNow(e.fd, buf)
 		if n > 0 {
 			e.lastRead.Store(time.Now().UnixNano())
 			if !e.discard {

@@ -18,5 +18,7 @@ func iovec(v *iovecT, b []byte) { v.b = b }
 
 const maxIovecs = 1024
 
-func readNow(syscall.RawConn, []byte) (int, error)    { return 0, errNoEventLoop }
-func writeNow(syscall.RawConn, []iovecT) (int, error) { return 0, errNoEventLoop }
+func socketFD(syscall.RawConn) (int, error) { return -1, errNoEventLoop }
+func readNow(int, []byte) (int, error)      { return 0, errNoEventLoop }
+func writeNow(int, []iovecT) (int, error)   { return 0, errNoEventLoop }
+func shutdownNow(int)                       {}

@@ -123,7 +123,7 @@ func (e *evConn) writeSome(sc *flushScratch) (written, total int, took time.Dura
 		return 0, 0, 0, nil
 	}
 	start := time.Now()
-	written, err = writeNow(e.raw, iov)
+	written, err = writeNow(e.fd, iov)
 	took = time.Since(start)
 	clear(iov) // no pointers kept past the write
 	sc.iov, sc.hdrs = iov[:0], hdrs[:0]

@@ -1,0 +1,144 @@
+package gateway
+
+import (
+	"net"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/chatgate/chatgate/gateway/broker"
+)
+
+// eventLoopServer starts a gateway with the event loop and n WebSocket
+// clients whose sockets are drained raw (no allocation per read); it
+// returns the server's clients and the bytes the readers have seen.
+func eventLoopServer(tb testing.TB, n int) (*Server, []*client, *atomic.Int64) {
+	tb.Helper()
+	cfg := testConfig()
+	cfg.Netpoll = true
+	cfg.MaxConnsPerIP, cfg.MaxTCPConnsPerIP = 1<<20, 1<<20
+	cfg.HandshakeRate, cfg.HandshakeBurst = 1e6, 1<<20
+	srv, err := New(cfg, Options{Broker: testHub(tb, 0)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if srv.loop == nil {
+		tb.Skip("no event loop on this system")
+	}
+	ts := httptest.NewServer(srv)
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+	var read atomic.Int64
+	var conns []net.Conn
+	for range n {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		nc := ws.NetConn()
+		conns = append(conns, nc)
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				k, err := nc.Read(buf)
+				read.Add(int64(k))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	tb.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		srv.BeginDrain()
+		srv.ForceClose()
+		ts.Close()
+		srv.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Conns() < n || srv.QueuedBytes() > 0 {
+		if time.Now().After(deadline) {
+			tb.Fatal("connections not up")
+		}
+		runtime.Gosched()
+	}
+	srv.mu.Lock()
+	cs := make([]*client, 0, n)
+	for c := range srv.clients {
+		cs = append(cs, c)
+	}
+	srv.mu.Unlock()
+	return srv, cs, &read
+}
+
+// broadcast hands f to every client and waits until every byte of it has
+// reached its reader.
+func broadcast(tb testing.TB, srv *Server, cs []*client, read *atomic.Int64, f *broker.Frame) {
+	want := read.Load() + int64(len(cs)*wireLen(len(f.Data)))
+	for _, c := range cs {
+		c.Enqueue(f)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for read.Load() < want {
+		if time.Now().After(deadline) {
+			tb.Fatalf("broadcast not delivered: %d of %d bytes", read.Load(), want)
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestEventLoopFanoutDoesNotAllocate guards the whole evented delivery
+// path, on real sockets: queueing a shared frame to every connection,
+// the flushers' writes and the accounting allocate nothing once warm.
+func TestEventLoopFanoutDoesNotAllocate(t *testing.T) {
+	srv, cs, read := eventLoopServer(t, 50)
+	f := &broker.Frame{Data: []byte(`{"type":"message","room":"r","seq":1,"from":{"id":"u","name":"n"},"text":"hi","ts":1}`)}
+	for range 20 { // warm the queues, the dirty lists and the scratch
+		broadcast(t, srv, cs, read, f)
+	}
+	allocs := testing.AllocsPerRun(50, func() { broadcast(t, srv, cs, read, f) })
+	if allocs > 0 {
+		t.Fatalf("a broadcast to 50 evented connections allocated %.1f times; want 0", allocs)
+	}
+}
+
+// TestIdleConnectionsHoldNoGoroutine: with the event loop, open
+// connections that have nothing to read or write hold no goroutine.
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv, cs, read := eventLoopServer(t, 200)
+	f := &broker.Frame{Data: []byte(`{"type":"message"}`)}
+	broadcast(t, srv, cs, read, f)
+	// The test's own 200 readers, the poller, flushers and wheel are the
+	// only new goroutines; allow a few for the HTTP server.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		extra := runtime.NumGoroutine() - before - 200
+		if extra <= 2*runtime.GOMAXPROCS(0)+8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines beyond the test's readers for 200 idle connections", extra)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkEventLoopFanout measures the evented delivery path per
+// recipient on real sockets (the readers run in the same process).
+func BenchmarkEventLoopFanout(b *testing.B) {
+	srv, cs, read := eventLoopServer(b, 500)
+	f := &broker.Frame{Data: make([]byte, 120)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		broadcast(b, srv, cs, read, f)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cs)), "ns/delivery")
+}
