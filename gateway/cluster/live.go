@@ -1,0 +1,187 @@
+package cluster
+
+import (
+	"errors"
+	"hash/fnv"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Live delivery: the subscriptions of the rooms this replica serves, and
+// the dispatchers that hand what they receive to the rooms in order.
+//
+// Every room's live and presence subscriptions deliver into one of a few
+// shared channels, picked by the room's name, and one goroutine drains each
+// channel. So a room's messages keep the order NATS delivered them in,
+// rooms on different channels proceed in parallel, and a served room costs
+// the replica two subscriptions and no goroutine. A full channel makes the
+// NATS client drop the message and report a slow consumer on the room's
+// subscription; the room then repairs from the stream (repair.go).
+
+const (
+	// liveQueue is how many messages each channel buffers.
+	liveQueue = 16384
+	// maxDispatchers bounds the channels (one per core up to this).
+	maxDispatchers = 8
+)
+
+// dispatchers owns the channels and the barriers sent through them.
+type dispatchers struct {
+	chans []chan *nats.Msg // static after init
+
+	mu       sync.Mutex
+	barriers map[*nats.Msg]*sync.WaitGroup // guarded by mu
+}
+
+func (d *dispatchers) init() {
+	n := min(max(runtime.GOMAXPROCS(0), 1), maxDispatchers)
+	d.chans = make([]chan *nats.Msg, n)
+	for i := range d.chans {
+		d.chans[i] = make(chan *nats.Msg, liveQueue)
+	}
+	d.barriers = make(map[*nats.Msg]*sync.WaitGroup)
+}
+
+// of is the channel that carries room name's messages.
+func (d *dispatchers) of(name string) chan *nats.Msg {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return d.chans[h.Sum32()%uint32(len(d.chans))]
+}
+
+// start runs one dispatcher per channel until Close.
+func (bp *Backplane) startDispatchers() {
+	for _, ch := range bp.disp.chans {
+		bp.wg.Add(1)
+		go bp.dispatch(ch)
+	}
+}
+
+func (bp *Backplane) dispatch(ch chan *nats.Msg) {
+	defer bp.wg.Done()
+	for {
+		select {
+		case <-bp.quit:
+			return
+		case msg := <-ch:
+			switch {
+			case msg.Sub == nil:
+				bp.disp.passBarrier(msg)
+			case strings.HasPrefix(msg.Subject, livePrefix):
+				bp.onLive(msg)
+			case strings.HasPrefix(msg.Subject, presencePrefix):
+				if r := bp.lookup(strings.TrimPrefix(msg.Subject, presencePrefix)); r != nil {
+					r.onPresence(msg)
+				}
+			}
+		}
+	}
+}
+
+// barrier returns once every dispatcher has handled everything its
+// channel held when barrier was called, or on Close (false).
+func (bp *Backplane) barrier() bool {
+	var wg sync.WaitGroup
+	d := &bp.disp
+	msgs := make([]*nats.Msg, len(d.chans))
+	d.mu.Lock()
+	for i := range d.chans {
+		msgs[i] = &nats.Msg{}
+		d.barriers[msgs[i]] = &wg
+		wg.Add(1)
+	}
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	defer func() {
+		d.mu.Lock()
+		for _, m := range msgs {
+			if _, ok := d.barriers[m]; ok {
+				delete(d.barriers, m)
+				wg.Done()
+			}
+		}
+		d.mu.Unlock()
+		<-done
+	}()
+	for i, ch := range d.chans {
+		select {
+		case ch <- msgs[i]:
+		case <-bp.quit:
+			return false
+		}
+	}
+	select {
+	case <-done:
+		return true
+	case <-bp.quit:
+		return false
+	}
+}
+
+func (d *dispatchers) passBarrier(msg *nats.Msg) {
+	d.mu.Lock()
+	wg, ok := d.barriers[msg]
+	delete(d.barriers, msg)
+	d.mu.Unlock()
+	if ok {
+		wg.Done()
+	}
+}
+
+// onLive hands a republished message to its room. Messages that arrive
+// while the stream is not checked on the current connection may come from
+// a stream this replica no longer serves; they are dropped, and the repair
+// that follows the check reads them from the stream (see ensureStream).
+func (bp *Backplane) onLive(msg *nats.Msg) {
+	r := bp.lookup(strings.TrimPrefix(msg.Subject, livePrefix))
+	if r == nil || bp.checked.Load() != bp.connGen()+1 {
+		return
+	}
+	lm, ok := parseLive(r.name, msg, time.Now())
+	if !ok {
+		bp.log.Debug("a message on a live subject without the stream's headers; ignored", "subject", msg.Subject)
+		return
+	}
+	r.onLive(&lm)
+}
+
+// subscribe subscribes r to its live and presence subjects.
+func (bp *Backplane) subscribe(r *room) (live, pres *nats.Subscription, err error) {
+	ch := bp.disp.of(r.name)
+	if live, err = bp.nc.ChanSubscribe(livePrefix+r.name, ch); err != nil {
+		return nil, nil, err
+	}
+	if pres, err = bp.nc.ChanSubscribe(presencePrefix+r.name, ch); err != nil {
+		_ = live.Unsubscribe()
+		return nil, nil, err
+	}
+	// A channel subscription has no pending limits of its own: the shared
+	// channel is its buffer.
+	return live, pres, nil
+}
+
+// onAsyncError handles the NATS client's asynchronous errors: a live
+// subscription that dropped messages (its channel was full) repairs its
+// room.
+func (bp *Backplane) onAsyncError(sub *nats.Subscription, err error) {
+	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil && strings.HasPrefix(sub.Subject, livePrefix) {
+		bp.met.drops.Inc()
+		if r := bp.lookup(strings.TrimPrefix(sub.Subject, livePrefix)); r != nil {
+			r.requestRepair(causeDropped, 0)
+		}
+		return
+	}
+	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil && strings.HasPrefix(sub.Subject, presencePrefix) {
+		bp.log.Debug("presence messages dropped; the next snapshots repair them", "subject", sub.Subject)
+		return
+	}
+	bp.log.Warn("NATS async error", "err", err)
+}
