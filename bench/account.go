@@ -140,6 +140,13 @@ type Correctness struct {
 	// MembersExcluded were not: slow listeners, members that disconnected
 	// (or, when reconnecting, failed to resume) and failed connections.
 	MembersExcluded int `json:"members_excluded"`
+	// ExcludedBy counts the excluded members by why: slow (a slow
+	// listener, by design), not_connected, not_joined (the join was
+	// refused or timed out), disconnected (closed and not reconnecting),
+	// resume_failed (could not reconnect, or was still reconnecting at the
+	// end), no_replica (a drain closed it and --url named no other
+	// gateway to go to).
+	ExcludedBy map[string]int64 `json:"excluded_by"`
 	// Expected deliveries to the checked members, and how many arrived.
 	Expected int64 `json:"expected"`
 	Received int64 `json:"received"`

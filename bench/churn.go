@@ -89,6 +89,7 @@ func churnOne(ctx context.Context, e *engine, k int) (time.Time, string) {
 		if st != 0 {
 			e.status.add(strconv.Itoa(st), 1)
 		}
+		e.refusals.add(refusal(err), 1)
 		return time.Time{}, errKind(err, st)
 	}
 	defer ws.Close()

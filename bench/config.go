@@ -2,9 +2,7 @@ package bench
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -92,6 +90,11 @@ type Config struct {
 	MaxDup           int64
 	MaxOutOfOrder    int64
 	MaxConnectErrors int64
+	// MinChecked is the fewest members that must be checked for loss when
+	// any threshold is checked; -1 (the default) asks for every member
+	// that can be: all but the slow listeners and, in a drain with a
+	// single URL, the members the drain closed.
+	MinChecked int
 
 	// Authentication for a gateway run with --auth jwt (chatgate only):
 	// at most one of these is set.
@@ -104,6 +107,9 @@ type Config struct {
 
 	// creds are the loaded Token/TokenFile/JWTSecretFile, set by Run.
 	creds *credentials
+	// given names the flags given on the command line (ParseArgs): the
+	// slow scenario sizes the ones left out from the gateway's limits.
+	given map[string]bool
 }
 
 // LossLimit is --max-loss: a count ("0", "10") or a share ("0.1%").
@@ -170,105 +176,8 @@ func DefaultConfig() Config {
 		MaxDup:           -1,
 		MaxOutOfOrder:    -1,
 		MaxConnectErrors: -1,
+		MinChecked:       -1,
 	}
-}
-
-// RegisterFlags defines the flags of c on fs with c's values as defaults.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "scenario: "+strings.Join(Scenarios, ", ")+" (or give it as the first argument)")
-	fs.Func("url", "WebSocket URL of the server, or a comma-separated list: connections are spread over them and a reconnect moves to the next one (default ws://127.0.0.1:8080/ws)", func(v string) error {
-		c.URLs = splitComma(v)
-		return nil
-	})
-	fs.StringVar(&c.Proto, "proto", c.Proto, "protocol: chatgate (JSON envelopes, seq-checked) or raw (plain text frames, as the gorilla examples/chat server speaks)")
-
-	fs.IntVar(&c.Conns, "conns", c.Conns, "members over all rooms (fanout, rooms, slow, drain, churn's stable members); connections to open (connect)")
-	fs.IntVar(&c.Rooms, "rooms", c.Rooms, "rooms the members are spread over (rooms, churn, drain; fanout and slow use 1)")
-	fs.IntVar(&c.Senders, "senders", c.Senders, "members of each room that also send")
-	fs.Float64Var(&c.Rate, "rate", c.Rate, "messages per second each sender sends, on a fixed open-loop schedule")
-	fs.IntVar(&c.Size, "size", c.Size, fmt.Sprintf("text bytes per message (at least %d; the gorilla chat example accepts at most 512)", minTextBytes))
-	fs.DurationVar(&c.Duration, "duration", c.Duration, "sending window")
-	fs.IntVar(&c.Messages, "messages", c.Messages, "messages per sender (0: as many as --duration allows); --duration still caps the window")
-	fs.DurationVar(&c.Settle, "settle", c.Settle, "after the window, wait at most this long for acks and deliveries in flight")
-
-	fs.Float64Var(&c.ConnectRate, "connect-rate", c.ConnectRate, "connections per second: the storm rate of connect, the arrival rate of churn; in other scenarios it paces the setup (0: as fast as --dial-concurrency allows)")
-	fs.IntVar(&c.DialConcurrency, "dial-concurrency", c.DialConcurrency, "handshakes in flight at once")
-	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", c.HandshakeTimeout, "time allowed for one connection to be up (and, for chatgate, joined)")
-	fs.DurationVar(&c.Hold, "hold", c.Hold, "connect: keep the connections open and idle this long before sampling the server and closing")
-	fs.Func("source-ips", "local addresses to spread connections over: a range 127.0.0.1-127.0.0.8 or a comma-separated list (each gives another ~28k ephemeral ports)", func(v string) error {
-		ips, err := ParseSourceIPs(v)
-		c.SourceIPs = ips
-		return err
-	})
-
-	fs.Float64Var(&c.SlowShare, "slow-share", c.SlowShare, "slow: share of the listeners that stop reading")
-	fs.DurationVar(&c.SlowAfter, "slow-after", c.SlowAfter, "slow: when, after the window starts, slow listeners slow down (after the window they read at full speed again, to collect their close code)")
-	fs.DurationVar(&c.SlowStall, "slow-stall", c.SlowStall, "slow: slow listeners stop reading this long at a time (reading 500ms in between); keep it below the gateway's --write-timeout (5s) to receive the 4008 close frame; 0 stops reading until the window ends, and a gateway whose write deadline expires first then drops the socket without a close frame (1006)")
-	fs.IntVar(&c.SlowRcvBuf, "slow-rcvbuf", c.SlowRcvBuf, "slow: socket receive buffer of slow listeners in bytes (small, so the server's queue fills soon); 0 leaves the kernel default")
-
-	fs.DurationVar(&c.ChurnHold, "churn-hold", c.ChurnHold, "churn: how long each churning connection stays in its room")
-
-	fs.StringVar(&c.DrainCmd, "drain-cmd", c.DrainCmd, "drain: shell command that drains the gateway (e.g. 'kill -TERM 1234'), run at --drain-at; without it, drain the gateway yourself during the run")
-	fs.DurationVar(&c.DrainAt, "drain-at", c.DrainAt, "drain: when to run --drain-cmd, from the start of the window (default a third of --duration)")
-
-	fs.IntVar(&c.ServerPID, "server-pid", c.ServerPID, "sample this server process's CPU and RSS from /proc")
-	fs.StringVar(&c.ServerMetrics, "server-metrics", c.ServerMetrics, "scrape this Prometheus URL (the gateway's admin /metrics) for CPU, RSS and chatgate_* counters")
-
-	fs.BoolVar(&c.JSON, "json", c.JSON, "print one JSON object (documented in docs/benchmarks.md) instead of the table")
-	fs.StringVar(&c.Report, "report", c.Report, "also write a self-contained HTML report to this file")
-	fs.StringVar(&c.Progress, "progress", c.Progress, "live progress on stderr: auto (only on a terminal), on or off")
-	fs.DurationVar(&c.Interval, "interval", c.Interval, "resolution of the latency-over-time series")
-
-	fs.DurationVar(&c.SLOP99, "slo-p99", c.SLOP99, "fail (exit 1) when the delivery p99 is above this")
-	fs.DurationVar(&c.SLOP999, "slo-p999", c.SLOP999, "fail (exit 1) when the delivery p99.9 is above this")
-	fs.Var(&c.MaxLoss, "max-loss", "fail (exit 1) when more messages were lost: a count (0) or a share (0.01%)")
-	fs.Int64Var(&c.MaxDup, "max-dup", c.MaxDup, "fail (exit 1) when more deliveries were duplicated (-1: not checked)")
-	fs.Int64Var(&c.MaxOutOfOrder, "max-out-of-order", c.MaxOutOfOrder, "fail (exit 1) when more deliveries were out of order (-1: not checked)")
-	fs.Int64Var(&c.MaxConnectErrors, "max-connect-errors", c.MaxConnectErrors, "fail (exit 1) when more connections failed (-1: not checked)")
-
-	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding a JWT that every connection sends as Authorization: Bearer (for a gateway run with --auth jwt); all connections are then the same user")
-	fs.StringVar(&c.Token, "token", c.Token, "the same token given on the command line, for quick local use only: it shows in ps and shell history; prefer --token-file")
-	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", c.JWTSecretFile, "the gateway's HS256 secret file: mint one token per connection (sub <bench-id>-<n>, name bench-<n>, valid for the run plus slack), so each connection is a distinct user")
-
-	fs.StringVar(&c.BenchID, "bench-id", c.BenchID, "id carried in every message and room name (default random)")
-	fs.BoolVar(&c.AllowRemote, "allow-remote", c.AllowRemote, "allow a server that is not on a loopback address (never point this at a server you do not own)")
-}
-
-// ParseArgs parses a command line: an optional scenario name first, then
-// flags.
-func ParseArgs(args []string, out io.Writer) (Config, error) {
-	c := DefaultConfig()
-	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
-	fs.SetOutput(out)
-	c.RegisterFlags(fs)
-	fs.Usage = func() { usage(fs, out) }
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		c.Scenario = args[0]
-		args = args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	return c, c.Validate()
-}
-
-func usage(fs *flag.FlagSet, out io.Writer) {
-	fmt.Fprintf(out, `Usage: chatbench [SCENARIO] [flags]
-
-chatbench loads a chatgate gateway (or, with --proto raw, the gorilla
-examples/chat server) and measures delivery latency from each message's
-intended send time, while checking by seq that nothing was lost, duplicated
-or reordered. Scenarios: %s.
-
-Exit status: 0 ok, 1 a threshold (--slo-p99, --max-loss, ...) was missed,
-2 bad flags, 3 the run failed.
-
-Flags:
-`, strings.Join(Scenarios, ", "))
-	fs.PrintDefaults()
 }
 
 // Validate checks the configuration and fills in scenario defaults.
@@ -297,31 +206,35 @@ func (c *Config) Validate() error {
 	case ScenarioFanout, ScenarioSlow:
 		c.Rooms = 1
 	}
-	if c.Conns < 1 || c.Conns > maxConns {
-		bad("--conns must be 1-%d, got %d", maxConns, c.Conns)
-	}
-	if c.Rooms < 1 || c.Rooms > c.Conns {
-		bad("--rooms must be 1-%d (at most --conns), got %d", c.Conns, c.Rooms)
-	}
-	if c.Scenario != ScenarioConnect {
-		perRoom := c.Conns / max(c.Rooms, 1)
-		if c.Senders < 0 || c.Senders > perRoom {
-			bad("--senders must be 0-%d (the members of a room), got %d", perRoom, c.Senders)
-		}
+	// Each bound below depends on the ones before it: a bad --conns is
+	// reported alone, not with the --rooms and --senders it would spoil.
+	switch {
+	case c.Conns < 1:
+		bad("--conns must be positive, got %d", c.Conns)
+	case c.Conns > maxConns:
+		bad("--conns must be at most %d, got %d", maxConns, c.Conns)
+	case c.Rooms < 1:
+		bad("--rooms must be positive, got %d", c.Rooms)
+	case c.Rooms > c.Conns:
+		bad("--rooms %d is more than --conns %d: every room needs a member", c.Rooms, c.Conns)
+	case c.Proto == ProtoRaw && c.Rooms > 1:
+		bad("--rooms %d: the gorilla chat example has one room (every message goes to every connection); use --rooms 1", c.Rooms)
+	case c.Scenario == ScenarioConnect:
+	case c.Senders < 0:
+		bad("--senders must not be negative, got %d", c.Senders)
+	case c.Senders > c.Conns/c.Rooms:
+		bad("--senders %d is more than the %d members of a room (--conns / --rooms)", c.Senders, c.Conns/c.Rooms)
 	}
 	if !(c.Rate >= 0) || c.Rate > maxRate {
-		bad("--rate must be 0-%g, got %v", maxRate, c.Rate)
+		bad("--rate must be 0-%.0f, got %v", maxRate, c.Rate)
 	}
 	if c.Size < minTextBytes || c.Size > maxSize {
 		bad("--size must be %d-%d, got %d", minTextBytes, maxSize, c.Size)
-	}
-	if c.Proto == ProtoRaw && c.Rooms > 1 {
-		bad("--rooms %d: the gorilla chat example has one room (every message goes to every connection); use --rooms 1", c.Rooms)
-	}
-	if c.Proto == ProtoRaw && c.Size > 512 {
+	} else if c.Proto == ProtoRaw && c.Size > 512 {
 		bad("--size %d: the gorilla chat example closes connections that send more than 512 bytes", c.Size)
 	}
-	if c.Duration <= 0 || c.Duration > maxDuration {
+	durationOK := c.Duration > 0 && c.Duration <= maxDuration
+	if !durationOK {
 		bad("--duration must be positive and at most %v, got %v", maxDuration, c.Duration)
 	}
 	if c.Messages < 0 {
@@ -331,7 +244,7 @@ func (c *Config) Validate() error {
 		bad("--settle must be 0-10m, got %v", c.Settle)
 	}
 	if !(c.ConnectRate >= 0) || c.ConnectRate > maxRate {
-		bad("--connect-rate must be 0-%g, got %v", maxRate, c.ConnectRate)
+		bad("--connect-rate must be 0-%.0f, got %v", maxRate, c.ConnectRate)
 	}
 	if c.DialConcurrency < 1 || c.DialConcurrency > 100000 {
 		bad("--dial-concurrency must be 1-100000, got %d", c.DialConcurrency)
@@ -363,8 +276,8 @@ func (c *Config) Validate() error {
 		if c.DrainAt == 0 {
 			c.DrainAt = c.Duration / 3
 		}
-		if c.DrainAt < 0 || c.DrainAt > c.Duration {
-			bad("--drain-at must be within --duration")
+		if durationOK && (c.DrainAt < 0 || c.DrainAt > c.Duration) {
+			bad("--drain-at %v is not within --duration %v", c.DrainAt, c.Duration)
 		}
 	}
 	if c.ServerPID < 0 {
@@ -385,6 +298,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Interval < 10*time.Millisecond || c.Interval > time.Minute {
 		bad("--interval must be 10ms-1m, got %v", c.Interval)
+	}
+	if c.MinChecked < -1 {
+		bad("--min-checked must be -1 (every member that can be checked) or more, got %d", c.MinChecked)
 	}
 	if c.SLOP99 < 0 || c.SLOP999 < 0 {
 		bad("--slo-p99 and --slo-p999 must not be negative")

@@ -56,7 +56,7 @@ func TestParseArgs(t *testing.T) {
 		{"raw size cap", []string{"--proto", "raw", "--size", "1000"}, "512 bytes", nil},
 		{"raw drain", []string{"drain", "--proto", "raw"}, "drain needs --proto chatgate", nil},
 		{"connect needs a rate", []string{"connect"}, "needs --connect-rate", nil},
-		{"too many senders", []string{"--conns", "4", "--senders", "5"}, "--senders must be 0-4", nil},
+		{"too many senders", []string{"--conns", "4", "--senders", "5"}, "--senders 5 is more than the 4 members of a room", nil},
 		{"bad loss", []string{"--max-loss", "lots"}, "want a message count", nil},
 		{"bad range", []string{"--source-ips", "127.0.0.9-127.0.0.1"}, "rising range", nil},
 		{"stray argument", []string{"fanout", "extra"}, "unexpected arguments", nil},
@@ -80,6 +80,62 @@ func TestParseArgs(t *testing.T) {
 	var out bytes.Buffer
 	if _, err := ParseArgs([]string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "Exit status") {
 		t.Fatalf("help: %v\n%s", err, out.String())
+	}
+}
+
+// TestFlagErrorsAlone: a bad flag is reported alone, not with the errors
+// it would cause in the flags checked against it, and nothing else is
+// written (no usage).
+func TestFlagErrorsAlone(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string // the whole error
+	}{
+		{[]string{"--conns", "-3"}, "--conns must be positive, got -3"},
+		{[]string{"rooms", "--conns", "0", "--rooms", "5", "--senders", "2"}, "--conns must be positive, got 0"},
+		{[]string{"rooms", "--conns", "4", "--rooms", "0"}, "--rooms must be positive, got 0"},
+		{[]string{"drain", "--duration", "-1s", "--drain-at", "5s"}, "--duration must be positive and at most 1h0m0s, got -1s"},
+		{[]string{"--proto", "raw", "--size", "2000000"}, "--size must be 48-1048576, got 2000000"},
+		{[]string{"--conns", "x"}, `--conns: "x" is not a whole number`},
+		{[]string{"--bogus"}, "unknown flag --bogus"},
+		{[]string{"--min-checked", "-2"}, "--min-checked must be -1 (every member that can be checked) or more, got -2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.want, func(t *testing.T) {
+			var out bytes.Buffer
+			_, err := ParseArgs(tc.args, &out)
+			if err == nil || err.Error() != tc.want || out.Len() != 0 {
+				t.Fatalf("err %q, want %q; output %q", err, tc.want, out.String())
+			}
+		})
+	}
+}
+
+// TestHelp: --help names flags as --flag (as chatgate's does), every flag
+// in one group.
+func TestHelp(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := ParseArgs([]string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	help := out.String()
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	c := DefaultConfig()
+	c.RegisterFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if n := strings.Count(help, "\n  --"+f.Name+" ") + strings.Count(help, "\n  --"+f.Name+"\n"); n != 1 {
+			t.Errorf("--%s shows %d times in the help", f.Name, n)
+		}
+	})
+	if strings.Contains(help, "\n  -conns") || !strings.Contains(help, "\n  --conns int\n") {
+		t.Fatalf("help does not name flags as --flag:\n%s", help)
+	}
+	for _, g := range flagGroups {
+		for _, n := range g.names {
+			if fs.Lookup(n) == nil {
+				t.Errorf("help group %q names --%s, which is not a flag", g.title, n)
+			}
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -74,17 +75,49 @@ func dial(ctx context.Context, rawURL string, o dialOpts) (*websocket.Conn, int,
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	ws, resp, err := d.DialContext(ctx, rawURL, h)
-	status := 0
+	status, text := 0, ""
 	if resp != nil {
 		status = resp.StatusCode
 		if resp.Body != nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+			text, _, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
 			resp.Body.Close()
 		}
 	}
 	if err != nil {
+		if status != 0 && status != http.StatusSwitchingProtocols {
+			err = &refusedError{status: status, text: text, err: err}
+		}
 		return nil, status, err
 	}
 	return ws, status, nil
+}
+
+// refusedError is a handshake the server answered with an HTTP error.
+type refusedError struct {
+	status int
+	text   string // the first line of the answer's body
+	err    error
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("HTTP %d %s: %v", e.status, e.text, e.err)
+}
+
+func (e *refusedError) Unwrap() error { return e.err }
+
+// refusal names a refused handshake for failures_by_reason: its status
+// and what the server said ("429 too many connections from this
+// address"); "" when the server did not refuse it with an HTTP answer.
+func refusal(err error) string {
+	var re *refusedError
+	if !errors.As(err, &re) {
+		return ""
+	}
+	if re.text == "" {
+		return strconv.Itoa(re.status)
+	}
+	return strconv.Itoa(re.status) + " " + re.text
 }
 
 // errKind names an error for the errors-by-kind table.

@@ -28,6 +28,7 @@ func runConnect(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		hist      = NewHistogram()
 		lastOK    time.Time
 		status    tally
+		refusals  tally
 		errs      tally
 		closes    tally
 		conns     = make([]*websocket.Conn, cfg.Conns)
@@ -87,6 +88,7 @@ func runConnect(ctx context.Context, cfg *Config, opts *Options, id string, res 
 				if st != 0 {
 					status.add(strconv.Itoa(st), 1)
 				}
+				refusals.add(refusal(err), 1)
 				return
 			}
 			okCount.Add(1)
@@ -159,6 +161,7 @@ func runConnect(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		Failed:           attempted.Load() - est,
 		ConnectLatency:   hist.Summary(),
 		FailuresByStatus: status.snapshot(),
+		FailuresByReason: refusals.snapshot(),
 	}
 	if res.WindowS > 0 {
 		res.Connections.HandshakesPerS = round3(float64(est) / res.WindowS)

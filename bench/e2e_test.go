@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/chatgate/chatgate/gateway"
-	"github.com/chatgate/chatgate/gateway/hub"
 )
 
 // gatewayConfig is the gateway's defaults with limits raised for load, as
@@ -110,6 +109,7 @@ func TestEndToEndSlow(t *testing.T) {
 	cfg.Scenario = ScenarioSlow
 	cfg.Conns, cfg.Senders, cfg.Rate, cfg.Size = 10, 2, 50, 2000
 	cfg.SlowShare, cfg.SlowAfter, cfg.SlowStall = 0.25, 200*time.Millisecond, 0
+	cfg.given = map[string]bool{"senders": true, "rate": true, "size": true, "slow-stall": true}
 	cfg.Duration, cfg.Settle = 3*time.Second, 5*time.Second
 	var out bytes.Buffer
 	res, code := Run(context.Background(), cfg, Options{Stdout: &out})
@@ -136,12 +136,7 @@ func TestEndToEndSlow(t *testing.T) {
 // TestEndToEndDrain drains one of two gateways that share a hub: its
 // members reconnect to the other, rejoin with since, and nothing is lost.
 func TestEndToEndDrain(t *testing.T) {
-	h := hub.New(hub.Config{History: 10000, PresenceInterval: 50 * time.Millisecond})
-	t.Cleanup(h.Close)
-	gcfg := gatewayConfig()
-	gcfg.DrainRetryMax = 200 * time.Millisecond
-	a, urlA := startGateway(t, gcfg, gateway.Options{Broker: h})
-	_, urlB := startGateway(t, gcfg, gateway.Options{Broker: h})
+	a, urlA, urlB := sharedHub(t, 10000, 200*time.Millisecond)
 	cfg := testConfig(urlA)
 	cfg.URLs = []string{urlA, urlB}
 	cfg.Scenario = ScenarioDrain
@@ -224,12 +219,12 @@ func TestJSONShape(t *testing.T) {
 		t.Fatal("more than one JSON value on stdout")
 	}
 	want := map[string][]string{
-		"":            {"schema", "bench_id", "scenario", "proto", "target", "started_at", "params", "window_s", "connections", "messages", "latency", "correctness", "close_codes", "errors", "timeline", "histogram", "thresholds", "warnings", "client_cpu_cores"},
+		"":            {"schema", "bench_id", "scenario", "proto", "target", "started_at", "params", "window_s", "connections", "messages", "latency", "correctness", "close_codes", "errors", "timeline", "events", "histogram", "thresholds", "warnings", "client_cpu_cores"},
 		"params":      {"conns", "rooms", "senders_per_room", "rate_per_sender", "size_bytes", "duration_s", "messages_per_sender", "connect_rate", "slow_share", "source_ips", "target_deliveries_per_s"},
-		"connections": {"attempted", "established", "failed", "connect_latency", "failures_by_status", "handshakes_per_s"},
+		"connections": {"attempted", "established", "failed", "connect_latency", "failures_by_status", "failures_by_reason", "handshakes_per_s"},
 		"messages":    {"sent", "acked", "rejected", "write_failed", "deliveries", "deliveries_per_s", "sent_per_s", "sender_max_lag_us", "sends_late", "error_codes", "presence_frames"},
 		"latency":     {"count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"},
-		"correctness": {"members_checked", "members_excluded", "expected", "received", "lost", "missing_at_end", "loss_ratio", "duplicated", "out_of_order", "rejoins", "recovered_joins", "unrecovered_joins", "healed_by_replay", "unconfirmed", "foreign"},
+		"correctness": {"members_checked", "members_excluded", "excluded_by", "expected", "received", "lost", "missing_at_end", "loss_ratio", "duplicated", "out_of_order", "rejoins", "recovered_joins", "unrecovered_joins", "healed_by_replay", "unconfirmed", "foreign"},
 		"thresholds":  {"checked", "violations", "passed"},
 	}
 	for section, keys := range want {
@@ -253,7 +248,7 @@ func TestJSONShape(t *testing.T) {
 	if obj["schema"] != SchemaVersion {
 		t.Errorf("schema %v", obj["schema"])
 	}
-	for _, arr := range []string{"timeline", "histogram", "warnings", "target"} {
+	for _, arr := range []string{"timeline", "events", "histogram", "warnings", "target"} {
 		if _, ok := obj[arr].([]any); !ok {
 			t.Errorf("%s is %T, want an array", arr, obj[arr])
 		}
@@ -286,7 +281,7 @@ func TestServerUnreachable(t *testing.T) {
 	cfg.JSON = true
 	var out bytes.Buffer
 	res, code := Run(context.Background(), cfg, Options{Stdout: &out})
-	if code != ExitFailed || res.Error == "" || res.Errors["connect_refused"] != 3 {
+	if code != ExitFailed || res.Error != "no connection could be established (errors: connect_refused=3)" || res.Errors["connect_refused"] != 3 {
 		t.Fatalf("exit %d error %q errors %v", code, res.Error, res.Errors)
 	}
 	if !strings.Contains(out.String(), `"error"`) {

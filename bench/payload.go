@@ -102,11 +102,15 @@ func appendSend(dst []byte, room string, text []byte, ref uint64) []byte {
 	return append(dst, `"}`...)
 }
 
+// joinRef is the ref of every join: an error envelope carrying it refuses
+// the join (send refs are numbers).
+const joinRef = "j"
+
 // appendJoin appends a chatgate join envelope, with since when given.
 func appendJoin(dst []byte, room string, since *uint64) []byte {
 	dst = append(dst, `{"type":"join","room":"`...)
 	dst = append(dst, room...)
-	dst = append(dst, '"')
+	dst = append(dst, `","ref":"`+joinRef+`"`...)
 	if since != nil {
 		dst = append(dst, `,"since":`...)
 		dst = strconv.AppendUint(dst, *since, 10)

@@ -11,10 +11,12 @@ import (
 
 // progress is the live display: a bar over the window with connections up,
 // deliveries per second and the current p99. It is a no-op unless enabled
-// (a terminal, or --progress on).
+// (a terminal, or --progress on). The bar stays on screen at 100% when the
+// window is over.
 type progress struct {
 	w   io.Writer
 	bar *progressbar.ProgressBar
+	max time.Duration
 	on  bool
 }
 
@@ -31,26 +33,28 @@ func (p *progress) start(d time.Duration) {
 	if !p.on {
 		return
 	}
+	p.max = d
 	p.bar = progressbar.NewOptions64(int64(d/time.Millisecond),
 		progressbar.OptionSetWriter(p.w),
 		progressbar.OptionSetWidth(24),
 		progressbar.OptionThrottle(200*time.Millisecond),
 		progressbar.OptionSetPredictTime(false),
 		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionClearOnFinish(),
 		progressbar.OptionSetDescription("starting"),
 	)
 }
 
-// update moves the bar to elapsed and rewrites its description.
+// update moves the bar to elapsed (the window's end at most) and rewrites
+// its description.
 func (p *progress) update(elapsed time.Duration, desc string) {
 	if p.bar == nil {
 		return
 	}
 	p.bar.Describe(desc)
-	_ = p.bar.Set64(int64(elapsed / time.Millisecond))
+	_ = p.bar.Set64(int64(min(elapsed, p.max) / time.Millisecond))
 }
 
+// finish fills the bar, leaves it on screen and ends its line.
 func (p *progress) finish() {
 	if p.bar == nil {
 		return
@@ -82,7 +86,7 @@ func (t *timeline) run(ctx context.Context, stop <-chan struct{}) {
 	tick := time.NewTicker(t.e.cfg.Interval)
 	defer tick.Stop()
 	prevT := t.start
-	var prevDeliv, prevSent int64
+	var prevDeliv, prevSent, prevSlow int64
 	for {
 		var now time.Time
 		select {
@@ -96,8 +100,8 @@ func (t *timeline) run(ctx context.Context, stop <-chan struct{}) {
 			continue
 		}
 		s := t.e.lat.Flush()
-		t.e.slowLat.Flush()
-		deliv, sent := t.e.deliveries.Load(), t.e.sent.Load()
+		slow := t.e.slowLat.Flush()
+		deliv, sent, slowDeliv := t.e.deliveries.Load(), t.e.sent.Load(), t.e.slowDeliv.Load()
 		dt := now.Sub(prevT).Seconds()
 		pt := TimelinePoint{
 			TS:    round3(now.Sub(t.start).Seconds()),
@@ -107,8 +111,12 @@ func (t *timeline) run(ctx context.Context, stop <-chan struct{}) {
 		if dt > 0 {
 			pt.DeliveriesPerS = round3(float64(deliv-prevDeliv) / dt)
 			pt.SentPerS = round3(float64(sent-prevSent) / dt)
+			pt.SlowDeliveriesPerS = round3(float64(slowDeliv-prevSlow) / dt)
 		}
-		prevT, prevDeliv, prevSent = now, deliv, sent
+		if slow.Count > 0 {
+			pt.SlowP99Us = slow.P99Us
+		}
+		prevT, prevDeliv, prevSent, prevSlow = now, deliv, sent, slowDeliv
 		t.points = append(t.points, pt)
 		if t.smp != nil && t.smp.pid != 0 {
 			if _, rss, err := readProc(t.smp.pid); err == nil {
@@ -116,7 +124,7 @@ func (t *timeline) run(ctx context.Context, stop <-chan struct{}) {
 			}
 		}
 		t.prog.update(now.Sub(t.start), fmt.Sprintf("conns %d | %s deliveries/s | p99 %s",
-			pt.Conns, humanCount(pt.DeliveriesPerS), fmtUs(pt.P99Us)))
+			pt.Conns, humanCount(pt.DeliveriesPerS), pctl(s, pt.P99Us)))
 	}
 }
 
@@ -136,6 +144,8 @@ func fmtUs(us int64) string {
 	switch {
 	case us >= 10_000_000:
 		return fmt.Sprintf("%.1fs", float64(us)/1e6)
+	case us >= 1_000_000:
+		return fmt.Sprintf("%.2fs", float64(us)/1e6)
 	case us >= 10_000:
 		return fmt.Sprintf("%.1fms", float64(us)/1e3)
 	case us >= 1000:

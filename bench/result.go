@@ -1,9 +1,6 @@
 package bench
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // SchemaVersion names the JSON layout; it changes only when a field changes
 // meaning or goes away (new fields may be added).
@@ -41,6 +38,7 @@ type Result struct {
 	// Errors counts client-side errors by kind.
 	Errors     map[string]int64 `json:"errors"`
 	Timeline   []TimelinePoint  `json:"timeline"`
+	Events     []Event          `json:"events"`
 	Histogram  []Bucket         `json:"histogram"`
 	Thresholds Thresholds       `json:"thresholds"`
 	Warnings   []string         `json:"warnings"`
@@ -74,8 +72,11 @@ type ConnStats struct {
 	// the --connect-rate schedule, or when setup began) to the server's
 	// 101 answer.
 	ConnectLatency LatencySummary `json:"connect_latency"`
-	// FailuresByStatus counts refused handshakes by HTTP status.
+	// FailuresByStatus counts refused handshakes by HTTP status;
+	// FailuresByReason by status and the first line of the server's
+	// answer ("429 too many connections from this address").
 	FailuresByStatus map[string]int64 `json:"failures_by_status"`
+	FailuresByReason map[string]int64 `json:"failures_by_reason"`
 	// HandshakesPerS is established connections per second of the setup.
 	HandshakesPerS float64 `json:"handshakes_per_s"`
 }
@@ -112,6 +113,9 @@ type SlowStats struct {
 	// "open" for one still connected at the end.
 	CloseCodes map[string]int64 `json:"close_codes"`
 	Deliveries int64            `json:"deliveries"`
+	// Plan is how the run set out to overflow the gateway's queue
+	// (chatgate only).
+	Plan *SlowPlan `json:"plan,omitempty"`
 }
 
 // ChurnStats report the churning connections.
@@ -135,8 +139,13 @@ type DrainStats struct {
 	Output            string  `json:"output,omitempty"`
 	Reconnects        int64   `json:"reconnects"`
 	ReconnectFailures int64   `json:"reconnect_failures"`
-	// ResumeFailed counts members that could not reconnect at all.
+	// ResumeFailed counts members that could not reconnect and rejoin:
+	// every attempt failed, or they were still trying when the run ended.
 	ResumeFailed int `json:"resume_failed"`
+	// NoReplica counts those of them that had nowhere else to go: --url
+	// named a single gateway, the one that drained. They are excluded from
+	// the loss accounting (correctness.excluded_by no_replica), not lost.
+	NoReplica int `json:"no_replica"`
 }
 
 // ServerStats come from --server-pid and --server-metrics.
@@ -155,6 +164,10 @@ type ServerStats struct {
 	RSSConnectedBytes int64   `json:"rss_connected_bytes"`
 	RSSPeakBytes      int64   `json:"rss_peak_bytes"`
 	MemBytesPerConn   float64 `json:"mem_bytes_per_conn"`
+	// MemPerConnNoisy says the RSS did not grow while the connections
+	// opened (the runtime returned memory meanwhile): the sample says
+	// nothing, and MemBytesPerConn is 0.
+	MemPerConnNoisy bool `json:"mem_per_conn_noisy,omitempty"`
 	// Metrics holds the change of every scraped chatgate_* counter over the
 	// run, and the last value of gauges.
 	Metrics map[string]float64 `json:"metrics,omitempty"`
@@ -170,6 +183,25 @@ type TimelinePoint struct {
 	P99Us          int64   `json:"p99_us"`
 	MaxUs          int64   `json:"max_us"`
 	Conns          int64   `json:"conns"`
+	// The slow listeners' deliveries and p99 (slow only; absent in an
+	// interval where they received nothing).
+	SlowDeliveriesPerS float64 `json:"slow_deliveries_per_s,omitempty"`
+	SlowP99Us          int64   `json:"slow_p99_us,omitempty"`
+}
+
+// Event kinds.
+const (
+	EventDrain   = "drain"   // the drain ran (--drain-cmd or by hand at --drain-at)
+	EventEvicted = "evicted" // connections closed with 4008 slow_consumer
+	EventShed    = "shed"    // connections closed with 1013 (the gateway's total queue was full)
+)
+
+// Event is a moment of the run, marked on the report's charts. Closes are
+// gathered per --interval: TS is the first of them, Count how many.
+type Event struct {
+	TS    float64 `json:"t_s"`
+	Kind  string  `json:"kind"`
+	Count int64   `json:"count"`
 }
 
 // Thresholds is the verdict on --slo-p99, --max-loss and the others.
@@ -177,48 +209,4 @@ type Thresholds struct {
 	Checked    []string `json:"checked"`
 	Violations []string `json:"violations"`
 	Passed     bool     `json:"passed"`
-}
-
-// evaluate checks the thresholds of cfg against r.
-func (r *Result) evaluate(cfg *Config) {
-	t := Thresholds{Checked: []string{}, Violations: []string{}}
-	lat, what := r.Latency, "delivery"
-	if r.Scenario == ScenarioConnect {
-		lat, what = r.Connections.ConnectLatency, "connect"
-	}
-	checkLat := func(name string, slo time.Duration, got int64) {
-		if slo <= 0 {
-			return
-		}
-		t.Checked = append(t.Checked, name)
-		switch {
-		case lat.Count == 0:
-			t.Violations = append(t.Violations, fmt.Sprintf("%s: no %s latencies were measured", name, what))
-		case time.Duration(got)*time.Microsecond > slo:
-			t.Violations = append(t.Violations, fmt.Sprintf("%s: %s %s is %v, above %v", name, what, name[4:], time.Duration(got)*time.Microsecond, slo))
-		}
-	}
-	checkLat("slo-p99", cfg.SLOP99, lat.P99Us)
-	checkLat("slo-p999", cfg.SLOP999, lat.P999Us)
-	if cfg.MaxLoss.Given {
-		t.Checked = append(t.Checked, "max-loss")
-		c := r.Correctness
-		if cfg.MaxLoss.IsRatio && c.LossRatio > cfg.MaxLoss.Ratio || !cfg.MaxLoss.IsRatio && c.Lost > cfg.MaxLoss.Count {
-			t.Violations = append(t.Violations, fmt.Sprintf("max-loss: %d lost of %d (%.4f%%), above %s", c.Lost, c.Expected, c.LossRatio*100, cfg.MaxLoss.String()))
-		}
-	}
-	checkCount := func(name string, limit, got int64) {
-		if limit < 0 {
-			return
-		}
-		t.Checked = append(t.Checked, name)
-		if got > limit {
-			t.Violations = append(t.Violations, fmt.Sprintf("%s: %d, above %d", name, got, limit))
-		}
-	}
-	checkCount("max-dup", cfg.MaxDup, r.Correctness.Duplicated)
-	checkCount("max-out-of-order", cfg.MaxOutOfOrder, r.Correctness.OutOfOrder)
-	checkCount("max-connect-errors", cfg.MaxConnectErrors, r.Connections.Failed)
-	t.Passed = len(t.Violations) == 0
-	r.Thresholds = t
 }

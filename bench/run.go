@@ -21,7 +21,7 @@ import (
 // Exit codes of Run.
 const (
 	ExitOK        = 0
-	ExitThreshold = 1 // a --slo-*/--max-* threshold was missed
+	ExitThreshold = 1 // a --slo-*/--max-*/--min-checked threshold was missed, or the run measured too little to judge it
 	ExitUsage     = 2 // bad flags
 	ExitFailed    = 3 // the run could not be done
 )
@@ -66,6 +66,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, int) {
 		CloseCodes: map[string]int64{},
 		Errors:     map[string]int64{},
 		Timeline:   []TimelinePoint{},
+		Events:     []Event{},
 		Histogram:  []Bucket{},
 		Warnings:   []string{},
 	}
@@ -90,9 +91,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, int) {
 		}
 	}
 	fixNil(res)
-	if n := res.Connections.FailuresByStatus["401"]; n > 0 && cfg.creds == nil {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("%d handshakes were refused with 401: the gateway wants a token (run with --jwt-secret-file or --token-file)", n))
-	}
+	res.warn(&cfg)
 	res.evaluate(&cfg)
 	code := ExitOK
 	if err != nil {
@@ -157,11 +156,20 @@ func fixNil(r *Result) {
 	if r.Connections.FailuresByStatus == nil {
 		r.Connections.FailuresByStatus = map[string]int64{}
 	}
+	if r.Connections.FailuresByReason == nil {
+		r.Connections.FailuresByReason = map[string]int64{}
+	}
+	if r.Correctness.ExcludedBy == nil {
+		r.Correctness.ExcludedBy = map[string]int64{}
+	}
 	if r.Messages.ErrorCodes == nil {
 		r.Messages.ErrorCodes = map[string]int64{}
 	}
 	if r.Timeline == nil {
 		r.Timeline = []TimelinePoint{}
+	}
+	if r.Events == nil {
+		r.Events = []Event{}
 	}
 	if r.Histogram == nil {
 		r.Histogram = []Bucket{}

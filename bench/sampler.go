@@ -232,7 +232,11 @@ func serverStats(s *sampler, before, connected, start, end serverSample, peak in
 		}
 	}
 	if before.rss >= 0 && connected.rss >= 0 && conns > 0 {
-		st.MemBytesPerConn = float64(int64((float64(connected.rss-before.rss)/float64(conns))*10)) / 10
+		if grown := connected.rss - before.rss; grown > 0 {
+			st.MemBytesPerConn = float64(int64((float64(grown)/float64(conns))*10)) / 10
+		} else {
+			st.MemPerConnNoisy = true
+		}
 	}
 	if before.metrics != nil && end.metrics != nil {
 		st.Metrics = make(map[string]float64)

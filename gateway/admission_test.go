@@ -455,6 +455,7 @@ func TestAdmissionWelcome(t *testing.T) {
 		c.SendRate, c.SendBurst = 7.5, 9
 		c.MaxTextBytes = 1000
 		c.MaxRoomsPerConn = 3
+		c.QueueBytes, c.WriteTimeout = 65536, 2500*time.Millisecond
 	})
 	connRe := regexp.MustCompile(`^c_[0-9a-f]{16}$`)
 	userRe := regexp.MustCompile(`^u_[0-9a-f]{16}$`)
@@ -511,7 +512,7 @@ func TestAdmissionWelcome(t *testing.T) {
 				t.Fatalf("welcome.node %v", w["node"])
 			}
 			limits, _ := w["limits"].(map[string]any)
-			wantLimits := map[string]float64{"send_per_sec": 7.5, "send_burst": 9, "max_text_bytes": 1000, "max_rooms": 3}
+			wantLimits := map[string]float64{"send_per_sec": 7.5, "send_burst": 9, "max_text_bytes": 1000, "max_rooms": 3, "queue_bytes": 65536, "write_timeout_ms": 2500}
 			if len(limits) != len(wantLimits) {
 				t.Fatalf("welcome.limits %v; want %v", limits, wantLimits)
 			}

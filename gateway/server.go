@@ -21,13 +21,9 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	"golang.org/x/time/rate"
 
 	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/hub"
@@ -232,153 +228,17 @@ func (s *Server) AdminHandler() *http.ServeMux {
 	return mux
 }
 
-func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	// The handshake is a server span of its own that ends when the
-	// upgrade completes, not when the socket closes.
-	ctx := s.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	_, span := s.tracer.Start(ctx, "chatgate.handshake", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)))
-	a, why, status := s.admit(w, r)
-	if why != "" {
-		s.obs.ConnRejected(why)
-		endHandshake(span, status, string(why))
-		return
-	}
-	// Counted from here so that shutdown waits for failed upgrades too.
-	s.conns.Add(1)
-	conn, err := s.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		defer s.conns.Done()
-		// The upgrader has already answered with an HTTP error.
-		s.adm.release(a.ip, a.userKey())
-		s.obs.ConnRejected(observe.RejectBadRequest)
-		s.log.Debug("upgrade failed", "err", err)
-		endHandshake(span, http.StatusBadRequest, string(observe.RejectBadRequest))
-		return
-	}
-	endHandshake(span, http.StatusSwitchingProtocols, "accepted")
-	id := newID()
-	var user protocol.User
-	if a.ident != nil {
-		// The verified identity, never the name query parameter: nobody
-		// speaks as someone else.
-		user = protocol.User{ID: a.ident.UserID, Name: displayName(a.ident.Name, id)}
-		if _, ok := validName(a.ident.Name); !ok {
-			user.Name = displayName(a.ident.UserID, id) // the user id, when presentable
-		}
-	} else {
-		user = protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
-	}
-	c := newClient(s, conn, "c_"+id, user, a.ip, span.SpanContext())
-	c.ident = a.ident
-	if a.ident != nil && a.ident.SendRate > 0 {
-		burst := a.ident.SendBurst
-		if burst <= 0 {
-			burst = s.cfg.SendBurst
-		}
-		c.sendLim = rate.NewLimiter(rate.Limit(a.ident.SendRate), burst)
-	}
-	s.obs.ConnAccepted()
-	// The connection gets a goroutine of its own and the HTTP handler
-	// returns: its goroutine's stack, grown while parsing the request, and
-	// the hijacked HTTP connection's buffers are then freed instead of
-	// being held for the connection's whole life.
-	autoJoin := r.URL.Query()["room"]
-	go func() {
-		defer s.conns.Done()
-		s.run(c, autoJoin)
-	}()
-}
-
-// admitted is a connection that passed the pre-upgrade checks.
-type admitted struct {
-	ip    string
-	ident *auth.Identity // nil without --auth jwt
-}
-
-// userKey is what the per-user limit counts: empty for anonymous users.
-func (a admitted) userKey() string {
-	if a.ident == nil {
-		return ""
-	}
-	return a.ident.UserID
-}
-
-// admit runs the checks that come before the upgrade. On refusal it has
-// answered the request and returns the reason and status; on success the
-// caller must release the admission slot.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) (a admitted, why observe.RejectReason, status int) {
-	if !websocket.IsWebSocketUpgrade(r) {
-		reject(w, http.StatusBadRequest, 0, "this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
-		return a, observe.RejectBadRequest, http.StatusBadRequest
-	}
-	if s.draining.Load() {
-		reject(w, http.StatusServiceUnavailable, 1, "draining: reconnect to another replica")
-		return a, observe.RejectDraining, http.StatusServiceUnavailable
-	}
-	if !s.origins.check(r) {
-		s.log.Debug("origin refused", "origin", r.Header.Get("Origin"))
-		reject(w, http.StatusForbidden, 0, "origin not allowed")
-		return a, observe.RejectOrigin, http.StatusForbidden
-	}
-	if !s.adm.allowHandshake() {
-		reject(w, http.StatusServiceUnavailable, 1+rand.IntN(5), "at capacity")
-		return a, observe.RejectRate, http.StatusServiceUnavailable
-	}
-	if s.auth != nil {
-		ident, err := s.auth.Authenticate(auth.TokenFromRequest(r))
-		if err != nil {
-			// Only a short code goes back; the token is never logged.
-			challenge := `Bearer realm="chatgate"`
-			code := "missing_token"
-			if !errors.Is(err, auth.ErrMissing) {
-				code = "invalid_token"
-				challenge += `, error="invalid_token"`
-			}
-			// The cause names what failed (signature, expiry, issuer...),
-			// never the token itself.
-			s.log.Debug("authentication failed", "code", code, "cause", err.Error())
-			w.Header().Set("WWW-Authenticate", challenge)
-			reject(w, http.StatusUnauthorized, 0, code)
-			return a, observe.RejectAuth, http.StatusUnauthorized
-		}
-		a.ident = &ident
-	}
-	a.ip = clientIP(r, s.cfg.TrustedProxies)
-	ok, why, status := s.adm.admit(a.ip, a.userKey())
-	if !ok {
-		msg := "at capacity"
-		switch why {
-		case observe.RejectPerIP:
-			msg = "too many connections from this address"
-		case observe.RejectPerUser:
-			msg = "too many connections for this user"
-		}
-		reject(w, status, 1+rand.IntN(5), msg)
-		return admitted{}, why, status
-	}
-	return a, "", 0
-}
-
-func endHandshake(span trace.Span, status int, outcome string) {
-	if span.IsRecording() {
-		span.SetAttributes(semconv.HTTPResponseStatusCode(status), attribute.String("chatgate.handshake.outcome", outcome))
-		if status >= 500 {
-			span.SetStatus(codes.Error, outcome)
-		}
-	}
-	span.End()
-}
-
 // run serves one connection until both of its loops are done.
 func (s *Server) run(c *client, autoJoin []string) {
 	lateToDrain := !s.register(c)
 
 	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
-		SendPerSec:   float64(c.sendLim.Limit()), // a token may override the defaults
-		SendBurst:    c.sendLim.Burst(),
-		MaxTextBytes: s.cfg.MaxTextBytes,
-		MaxRooms:     s.cfg.MaxRoomsPerConn,
+		SendPerSec:     float64(c.sendLim.Limit()), // a token may override the defaults
+		SendBurst:      c.sendLim.Burst(),
+		MaxTextBytes:   s.cfg.MaxTextBytes,
+		MaxRooms:       s.cfg.MaxRoomsPerConn,
+		QueueBytes:     s.cfg.QueueBytes,
+		WriteTimeoutMs: s.cfg.WriteTimeout.Milliseconds(),
 	}))
 	if lateToDrain {
 		c.closeWith(protocol.CloseGoingAway, protocol.CloseReason{R: "drain", RetryMs: s.retryMs()}, observe.DisconnectDrain, true)

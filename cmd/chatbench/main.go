@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/chatgate/chatgate/bench"
+	"github.com/chatgate/chatgate/internal/cli"
 )
 
 func main() {
@@ -36,7 +36,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		return bench.ExitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "chatbench: %v\n", err)
+		cli.Report(stderr, "chatbench", err)
 		return bench.ExitUsage
 	}
 	_, code := bench.Run(ctx, cfg, bench.Options{Stdout: stdout, Stderr: stderr, TTY: tty})

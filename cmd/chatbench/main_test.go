@@ -43,7 +43,8 @@ func TestExitCodes(t *testing.T) {
 		{"slo met", append(base[:len(base):len(base)], "--slo-p99", "1m", "--max-loss", "0"), bench.ExitOK, "PASS"},
 		{"slo missed", append(base[:len(base):len(base)], "--slo-p99", "1ns"), bench.ExitThreshold, "FAIL: slo-p99"},
 		{"json", append(base[:len(base):len(base)], "--json"), bench.ExitOK, `"schema": "chatbench/v1"`},
-		{"bad flag", []string{"--conns", "-3"}, bench.ExitUsage, "--conns must be"},
+		{"bad flag", []string{"--conns", "-3"}, bench.ExitUsage, "chatbench: --conns must be positive, got -3\nRun 'chatbench --help' for the flags.\n"},
+		{"bad value", []string{"--rate", "fast"}, bench.ExitUsage, "chatbench: --rate: \"fast\" is not a number\nRun 'chatbench --help' for the flags.\n"},
 		{"exclusive auth flags", []string{"--token-file", "t", "--jwt-secret-file", "s"}, bench.ExitUsage, "exclude each other"},
 		{"raw with a token", []string{"--proto", "raw", "--token", "a.b.c"}, bench.ExitUsage, "need --proto chatgate"},
 		{"missing secret file", append(base[:len(base):len(base)], "--jwt-secret-file", "/nonexistent/secret"), bench.ExitFailed, "--jwt-secret-file"},
@@ -57,6 +58,10 @@ func TestExitCodes(t *testing.T) {
 			all := stdout.String() + stderr.String()
 			if code != tc.code || !strings.Contains(all, tc.out) {
 				t.Fatalf("exit %d (want %d), output:\n%s\nwant %q", code, tc.code, all, tc.out)
+			}
+			if lines := strings.Split(strings.TrimSuffix(all, "\n"), "\n"); code == bench.ExitUsage &&
+				(len(lines) != 2 || !strings.HasPrefix(lines[0], "chatbench: ") || lines[1] != "Run 'chatbench --help' for the flags.") {
+				t.Fatalf("a bad flag is one line and a hint, got:\n%s", all)
 			}
 			if strings.Contains(tc.name, "json") && stderr.Len() != 0 {
 				t.Fatalf("stderr not empty with --json: %s", stderr.String())

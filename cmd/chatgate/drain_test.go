@@ -57,8 +57,16 @@ func TestSIGTERMDrain(t *testing.T) {
 	const linger = 3 * time.Second
 	p := gatewaytest.Start(t, bin, "--drain-delay", "2s", "--drain-window", "300ms", "--shutdown-timeout", "10s",
 		"--drain-linger", linger.String(), "--send-rate", "1000", "--send-burst", "1000")
-	if got := p.Status(statusClient, "/readyz"); got != http.StatusOK {
-		t.Fatalf("/readyz = %d before the drain", got)
+	// Ready follows the "listening" line Start waits for: wait for it.
+	for deadline := time.Now().Add(waitTimeout); ; {
+		got := p.Status(statusClient, "/readyz")
+		if got == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz = %d before the drain", got)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	url := "ws://" + p.ChatAddr + "/ws?room=r"
 	const members, msgs = 3, 30
@@ -236,7 +244,7 @@ func TestMainConfigErrors(t *testing.T) {
 		{"help", []string{"--help"}, nil, 0, "CHATGATE_SEND_RATE"},
 		{"bad flag value", []string{"--send-rate", "-1"}, nil, 2, "--send-rate must be positive"},
 		{"bad env value", nil, []string{"CHATGATE_PONG_TIMEOUT=soon"}, 2, "CHATGATE_PONG_TIMEOUT"},
-		{"unknown flag", []string{"--nope"}, nil, 2, "flag provided but not defined"},
+		{"unknown flag", []string{"--nope"}, nil, 2, "chatgate: unknown flag --nope\nRun 'chatgate --help' for the flags.\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -252,6 +260,10 @@ func TestMainConfigErrors(t *testing.T) {
 			}
 			if code != tc.code || !strings.Contains(string(out), tc.want) {
 				t.Fatalf("exit %d, output:\n%s\nwant exit %d and %q", code, out, tc.code, tc.want)
+			}
+			// A bad setting is one line and the hint, never the usage.
+			if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); code == 2 && (len(lines) != 2 || lines[1] != "Run 'chatgate --help' for the flags.") {
+				t.Fatalf("a bad setting printed:\n%s", out)
 			}
 		})
 	}

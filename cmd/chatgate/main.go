@@ -10,28 +10,28 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/internal/cli"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "token" {
 		if err := runToken(os.Args[2:], os.Stdout, os.Stderr); err != nil {
 			if !errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(os.Stderr, "chatgate token: %v\n", err)
+				cli.Report(os.Stderr, "chatgate token", err)
 			}
 			os.Exit(2)
 		}
 		return
 	}
-	cfg, err := parseConfig(os.Args[1:], os.LookupEnv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "chatgate: invalid configuration:\n%v\n", err)
-		os.Exit(2)
+	cfg, code, ok := configure(os.Args[1:], os.LookupEnv, os.Stderr)
+	if !ok {
+		os.Exit(code)
 	}
 	ctx, stop := signalContext()
 	defer stop()
@@ -39,6 +39,22 @@ func main() {
 		fmt.Fprintf(os.Stderr, "chatgate: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// configure reads the configuration. When there is nothing to run (--help,
+// --version, a bad flag) it has said why on stderr and returns the exit
+// status with ok false: a bad flag is one line per problem and a hint to
+// --help, not the usage text.
+func configure(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (cfg gateway.Config, code int, ok bool) {
+	cfg, err := parseConfig(args, lookupEnv, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return cfg, 0, false
+	case err != nil:
+		cli.Report(stderr, "chatgate", err)
+		return cfg, 2, false
+	}
+	return cfg, 0, true
 }
 
 // signalContext is cancelled by the first SIGTERM or SIGINT, which starts

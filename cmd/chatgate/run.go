@@ -18,6 +18,7 @@ import (
 
 	"github.com/chatgate/chatgate/gateway"
 	"github.com/chatgate/chatgate/gateway/cluster"
+	"github.com/chatgate/chatgate/internal/cli"
 	"github.com/chatgate/chatgate/metrics"
 	"github.com/chatgate/chatgate/telemetry"
 	"github.com/chatgate/chatgate/web"
@@ -48,11 +49,9 @@ func buildRevision() string {
 func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (gateway.Config, error) {
 	cfg := gateway.DefaultConfig()
 	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
-	fs.SetOutput(out)
 	cfg.RegisterFlags(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() { usage(fs, out) }
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, func() { usage(fs, out) }); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {

@@ -36,6 +36,11 @@ type Limits struct {
 	SendBurst    int     `json:"send_burst"`
 	MaxTextBytes int     `json:"max_text_bytes"`
 	MaxRooms     int     `json:"max_rooms"`
+	// QueueBytes is how much the gateway queues for a client that reads
+	// too slowly before closing it with 4008; WriteTimeoutMs how long one
+	// write to it may block before the socket is dropped.
+	QueueBytes     int   `json:"queue_bytes"`
+	WriteTimeoutMs int64 `json:"write_timeout_ms"`
 }
 
 // Inbound is one decoded client → server envelope.

@@ -227,8 +227,8 @@ func TestEncoders(t *testing.T) {
 		want string
 	}{
 		{"welcome",
-			protocol.Welcome("c1", alice, "n1", protocol.Limits{SendPerSec: 10, SendBurst: 20, MaxTextBytes: 4096, MaxRooms: 16}),
-			`{"type":"welcome","conn":"c1","user":{"id":"u1","name":"alice"},"node":"n1","limits":{"send_per_sec":10,"send_burst":20,"max_text_bytes":4096,"max_rooms":16}}`},
+			protocol.Welcome("c1", alice, "n1", protocol.Limits{SendPerSec: 10, SendBurst: 20, MaxTextBytes: 4096, MaxRooms: 16, QueueBytes: 1 << 20, WriteTimeoutMs: 5000}),
+			`{"type":"welcome","conn":"c1","user":{"id":"u1","name":"alice"},"node":"n1","limits":{"send_per_sec":10,"send_burst":20,"max_text_bytes":4096,"max_rooms":16,"queue_bytes":1048576,"write_timeout_ms":5000}}`},
 		{"joined with members and recovered",
 			protocol.Joined("lobby", 41, 2, []protocol.User{alice, bob}, &tru),
 			`{"type":"joined","room":"lobby","seq":41,"online":2,"members":[{"id":"u1","name":"alice"},{"id":"u2","name":"bob"}],"recovered":true}`},
