@@ -94,7 +94,7 @@ func New(cfg Config) (*Backplane, error) {
 	}
 	bp.tick = min(max(cfg.PresenceTTL/20, 10*time.Millisecond), time.Second)
 	bp.out.init()
-	bp.disp.init()
+	bp.disp.init(cfg.liveQueue)
 	bp.repairs.init()
 	bp.met = newMetrics(cfg.Registry, bp)
 

@@ -70,6 +70,10 @@ type Config struct {
 	HealthTimeout  time.Duration // down when JetStream has not answered for this long (default 3s; probed every third of it)
 	ReconnectWait  time.Duration // base wait between reconnect attempts (default 1s, plus jitter)
 	SyncWait       time.Duration // how long a room's first join waits for the other replicas' members (default 250ms)
+
+	// liveQueue is how many messages each dispatcher channel buffers
+	// (default liveQueue); tests make it small to provoke drops.
+	liveQueue int
 }
 
 func (c *Config) setDefaults() {
@@ -126,6 +130,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SyncWait <= 0 {
 		c.SyncWait = 250 * time.Millisecond
+	}
+	if c.liveQueue <= 0 {
+		c.liveQueue = liveQueue
 	}
 }
 

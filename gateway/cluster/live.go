@@ -37,11 +37,11 @@ type dispatchers struct {
 	barriers map[*nats.Msg]*sync.WaitGroup // guarded by mu
 }
 
-func (d *dispatchers) init() {
+func (d *dispatchers) init(queue int) {
 	n := min(max(runtime.GOMAXPROCS(0), 1), maxDispatchers)
 	d.chans = make([]chan *nats.Msg, n)
 	for i := range d.chans {
-		d.chans[i] = make(chan *nats.Msg, liveQueue)
+		d.chans[i] = make(chan *nats.Msg, queue)
 	}
 	d.barriers = make(map[*nats.Msg]*sync.WaitGroup)
 }
