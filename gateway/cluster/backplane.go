@@ -64,6 +64,8 @@ type Backplane struct {
 	psync   *nats.Subscription
 	censusS *nats.Subscription
 	yieldS  *nats.Subscription
+	syncs   syncReplies
+	syncS   *nats.Subscription
 
 	ensure chan struct{} // poked on (re)connect
 	quit   chan struct{}
@@ -151,7 +153,10 @@ func New(cfg Config) (*Backplane, error) {
 	// Subscriptions survive reconnects (nats.go resubscribes).
 	if bp.psync, err = nc.Subscribe(psyncPrefix+">", bp.onSyncRequest); err == nil {
 		if bp.censusS, err = nc.Subscribe(censusSubject, bp.onCensus); err == nil {
-			bp.yieldS, err = nc.Subscribe(yieldPrefix+">", bp.onYield)
+			if bp.yieldS, err = nc.Subscribe(yieldPrefix+">", bp.onYield); err == nil {
+				bp.syncs.init(nc.NewInbox())
+				bp.syncS, err = nc.Subscribe(bp.syncs.prefix+"*", bp.onSyncReply)
+			}
 		}
 	}
 	if err != nil {

@@ -21,12 +21,15 @@ import (
 // Subjects and names. Room names are [A-Za-z0-9_.-]; a '.' only adds
 // subject tokens, and exact subjects still match one room.
 const (
-	StreamName      = "CHATGATE_ROOMS"
-	roomPrefix      = "chatgate.room."     // stored messages (the stream's subjects)
-	livePrefix      = "chatgate.live."     // the stream republishes stored messages here
-	presencePrefix  = "chatgate.presence." // replicas' users of a room
-	psyncPrefix     = "chatgate.psync."    // a replica starting to serve a room asks for users
-	yieldPrefix     = "chatgate.yield."    // a replica losing publish races asks the others to pause
+	StreamName = "CHATGATE_ROOMS"
+	roomPrefix = "chatgate.room." // stored messages (the stream's subjects)
+	// livePrefix: what a replica serving the room hears live, on one
+	// subscription: the stream republishes stored messages here (with the
+	// Nats-Stream header), and replicas publish their users of the room
+	// here (presence, without it).
+	livePrefix      = "chatgate.live."
+	psyncPrefix     = "chatgate.psync." // a replica starting to serve a room asks for users
+	yieldPrefix     = "chatgate.yield." // a replica losing publish races asks the others to pause
 	censusSubject   = "chatgate.census"
 	streamSubjects  = roomPrefix + ">"
 	maxPublishTries = 50 // and within PublishTimeout

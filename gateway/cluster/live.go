@@ -9,16 +9,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Live delivery: the subscriptions of the rooms this replica serves, and
 // the dispatchers that hand what they receive to the rooms in order.
 //
-// Every room's live and presence subscriptions deliver into one of a few
-// shared channels, picked by the room's name, and one goroutine drains each
+// Every room's live subscription delivers into one of a few shared
+// channels, picked by the room's name, and one goroutine drains each
 // channel. So a room's messages keep the order NATS delivered them in,
 // rooms on different channels proceed in parallel, and a served room costs
-// the replica two subscriptions and no goroutine. A full channel makes the
+// the replica one subscription and no goroutine. A full channel makes the
 // NATS client drop the message and report a slow consumer on the room's
 // subscription; the room then repairs from the stream (repair.go).
 
@@ -71,10 +72,10 @@ func (bp *Backplane) dispatch(ch chan *nats.Msg) {
 			switch {
 			case msg.Sub == nil:
 				bp.disp.passBarrier(msg)
-			case strings.HasPrefix(msg.Subject, livePrefix):
+			case msg.Header.Get(jetstream.StreamHeader) != "":
 				bp.onLive(msg)
-			case strings.HasPrefix(msg.Subject, presencePrefix):
-				if r := bp.lookup(strings.TrimPrefix(msg.Subject, presencePrefix)); r != nil {
+			default: // a replica's presence message
+				if r := bp.lookup(strings.TrimPrefix(msg.Subject, livePrefix)); r != nil {
 					r.onPresence(msg)
 				}
 			}
@@ -153,34 +154,22 @@ func (bp *Backplane) onLive(msg *nats.Msg) {
 	r.onLive(&lm)
 }
 
-// subscribe subscribes r to its live and presence subjects.
-func (bp *Backplane) subscribe(r *room) (live, pres *nats.Subscription, err error) {
-	ch := bp.disp.of(r.name)
-	if live, err = bp.nc.ChanSubscribe(livePrefix+r.name, ch); err != nil {
-		return nil, nil, err
-	}
-	if pres, err = bp.nc.ChanSubscribe(presencePrefix+r.name, ch); err != nil {
-		_ = live.Unsubscribe()
-		return nil, nil, err
-	}
-	// A channel subscription has no pending limits of its own: the shared
-	// channel is its buffer.
-	return live, pres, nil
+// subscribe subscribes r to its live subject. A channel subscription has
+// no pending limits of its own: the shared channel is its buffer.
+func (bp *Backplane) subscribe(r *room) (*nats.Subscription, error) {
+	return bp.nc.ChanSubscribe(livePrefix+r.name, bp.disp.of(r.name))
 }
 
 // onAsyncError handles the NATS client's asynchronous errors: a live
 // subscription that dropped messages (its channel was full) repairs its
-// room.
+// room (presence messages dropped with them are repaired by the next
+// snapshots).
 func (bp *Backplane) onAsyncError(sub *nats.Subscription, err error) {
 	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil && strings.HasPrefix(sub.Subject, livePrefix) {
 		bp.met.drops.Inc()
 		if r := bp.lookup(strings.TrimPrefix(sub.Subject, livePrefix)); r != nil {
 			r.requestRepair(causeDropped, 0)
 		}
-		return
-	}
-	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil && strings.HasPrefix(sub.Subject, presencePrefix) {
-		bp.log.Debug("presence messages dropped; the next snapshots repair them", "subject", sub.Subject)
 		return
 	}
 	bp.log.Warn("NATS async error", "err", err)

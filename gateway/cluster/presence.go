@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -121,7 +122,7 @@ func (bp *Backplane) snapshotAll() {
 	for _, r := range bp.allRooms() {
 		r.mu.Lock()
 		if !r.closed && len(r.pres.local) > 0 {
-			bp.out.push(presencePrefix+r.name, "", presenceMsg{R: bp.id, K: kindSnap, U: r.pres.localUsers(), S: r.lastMsg})
+			bp.out.push(livePrefix+r.name, "", presenceMsg{R: bp.id, K: kindSnap, U: r.pres.localUsers(), S: r.lastMsg})
 		}
 		r.mu.Unlock()
 	}
@@ -235,6 +236,58 @@ func (bp *Backplane) onSyncRequest(msg *nats.Msg) {
 	bp.out.push(msg.Reply, "", presenceMsg{R: bp.id, K: kindNone})
 }
 
+// syncReplies routes the answers to this replica's presence sync
+// requests. One subscription (<inbox>.*) takes them all, so starting to
+// serve a room subscribes nothing on the NATS server but the room's live
+// subject.
+type syncReplies struct {
+	prefix string // static after init: "<inbox>."
+
+	mu      sync.Mutex
+	next    uint64                      // guarded by mu
+	waiting map[string]chan presenceMsg // reply token → its request's answers; guarded by mu
+}
+
+func (s *syncReplies) init(inbox string) {
+	s.prefix = inbox + "."
+	s.waiting = make(map[string]chan presenceMsg)
+}
+
+// open registers a request that waits for n answers.
+func (s *syncReplies) open(n int) (string, chan presenceMsg) {
+	ch := make(chan presenceMsg, n+1)
+	s.mu.Lock()
+	s.next++
+	token := strconv.FormatUint(s.next, 36)
+	s.waiting[token] = ch
+	s.mu.Unlock()
+	return token, ch
+}
+
+func (s *syncReplies) close(token string) {
+	s.mu.Lock()
+	delete(s.waiting, token)
+	s.mu.Unlock()
+}
+
+// onSyncReply hands an answer to the request waiting for it.
+func (bp *Backplane) onSyncReply(msg *nats.Msg) {
+	var pm presenceMsg
+	if json.Unmarshal(msg.Data, &pm) != nil || pm.R == bp.id {
+		return
+	}
+	s := &bp.syncs
+	s.mu.Lock()
+	ch := s.waiting[strings.TrimPrefix(msg.Subject, s.prefix)]
+	s.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- pm:
+		default: // more answers than replicas known: enough already
+		}
+	}
+}
+
 // syncPresence asks the other replicas for their users of r and waits,
 // at most SyncWait, for every replica the census knows to answer, so the
 // first local joiner's member list already has them.
@@ -243,36 +296,26 @@ func (bp *Backplane) syncPresence(r *room) {
 	if want == 0 {
 		return
 	}
-	inbox := bp.nc.NewInbox()
-	sub, err := bp.nc.SubscribeSync(inbox)
-	if err != nil {
-		return
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	token, answers := bp.syncs.open(want)
+	defer bp.syncs.close(token)
 	data, _ := json.Marshal(presenceMsg{R: bp.id, K: kindSync})
-	if err := bp.nc.PublishRequest(psyncPrefix+r.name, inbox, data); err != nil {
+	if err := bp.nc.PublishRequest(psyncPrefix+r.name, bp.syncs.prefix+token, data); err != nil {
 		return
 	}
-	deadline := time.Now().Add(bp.cfg.SyncWait)
+	deadline := time.NewTimer(bp.cfg.SyncWait)
+	defer deadline.Stop()
 	got := make(map[string]bool, want)
 	for len(got) < want {
-		left := time.Until(deadline)
-		if left <= 0 {
+		select {
+		case pm := <-answers:
+			got[pm.R] = true
+			if pm.K == kindSnap {
+				r.mu.Lock()
+				r.applyLocked(pm, time.Now())
+				r.mu.Unlock()
+			}
+		case <-deadline.C:
 			return
-		}
-		msg, err := sub.NextMsg(left)
-		if err != nil {
-			return
-		}
-		var pm presenceMsg
-		if json.Unmarshal(msg.Data, &pm) != nil || pm.R == bp.id {
-			continue
-		}
-		got[pm.R] = true
-		if pm.K == kindSnap {
-			r.mu.Lock()
-			r.applyLocked(pm, time.Now())
-			r.mu.Unlock()
 		}
 	}
 }

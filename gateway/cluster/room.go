@@ -29,7 +29,6 @@ type room struct {
 	// and only read after.
 	setupErr error
 	live     *nats.Subscription
-	psub     *nats.Subscription
 
 	mu     sync.Mutex
 	closed bool // torn down: a joiner must look the room up again
@@ -95,7 +94,7 @@ func newRoom(bp *Backplane, name string) *room {
 	return r
 }
 
-// setup subscribes to the room's live and presence subjects, learns where
+// setup subscribes to the room's live subject, learns where
 // the room's messages stand, and gathers the other replicas' members. It
 // runs before any member is added, outside every lock. Subscribing first
 // makes every message stored after the position below arrive live; those
@@ -108,7 +107,7 @@ func (r *room) setup() error {
 	s := bp.streamHandle()
 	ep := bp.epoch.Load()
 	var err error
-	if r.live, r.psub, err = bp.subscribe(r); err != nil {
+	if r.live, err = bp.subscribe(r); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.PublishTimeout)
@@ -238,7 +237,7 @@ func (r *room) addLocked(m *member) {
 	u := m.sub.User()
 	first, changed := r.pres.addLocal(u)
 	if first {
-		r.bp.out.push(presencePrefix+r.name, "", presenceMsg{R: r.bp.id, K: kindJoin, U: []protocol.User{u}})
+		r.bp.out.push(livePrefix+r.name, "", presenceMsg{R: r.bp.id, K: kindJoin, U: []protocol.User{u}})
 	}
 	if changed {
 		r.armPresenceLocked()
@@ -260,7 +259,7 @@ func (r *room) removeLocked(m *member) bool {
 	u := m.sub.User()
 	gone, changed := r.pres.removeLocal(u)
 	if gone {
-		r.bp.out.push(presencePrefix+r.name, "", presenceMsg{R: r.bp.id, K: kindLeave, U: []protocol.User{u}})
+		r.bp.out.push(livePrefix+r.name, "", presenceMsg{R: r.bp.id, K: kindLeave, U: []protocol.User{u}})
 	}
 	if changed {
 		r.armPresenceLocked()
@@ -310,7 +309,7 @@ func (r *room) close() {
 	}
 	r.closed = true
 	r.stopTimersLocked()
-	r.bp.out.push(presencePrefix+r.name, "", presenceMsg{R: r.bp.id, K: kindBye})
+	r.bp.out.push(livePrefix+r.name, "", presenceMsg{R: r.bp.id, K: kindBye})
 	r.mu.Unlock()
 	r.bp.dropRoom(r)
 	r.bp.obs.RoomClosed()
@@ -336,10 +335,8 @@ func (r *room) teardown() {
 	r.stopTimersLocked()
 	r.dropHeldLocked()
 	r.mu.Unlock()
-	for _, s := range []*nats.Subscription{r.live, r.psub} {
-		if s != nil {
-			_ = s.Unsubscribe()
-		}
+	if r.live != nil {
+		_ = r.live.Unsubscribe()
 	}
 }
 
