@@ -36,10 +36,12 @@ func (s countSub) Enqueue(f *hub.Frame) {
 	}
 }
 
-// TestMeasureReplicaLimits measures what one replica sustains against an
-// embedded NATS server on this machine. It is skipped unless
-// CHATGATE_CLUSTER_MEASURE=1 (it takes tens of seconds); its numbers are the
-// ones in docs/operations.md. CHATGATE_CLUSTER_ROOMS sets the room count.
+// TestMeasureReplicaLimits measures what two replicas sustain against an
+// embedded NATS server in this process (so all three share the machine):
+// room set-up, idle cost and throughput over many rooms, and one hot room
+// with senders on both. It is skipped unless CHATGATE_CLUSTER_MEASURE=1 (it
+// takes tens of seconds); CHATGATE_CLUSTER_ROOMS sets the room count. See
+// docs/operations.md, "Measured limits".
 func TestMeasureReplicaLimits(t *testing.T) {
 	if os.Getenv("CHATGATE_CLUSTER_MEASURE") == "" {
 		t.Skip("set CHATGATE_CLUSTER_MEASURE=1 to measure")
