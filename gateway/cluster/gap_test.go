@@ -299,3 +299,39 @@ func TestJoinCreatesNoConsumer(t *testing.T) {
 			acct.Consumers, s.CachedInfo().State.Consumers, rooms)
 	}
 }
+
+// A stream updated without the republish and direct get settings (as a
+// replica of an earlier version would on its reconnect) gets them back
+// within the health probe's period, and live delivery goes on.
+func TestStreamLiveSettingsRestored(t *testing.T) {
+	ns := startNATS(t)
+	a := newBackplane(t, testBackplaneConfig(t, ns, "a"))
+	b := newBackplane(t, testBackplaneConfig(t, ns, "b"))
+	onB := &fakeSub{user: protocol.User{ID: "u_b", Name: "b"}}
+	mustJoin(t, b, onB, "r", nil)
+	sender := mustJoin(t, a, &fakeSub{user: protocol.User{ID: "u_a", Name: "a"}}, "r", nil)
+	want := publishN(t, sender, 1, "before")
+
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	old := a.streamConfig()
+	old.RePublish, old.AllowDirect = nil, false
+	s, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.FirstSeq = s.CachedInfo().Config.FirstSeq
+	if _, err := js.UpdateStream(ctx, old); err != nil {
+		t.Fatalf("updating the stream as an earlier version would: %v", err)
+	}
+	waitUntil(t, "the live settings back", func() bool {
+		s, err := js.Stream(ctx, StreamName)
+		return err == nil && liveConfigured(s.CachedInfo().Config)
+	})
+	waitUntil(t, "both backplanes up", func() bool { return a.Up() && b.Up() })
+	want = append(want, publishN(t, sender, 3, "after")...)
+	checkExactly(t, "b", onB, "r", want)
+}

@@ -32,7 +32,8 @@ const (
 
 // dispatchers owns the channels and the barriers sent through them.
 type dispatchers struct {
-	chans []chan *nats.Msg // static after init
+	chans    []chan *nats.Msg // static after init
+	presence chan *nats.Msg   // static after init: presence messages for presenceWorker
 
 	mu       sync.Mutex
 	barriers map[*nats.Msg]*sync.WaitGroup // guarded by mu
@@ -44,21 +45,45 @@ func (d *dispatchers) init(queue int) {
 	for i := range d.chans {
 		d.chans[i] = make(chan *nats.Msg, queue)
 	}
+	d.presence = make(chan *nats.Msg, queue)
 	d.barriers = make(map[*nats.Msg]*sync.WaitGroup)
 }
 
 // of is the channel that carries room name's messages.
 func (d *dispatchers) of(name string) chan *nats.Msg {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(name))
-	return d.chans[h.Sum32()%uint32(len(d.chans))]
+	return d.chans[fnv32(name)%uint32(len(d.chans))]
 }
 
-// start runs one dispatcher per channel until Close.
+func fnv32(s string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum32()
+}
+
+// startDispatchers runs one dispatcher per channel, and the presence
+// worker, until Close.
 func (bp *Backplane) startDispatchers() {
 	for _, ch := range bp.disp.chans {
 		bp.wg.Add(1)
 		go bp.dispatch(ch)
+	}
+	bp.wg.Add(1)
+	go bp.presenceWorker()
+}
+
+// presenceWorker applies the other replicas' presence messages, in the
+// order the dispatchers passed them on.
+func (bp *Backplane) presenceWorker() {
+	defer bp.wg.Done()
+	for {
+		select {
+		case <-bp.quit:
+			return
+		case msg := <-bp.disp.presence:
+			if r := bp.lookup(strings.TrimPrefix(msg.Subject, livePrefix)); r != nil {
+				r.onPresence(msg)
+			}
+		}
 	}
 }
 
@@ -74,9 +99,15 @@ func (bp *Backplane) dispatch(ch chan *nats.Msg) {
 				bp.disp.passBarrier(msg)
 			case msg.Header.Get(jetstream.StreamHeader) != "":
 				bp.onLive(msg)
-			default: // a replica's presence message
-				if r := bp.lookup(strings.TrimPrefix(msg.Subject, livePrefix)); r != nil {
-					r.onPresence(msg)
+			default:
+				// A replica's presence message: handled by the presence
+				// goroutine, so that live messages never wait behind a
+				// burst of them. Dropped when that is far behind (the next
+				// snapshot repairs it).
+				select {
+				case bp.disp.presence <- msg:
+				default:
+					bp.log.Debug("presence message dropped: too many waiting", "subject", msg.Subject)
 				}
 			}
 		}

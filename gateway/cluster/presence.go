@@ -116,10 +116,21 @@ func (r *room) applyLocked(pm presenceMsg, now time.Time) {
 	}
 }
 
+// snapSlots spreads the periodic snapshots over the sync period: every
+// PresenceSync/snapSlots, the rooms of one slot (by name) send theirs, so
+// thousands of rooms do not send at the same instant.
+const snapSlots = 10
+
 // snapshotAll publishes this replica's users of every room it holds, and
 // how far it has delivered each.
-func (bp *Backplane) snapshotAll() {
+func (bp *Backplane) snapshotAll() { bp.snapshotSlot(-1) }
+
+// snapshotSlot does snapshotAll for the rooms of one slot (-1: all).
+func (bp *Backplane) snapshotSlot(slot int) {
 	for _, r := range bp.allRooms() {
+		if slot >= 0 && r.slot != slot {
+			continue
+		}
 		r.mu.Lock()
 		if !r.closed && len(r.pres.local) > 0 {
 			bp.out.push(livePrefix+r.name, "", presenceMsg{R: bp.id, K: kindSnap, U: r.pres.localUsers(), S: r.lastMsg})
@@ -128,15 +139,17 @@ func (bp *Backplane) snapshotAll() {
 	}
 }
 
-// presenceLoop sends snapshots and census hellos every PresenceSync, and
-// every tick expires silent replicas and audits every room (room.audit).
+// presenceLoop sends each room's snapshot and the census hello every
+// PresenceSync (the snapshots spread over it), and every tick expires
+// silent replicas and audits every room (room.auditLocked).
 // While the backplane is down (Health) nothing expires: the other
 // replicas' users stay as last known, and their TTL counts from the tick
 // that finds the backplane up again.
 func (bp *Backplane) presenceLoop() {
 	defer bp.wg.Done()
-	snap := time.NewTicker(bp.cfg.PresenceSync)
+	snap := time.NewTicker(bp.cfg.PresenceSync / snapSlots)
 	defer snap.Stop()
+	slot := 0
 	expire := time.NewTicker(bp.tick)
 	defer expire.Stop()
 	var upSince time.Time
@@ -146,8 +159,11 @@ func (bp *Backplane) presenceLoop() {
 		case <-bp.quit:
 			return
 		case <-snap.C:
-			bp.snapshotAll()
-			bp.announce(true)
+			bp.snapshotSlot(slot)
+			if slot == 0 {
+				bp.announce(true)
+			}
+			slot = (slot + 1) % snapSlots
 		case now := <-expire.C:
 			if !bp.Up() {
 				down = true

@@ -24,6 +24,7 @@ type room struct {
 	name    string
 	subject string        // the stream subject: chatgate.room.<name>
 	ready   chan struct{} // closed once setup has finished
+	slot    int           // its snapshot slot (see snapSlots)
 	pub     publisher
 	// setupErr and the subscriptions are written before ready is closed
 	// and only read after.
@@ -85,6 +86,7 @@ func newRoom(bp *Backplane, name string) *room {
 		name:    name,
 		subject: roomPrefix + name,
 		ready:   make(chan struct{}),
+		slot:    int(fnv32(name) % snapSlots),
 		index:   make(map[hub.Subscriber]*member),
 		pres:    newPresenceView(),
 	}

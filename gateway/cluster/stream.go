@@ -128,6 +128,13 @@ func (bp *Backplane) streamConfig() jetstream.StreamConfig {
 	}
 }
 
+// liveConfigured reports whether a stream configuration has what live
+// delivery and repairs need (see streamConfig).
+func liveConfigured(c jetstream.StreamConfig) bool {
+	return c.AllowDirect && c.RePublish != nil && c.RePublish.Destination == livePrefix+">" &&
+		(c.RePublish.Source == "" || c.RePublish.Source == streamSubjects) && !c.RePublish.HeadersOnly
+}
+
 // checkStream compares the stream's state (read after high was taken) with
 // the stream this replica knew. Another creation time means the stream was
 // made again; a last seq below high (a seq this replica delivered from it)
@@ -178,7 +185,8 @@ func (bp *Backplane) checkStream(info *jetstream.StreamInfo, high uint64) {
 // healthLoop asks JetStream for the stream's state every third of
 // HealthTimeout. Each answer keeps the backplane up (Health) and is checked
 // against the stream this replica knows (checkStream); a stream gone
-// missing is made again. It logs every change of Health.
+// missing is made again, and one updated without live delivery's settings
+// gets them back. It logs every change of Health.
 func (bp *Backplane) healthLoop() {
 	defer bp.wg.Done()
 	tick := time.NewTicker(bp.cfg.HealthTimeout / 3)
@@ -210,6 +218,14 @@ func (bp *Backplane) healthLoop() {
 		case err == nil:
 			bp.answer()
 			bp.checkStream(s.CachedInfo(), high)
+			if !liveConfigured(s.CachedInfo().Config) {
+				// Someone (a replica of an earlier version, say) updated
+				// the stream without the republish or direct gets that live
+				// delivery needs: put them back, and repair every room.
+				bp.log.Error("the stream lost its republish or direct get setting; restoring it", "stream", bp.cfg.Stream)
+				bp.checked.Store(0)
+				bp.poke()
+			}
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			bp.answer()
 			bp.log.Error("the stream is gone; making it again", "stream", bp.cfg.Stream)
