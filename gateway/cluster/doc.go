@@ -24,13 +24,13 @@
 // Nats-Sequence (the message's seq) and Nats-Last-Sequence (the seq of the
 // room's message stored before it, 0 when none was). A replica does work
 // only for rooms it has local members in: the first local join subscribes
-// to the room's live and presence subjects (subject interest; no consumer
-// or other state on the NATS server), learns where the room stands, and
-// asks the other replicas for their members. The last local leave
-// unsubscribes. Every subscription feeds one of a few shared channels,
-// chosen by the room's name, each drained by one goroutine (live.go), so a
-// room's messages are handled in the order NATS delivered them and a
-// replica has a handful of goroutines, not a few per room.
+// to the room's live subject (subject interest: one subscription, no
+// consumer or other state on the NATS server), learns where the room
+// stands, and asks the other replicas for their members. The last local
+// leave unsubscribes. Every subscription feeds one of a few shared
+// channels, chosen by the room's name, each drained by one goroutine
+// (live.go), so a room's messages are handled in the order NATS delivered
+// them and a replica has a handful of goroutines, not a few per room.
 //
 // Republishing is at most once: a message can miss a replica (its client
 // dropped it as a slow consumer, a reconnect, a NATS route or leader
@@ -83,10 +83,12 @@
 //
 // # Presence
 //
-// Each replica publishes (core NATS, chatgate.presence.<room>) its local
-// users' arrivals and departures, a snapshot of its local users of every
-// room it holds every PresenceSync (with the seq of the room's last message
-// it delivered), and a goodbye when it drops a room. Replicas holding the
+// Each replica publishes (core NATS, on the room's live subject, without the
+// stream's headers, so replicas serving the room hear it on the same
+// subscription; a goroutine of its own applies it) its local users'
+// arrivals and departures, a snapshot of its local users of every room it
+// holds every PresenceSync (spread over the period, with the seq of the
+// room's last message it delivered), and a goodbye when it drops a room. Replicas holding the
 // room keep the users of every other replica with the time they last heard
 // from it (presenceview.go); a replica silent for PresenceTTL has its users
 // expire. While the backplane is down nobody can be heard, so nobody
