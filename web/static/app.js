@@ -192,7 +192,10 @@ function onClose(info) {
     room.replayUntil = null;
   }
   state.joinRefs.clear();
-  endRejoin();
+  if (state.rejoin) {
+    clearTimeout(state.rejoin.timer);
+    state.rejoin.waiting.clear(); // the gaps found so far wait for the next rejoin
+  }
   // A drain (a clean 1001) writes every ack before its close frame, so a
   // message without one was not sent even if the replay cannot tell.
   queue.disconnected({ clientFault: CLIENT_FAULT_CODES.has(info.code), drained: info.code === 1001 && info.wasClean === true });
@@ -373,17 +376,22 @@ function sendJoin(room) {
 // After a reconnect every room is joined again with since. Rooms whose
 // history has a gap (recovered: false, or a room the server restarted)
 // get a divider where messages are missing, and the page says so once,
-// in one notice naming them all, when every rejoin has been answered.
+// in one notice naming them all, when every rejoin has been answered. If
+// the connection drops again before that, the gaps found so far are
+// reported with those of the next rejoin.
 function startRejoin() {
-  endRejoin();
+  const gaps = endRejoin();
   const waiting = new Set([...state.rooms.values()].filter((r) => r.joinedOnce).map((r) => r.name));
   if (waiting.size === 0) return;
-  state.rejoin = { waiting, gaps: [], timer: setTimeout(reportGaps, REJOIN_REPORT_MS) };
+  state.rejoin = { waiting, gaps, timer: setTimeout(reportGaps, REJOIN_REPORT_MS) };
 }
 
+// endRejoin stops waiting for rejoins; it returns the gaps not yet reported.
 function endRejoin() {
-  if (state.rejoin) clearTimeout(state.rejoin.timer);
+  const r = state.rejoin;
+  if (r) clearTimeout(r.timer);
   state.rejoin = null;
+  return r ? r.gaps : [];
 }
 
 // rejoinDone notes that the rejoin of a room is over (gap: with a gap).
@@ -391,7 +399,7 @@ function rejoinDone(name, gap) {
   const r = state.rejoin;
   if (!r || !r.waiting.has(name)) return;
   r.waiting.delete(name);
-  if (gap) r.gaps.push(name);
+  if (gap && !r.gaps.includes(name)) r.gaps.push(name);
   if (r.waiting.size === 0) reportGaps();
 }
 
