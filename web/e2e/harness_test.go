@@ -476,6 +476,19 @@ func (p *pg) waitFor(what, cond string) {
 	}
 }
 
+// waitForAsync is waitFor for a condition that is a promise (an
+// asynchronous browser API), polled every 50 ms until it resolves truthy.
+func (p *pg) waitForAsync(what, cond string) {
+	p.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !eval[bool](p, "Promise.resolve("+cond+").then((v) => !!v)") {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: waiting for %s: timed out", p.name, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // saveDebug keeps a screenshot and the DOM of a page whose test failed.
 func (p *pg) saveDebug() {
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)

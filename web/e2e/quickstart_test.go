@@ -125,6 +125,8 @@ func TestQuickStartTwoTabs(t *testing.T) {
 		t.Errorf("tab 3 suggests %q while tab 2 chats as Bob", v)
 	}
 	tab2.close()
+	// The browser releases a closed tab's locks as it tears the tab down.
+	tab1.waitForAsync("tab 2's name released", `navigator.locks.query().then((s) => !s.held.some((l) => l.name.startsWith('chatgate.as.') && l.name.endsWith('.Bob')))`)
 	tab4 := tab1.newTab("tab 4")
 	if v := welcomeShown(tab4, g); v != "Bob" {
 		t.Errorf("tab 4 suggests %q; with tab 2 closed, want Bob, the last name typed", v)
