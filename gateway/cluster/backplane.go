@@ -14,12 +14,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
-// Backplane is the cluster hub.Broker. It is safe for concurrent use.
+// Backplane is the cluster broker.Broker. It is safe for concurrent use.
 type Backplane struct {
 	// static after construction
 	cfg    Config
@@ -73,7 +73,7 @@ type Backplane struct {
 	timers sync.WaitGroup // armed presence and repair-retry timers
 }
 
-var _ hub.Broker = (*Backplane)(nil)
+var _ broker.Broker = (*Backplane)(nil)
 
 // New connects to NATS (in the background: an unreachable server is retried
 // forever with backoff) and returns the backplane. The stream is created or
@@ -228,8 +228,8 @@ func unavailable(msg string) *protocol.Error {
 	return &protocol.Error{Code: protocol.CodeUnavailable, Message: msg, RetryAfterMs: 1000}
 }
 
-// Join implements hub.Broker.
-func (bp *Backplane) Join(sub hub.Subscriber, name string, since *uint64) (hub.Membership, *protocol.Error) {
+// Join implements broker.Broker.
+func (bp *Backplane) Join(sub broker.Subscriber, name string, since *uint64) (broker.Membership, *protocol.Error) {
 	if !protocol.ValidRoom(name) {
 		return nil, &protocol.Error{Code: protocol.CodeInvalidRoom, Message: "room must match [A-Za-z0-9_.-]{1,64}"}
 	}

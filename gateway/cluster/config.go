@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 )
 
@@ -108,13 +108,13 @@ func (c *Config) setDefaults() {
 		c.Prop = otel.GetTextMapPropagator()
 	}
 	if c.MaxRooms <= 0 {
-		c.MaxRooms = hub.DefaultMaxRooms
+		c.MaxRooms = broker.DefaultMaxRooms
 	}
 	if c.PresenceInterval <= 0 {
-		c.PresenceInterval = hub.DefaultPresenceInterval
+		c.PresenceInterval = broker.DefaultPresenceInterval
 	}
 	if c.PresenceMaxMembers <= 0 {
-		c.PresenceMaxMembers = hub.DefaultPresenceMaxMembers
+		c.PresenceMaxMembers = broker.DefaultPresenceMaxMembers
 	}
 	if c.PresenceSync <= 0 {
 		c.PresenceSync = 5 * time.Second

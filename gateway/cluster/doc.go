@@ -1,4 +1,4 @@
-// Package cluster is chatgate's cluster backplane: a hub.Broker that lets
+// Package cluster is chatgate's cluster backplane: a broker.Broker that lets
 // several gateway replicas share rooms, history and presence through NATS.
 // JetStream stores and orders the messages; core NATS carries them live.
 //

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/natstest"
 )
@@ -91,7 +91,7 @@ func cutLive(t *testing.T, bp *Backplane, room string) (restore func()) {
 }
 
 // publishN publishes n messages through m and returns their seqs.
-func publishN(t *testing.T, m hub.Membership, n int, tag string) []uint64 {
+func publishN(t *testing.T, m broker.Membership, n int, tag string) []uint64 {
 	t.Helper()
 	var seqs []uint64
 	for i := range n {
@@ -222,7 +222,7 @@ type gateSub struct {
 	once    sync.Once
 }
 
-func (s *gateSub) Enqueue(f *hub.Frame) {
+func (s *gateSub) Enqueue(f *broker.Frame) {
 	if !f.Accepted.IsZero() {
 		s.once.Do(func() {
 			close(s.blocked)

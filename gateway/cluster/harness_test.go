@@ -22,7 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/chatgate/chatgate/gateway"
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/natstest"
 	gwmetrics "github.com/chatgate/chatgate/metrics"
@@ -457,7 +457,7 @@ func list(e env, k string) []string {
 
 // ---- a broker-level subscriber ----
 
-// fakeSub is a hub.Subscriber with a fixed user that records frames.
+// fakeSub is a broker.Subscriber with a fixed user that records frames.
 type fakeSub struct {
 	user protocol.User
 	mu   sync.Mutex
@@ -465,7 +465,7 @@ type fakeSub struct {
 }
 
 func (s *fakeSub) User() protocol.User { return s.user }
-func (s *fakeSub) Enqueue(f *hub.Frame) {
+func (s *fakeSub) Enqueue(f *broker.Frame) {
 	var e env
 	_ = json.Unmarshal(f.Data, &e)
 	s.mu.Lock()
@@ -478,7 +478,7 @@ func (s *fakeSub) snapshot() []env {
 	return slices.Clone(s.envs)
 }
 
-func mustJoin(t testing.TB, bp *Backplane, sub hub.Subscriber, room string, since *uint64) hub.Membership {
+func mustJoin(t testing.TB, bp *Backplane, sub broker.Subscriber, room string, since *uint64) broker.Membership {
 	t.Helper()
 	m, perr := bp.Join(sub, room, since)
 	if perr != nil {

@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -72,8 +72,8 @@ func parseLive(room string, msg *nats.Msg, at time.Time) (liveMsg, bool) {
 
 // frame is st as a frame for the members, accepted at now, with the deliver
 // span of a sampled trace (nil otherwise; the caller ends it).
-func (bp *Backplane) frame(st *stored, now time.Time) (*hub.Frame, trace.Span) {
-	f := &hub.Frame{Data: st.data, Accepted: now}
+func (bp *Backplane) frame(st *stored, now time.Time) (*broker.Frame, trace.Span) {
+	f := &broker.Frame{Data: st.data, Accepted: now}
 	ctx := bp.cfg.Prop.Extract(context.Background(), headerCarrier(st.hdr))
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsSampled() {

@@ -18,7 +18,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -48,14 +48,14 @@ func (p *publisher) yieldFor(d time.Duration) {
 
 // Publish stores the message in the stream, then queues the ack once this
 // replica has delivered it. Nothing is acked unless stored.
-func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Published, *protocol.Error) {
+func (ms *membership) Publish(ctx context.Context, text, ref string) (broker.Published, *protocol.Error) {
 	r, bp := ms.r, ms.r.bp
 	r.mu.Lock()
 	joined := r.index[ms.m.sub] == ms.m && !r.closed
 	n := len(r.members)
 	r.mu.Unlock()
 	if !joined {
-		return hub.Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
+		return broker.Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
 	}
 	seq, ep, err := r.pub.publish(ctx, ms.m.sub.User(), text)
 	if err != nil {
@@ -63,7 +63,7 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Publis
 		bp.log.Debug("publish failed", "err", err)
 		e := unavailable("the message was not stored; send it again")
 		e.Ref = ref
-		return hub.Published{}, e
+		return broker.Published{}, e
 	}
 	ack := protocol.Ack(ref, r.name, seq)
 	r.mu.Lock()
@@ -71,7 +71,7 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Publis
 	switch {
 	case moved || r.index[ms.m.sub] != ms.m:
 	case r.lastSeq >= seq:
-		r.sendLocked(ms.m, &hub.Frame{Data: ack}, 0)
+		r.sendLocked(ms.m, &broker.Frame{Data: ack}, 0)
 	default:
 		// Wait for the live message (or a repair, see auditLocked).
 		a := pendingAck{seq: seq, mem: ms.m, ref: ref, data: ack, at: time.Now()}
@@ -85,9 +85,9 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Publis
 		bp.met.publishErrors.Inc()
 		e := unavailable("the stream changed while the message was stored; send it again")
 		e.Ref = ref
-		return hub.Published{}, e
+		return broker.Published{}, e
 	}
-	return hub.Published{Seq: seq, Recipients: n}, nil
+	return broker.Published{Seq: seq, Recipients: n}, nil
 }
 
 // publish stores one message and returns its stream seq and the room's

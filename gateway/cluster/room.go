@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -47,7 +47,7 @@ type room struct {
 	// where a new stream starts, after a move); see chain.go.
 	floor   uint64
 	members []*member
-	index   map[hub.Subscriber]*member
+	index   map[broker.Subscriber]*member
 	pres    presenceView
 	// presenceTmr sends the coalesced presence changes.
 	presenceTmr *time.Timer
@@ -58,7 +58,7 @@ type room struct {
 }
 
 type member struct {
-	sub       hub.Subscriber
+	sub       broker.Subscriber
 	buffering bool       // joining with since: live frames wait in buf
 	buf       []bufFrame // guarded by the room's mu
 	// skipTo: the member already has the room's messages up to this seq
@@ -68,7 +68,7 @@ type member struct {
 }
 
 type bufFrame struct {
-	f   *hub.Frame
+	f   *broker.Frame
 	seq uint64 // 0 for frames that are not messages
 }
 
@@ -87,7 +87,7 @@ func newRoom(bp *Backplane, name string) *room {
 		subject: roomPrefix + name,
 		ready:   make(chan struct{}),
 		slot:    int(fnv32(name) % snapSlots),
-		index:   make(map[hub.Subscriber]*member),
+		index:   make(map[broker.Subscriber]*member),
 		pres:    newPresenceView(),
 	}
 	r.pub.r = r
@@ -147,7 +147,7 @@ func (r *room) setup() error {
 }
 
 // sendLocked queues f to m, or holds it while m is joining with since.
-func (r *room) sendLocked(m *member, f *hub.Frame, seq uint64) {
+func (r *room) sendLocked(m *member, f *broker.Frame, seq uint64) {
 	if seq != 0 && seq <= m.skipTo {
 		return // the member had it before it joined here
 	}
@@ -175,7 +175,7 @@ func (r *room) deliverLocked(st *stored, at time.Time) {
 	for ; i < len(r.acks) && r.acks[i].seq <= st.seq; i++ {
 		a := r.acks[i]
 		if r.index[a.mem.sub] == a.mem {
-			r.sendLocked(a.mem, &hub.Frame{Data: a.data}, 0)
+			r.sendLocked(a.mem, &broker.Frame{Data: a.data}, 0)
 		}
 	}
 	if i > 0 {
@@ -218,7 +218,7 @@ func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok boo
 		if r.index[a.mem.sub] == a.mem {
 			e := unavailable("the message was lost with the NATS stream before it was delivered; send it again")
 			e.Ref = a.ref
-			r.sendLocked(a.mem, &hub.Frame{Data: protocol.ErrorEnvelope(e)}, 0)
+			r.sendLocked(a.mem, &broker.Frame{Data: protocol.ErrorEnvelope(e)}, 0)
 		}
 	}
 	clear(r.acks)
@@ -294,7 +294,7 @@ func (r *room) flushPresence() {
 	if !changed {
 		return
 	}
-	f := &hub.Frame{Data: protocol.Presence(r.name, joined, left, r.pres.online())}
+	f := &broker.Frame{Data: protocol.Presence(r.name, joined, left, r.pres.online())}
 	for _, m := range r.members {
 		r.sendLocked(m, f, 0)
 	}
@@ -342,7 +342,7 @@ func (r *room) teardown() {
 	}
 }
 
-// membership implements hub.Membership.
+// membership implements broker.Membership.
 type membership struct {
 	r *room
 	m *member

@@ -31,7 +31,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/chatgate/chatgate/gateway"
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/web"
 )
 
@@ -174,9 +174,9 @@ func testConfig(node string) gateway.Config {
 // If cfg.Addr names a port that is still taken, it retries until it binds.
 // A nil broker gives the gateway its own in-process hub; gateways given the
 // same hub behave like replicas sharing a backplane.
-func startGateway(t *testing.T, cfg gateway.Config, logName string, broker hub.Broker) *gw {
+func startGateway(t *testing.T, cfg gateway.Config, logName string, b broker.Broker) *gw {
 	t.Helper()
-	return startGatewayWith(t, cfg, logName, gateway.Options{Broker: broker})
+	return startGatewayWith(t, cfg, logName, gateway.Options{Broker: b})
 }
 
 // startGatewayWith is startGateway with more Options (an Observer, say);
