@@ -69,7 +69,7 @@ type Config struct {
 	PresenceSync       time.Duration // snapshot period (default 5s)
 	PresenceTTL        time.Duration // a silent replica's users expire after this (default 15s)
 
-	PublishTimeout time.Duration // one send's budget for the PubAck, retries included (default 3s)
+	PublishTimeout time.Duration // one send's budget: its PubAck, retries included, then its delivery on this replica (default 3s)
 	HealthTimeout  time.Duration // down when JetStream has not answered for this long (default 3s; probed every third of it)
 	ReconnectWait  time.Duration // base wait between reconnect attempts (default 1s, plus jitter)
 	SyncWait       time.Duration // how long a room's first join waits for the other replicas' members (default 250ms)

@@ -176,23 +176,16 @@ func TestLiveGapRepaired(t *testing.T) {
 		m := mustJoin(t, b, self, room, nil)
 
 		restore := cutLive(t, b, room)
-		want := publishN(t, m, 3, "own")
+		var want []uint64
+		for i := range 3 {
+			want = append(want, publishN(t, m, 1, fmt.Sprint("own", i))...)
+			// Publish returned once the repair had delivered the message
+			// here: the sender holds it, then its ack.
+			checkOwnThenAck(t, self.snapshot(), want)
+		}
 		restore()
 		checkExactly(t, "b's watcher", watcher, room, want)
 		checkExactly(t, "the sender", self, room, want)
-		// The sender sees each message before its ack.
-		waitUntil(t, "the acks", func() bool { return len(acks(self.snapshot())) == len(want) })
-		seen := map[uint64]bool{}
-		for _, e := range self.snapshot() {
-			switch e.typ() {
-			case "message":
-				seen[e.u64("seq")] = true
-			case "ack":
-				if !seen[e.u64("seq")] {
-					t.Fatalf("ack %d before its message", e.u64("seq"))
-				}
-			}
-		}
 		if got := counter(t, regB, "chatgate_backplane_repairs_total", "cause", "ack"); got < 1 {
 			t.Fatalf("ack repairs %v; want ≥ 1", got)
 		}
@@ -202,14 +195,26 @@ func TestLiveGapRepaired(t *testing.T) {
 	}
 }
 
-func acks(envs []env) []env {
-	var out []env
+// checkOwnThenAck fails unless envs (what a sender holds) has exactly the
+// messages want and, after each, its ack.
+func checkOwnThenAck(t *testing.T, envs []env, want []uint64) {
+	t.Helper()
+	seen := map[uint64]bool{}
+	var acked []uint64
 	for _, e := range envs {
-		if e.typ() == "ack" {
-			out = append(out, e)
+		switch e.typ() {
+		case "message":
+			seen[e.u64("seq")] = true
+		case "ack":
+			if !seen[e.u64("seq")] {
+				t.Fatalf("ack %d before its message", e.u64("seq"))
+			}
+			acked = append(acked, e.u64("seq"))
 		}
 	}
-	return out
+	if fmt.Sprint(acked) != fmt.Sprint(want) {
+		t.Fatalf("when Publish returned the sender held acks %v; want %v", acked, want)
+	}
 }
 
 // gateSub blocks in Enqueue on its first message frame until open is

@@ -46,10 +46,17 @@ func (p *publisher) yieldFor(d time.Duration) {
 	p.yieldUntil.Store(time.Now().Add(d).UnixNano())
 }
 
-// Publish stores the message in the stream, then queues the ack once this
-// replica has delivered it. Nothing is acked unless stored.
+// Publish stores the message in the stream, waits until this replica has
+// delivered it (so the sender's own message is queued to the sender), then
+// queues the ack and returns: the broker contract's order (see package
+// broker). Nothing is acked unless stored. The wait is bounded by the
+// send's budget (PublishTimeout, from the start of Publish), by a change
+// of stream and by Close; a send stored but not delivered here within
+// them is answered unavailable, like a send whose PubAck was lost.
 func (ms *membership) Publish(ctx context.Context, text, ref string) (broker.Published, *protocol.Error) {
 	r, bp := ms.r, ms.r.bp
+	ctx, cancel := context.WithTimeout(ctx, bp.cfg.PublishTimeout)
+	defer cancel()
 	r.mu.Lock()
 	joined := r.index[ms.m.sub] == ms.m && !r.closed
 	n := len(r.members)
@@ -61,37 +68,102 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (broker.Pub
 	if err != nil {
 		bp.met.publishErrors.Inc()
 		bp.log.Debug("publish failed", "err", err)
-		e := unavailable("the message was not stored; send it again")
-		e.Ref = ref
-		return broker.Published{}, e
+		return broker.Published{}, withRef(unavailable("the message was not stored; send it again"), ref)
 	}
-	ack := protocol.Ack(ref, r.name, seq)
-	r.mu.Lock()
-	moved := r.epoch != ep
-	switch {
-	case moved || r.index[ms.m.sub] != ms.m:
-	case r.lastSeq >= seq:
-		r.sendLocked(ms.m, &broker.Frame{Data: ack}, 0)
-	default:
-		// Wait for the live message (or a repair, see auditLocked).
-		a := pendingAck{seq: seq, mem: ms.m, ref: ref, data: ack, at: time.Now()}
-		i, _ := slices.BinarySearchFunc(r.acks, seq, func(a pendingAck, s uint64) int { return cmp.Compare(a.seq, s) })
-		r.acks = slices.Insert(r.acks, i, a)
-	}
-	r.mu.Unlock()
-	if moved {
-		// Stored in a stream the room has left (lost, or replaced while
-		// the PubAck was on its way): it may never be delivered.
-		bp.met.publishErrors.Inc()
-		e := unavailable("the stream changed while the message was stored; send it again")
-		e.Ref = ref
-		return broker.Published{}, e
+	if perr := r.ackDelivered(ctx, ms.m, seq, ep, ref); perr != nil {
+		return broker.Published{}, perr
 	}
 	return broker.Published{Seq: seq, Recipients: n}, nil
 }
 
+// ownSend is a send of this replica, stored, waiting for this replica to
+// deliver it.
+type ownSend struct {
+	seq  uint64
+	at   time.Time     // when the PubAck came
+	done chan struct{} // closed once delivered, or when the room moves or closes
+}
+
+// ackDelivered waits until this replica has delivered seq (published by m
+// in epoch ep) to the room's members, m included, then queues m's ack. A
+// message a delivery gap skipped (gone from the stream before this replica
+// could deliver it, counted and logged) is acked too: it was stored, and the
+// gap is every local member's.
+func (r *room) ackDelivered(ctx context.Context, m *member, seq, ep uint64, ref string) *protocol.Error {
+	bp := r.bp
+	r.mu.Lock()
+	var w *ownSend
+	if r.lastSeq < seq && r.epoch == ep && !r.closed {
+		w = &ownSend{seq: seq, at: time.Now(), done: make(chan struct{})}
+		i, _ := slices.BinarySearchFunc(r.sends, seq, func(s *ownSend, seq uint64) int { return cmp.Compare(s.seq, seq) })
+		r.sends = slices.Insert(r.sends, i, w)
+		r.mu.Unlock()
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+		}
+		r.mu.Lock()
+		if i := slices.Index(r.sends, w); i >= 0 {
+			r.sends = slices.Delete(r.sends, i, i+1)
+		}
+	}
+	var perr *protocol.Error
+	switch {
+	case r.epoch != ep:
+		// Stored in a stream the room has left (lost, or replaced while
+		// the PubAck was on its way): it may never be delivered.
+		perr = unavailable("the message was lost with the NATS stream before it was delivered; send it again")
+	case r.index[m.sub] != m:
+		perr = &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name}
+	case r.lastSeq >= seq:
+		r.sendLocked(m, &broker.Frame{Data: protocol.Ack(ref, r.name, seq)}, 0)
+	case r.closed:
+		perr = unavailable("gateway is shutting down")
+	default:
+		perr = unavailable("the message was stored but not delivered in time; it may still arrive: look for it before sending it again")
+	}
+	r.mu.Unlock()
+	if perr == nil {
+		return nil
+	}
+	if perr.Code == protocol.CodeUnavailable {
+		bp.met.publishErrors.Inc()
+	}
+	return withRef(perr, ref)
+}
+
+// deliveredLocked wakes the sends of this replica that the room's delivery
+// has reached (their seq is at or below its position).
+func (r *room) deliveredLocked() {
+	i := 0
+	for ; i < len(r.sends) && r.sends[i].seq <= r.lastSeq; i++ {
+		close(r.sends[i].done)
+	}
+	if i > 0 {
+		clear(r.sends[:i])
+		r.sends = r.sends[i:]
+	}
+}
+
+// releaseSendsLocked wakes every waiting send: the room moved to another
+// stream or closed.
+func (r *room) releaseSendsLocked() int {
+	n := len(r.sends)
+	for _, w := range r.sends {
+		close(w.done)
+	}
+	clear(r.sends)
+	r.sends = r.sends[:0]
+	return n
+}
+
+func withRef(e *protocol.Error, ref string) *protocol.Error {
+	e.Ref = ref
+	return e
+}
+
 // publish stores one message and returns its stream seq and the room's
-// epoch it was published in. It expects the subject's last seq to be what
+// epoch it was published in, within ctx (the send's budget). It expects the subject's last seq to be what
 // this replica believes; when another replica got there first, it
 // refreshes that from the stream and tries again, a few times.
 func (p *publisher) publish(ctx context.Context, from protocol.User, text string) (uint64, uint64, error) {
@@ -101,8 +173,6 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		return 0, 0, errUnavailable
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, bp.cfg.PublishTimeout)
-	defer cancel()
 	ctx, span := bp.tracer.Start(ctx, "chatgate.backplane.publish", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "send")))
 	defer span.End()

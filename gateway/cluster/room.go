@@ -51,10 +51,10 @@ type room struct {
 	pres    presenceView
 	// presenceTmr sends the coalesced presence changes.
 	presenceTmr *time.Timer
-	// acks waits for this replica to deliver a published message before
-	// the sender's ack is queued; in seq order.
-	acks []pendingAck
-	rep  repairState
+	// sends are this replica's stored sends waiting for their delivery
+	// here (Publish queues the ack after it); in seq order.
+	sends []*ownSend
+	rep   repairState
 }
 
 type member struct {
@@ -70,14 +70,6 @@ type member struct {
 type bufFrame struct {
 	f   *broker.Frame
 	seq uint64 // 0 for frames that are not messages
-}
-
-type pendingAck struct {
-	seq  uint64
-	mem  *member
-	ref  string
-	data []byte
-	at   time.Time // when the PubAck came
 }
 
 func newRoom(bp *Backplane, name string) *room {
@@ -159,8 +151,8 @@ func (r *room) sendLocked(m *member, f *broker.Frame, seq uint64) {
 }
 
 // deliverLocked hands the room's next message to every local member, then
-// queues the acks of this replica's sends it completes. at is when the
-// message reached this replica.
+// wakes the sends of this replica it completes (their Publish queues the
+// ack). at is when the message reached this replica.
 func (r *room) deliverLocked(st *stored, at time.Time) {
 	bp := r.bp
 	start := time.Now()
@@ -171,17 +163,7 @@ func (r *room) deliverLocked(st *stored, at time.Time) {
 		r.sendLocked(m, f, st.seq)
 	}
 	n := len(r.members)
-	i := 0
-	for ; i < len(r.acks) && r.acks[i].seq <= st.seq; i++ {
-		a := r.acks[i]
-		if r.index[a.mem.sub] == a.mem {
-			r.sendLocked(a.mem, &broker.Frame{Data: a.data}, 0)
-		}
-	}
-	if i > 0 {
-		clear(r.acks[:i])
-		r.acks = r.acks[i:]
-	}
+	r.deliveredLocked()
 	bp.obs.Fanout(n, time.Since(start))
 	if span != nil {
 		span.SetAttributes(attribute.Int("chatgate.recipients", n))
@@ -192,8 +174,8 @@ func (r *room) deliverLocked(st *stored, at time.Time) {
 // moveTo moves the room onto a new stream (epoch ep) whose messages start
 // after pos; above says no position of the old stream lies above pos. The
 // messages the room held in the old stream are gone: that is one gap,
-// counted and logged, and sends whose ack waited for their delivery are
-// answered unavailable. The room then repairs from the new stream. ok is
+// counted and logged, and sends waiting for their delivery are answered
+// unavailable. The room then repairs from the new stream. ok is
 // false when the room was torn down or already moved.
 func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok bool) {
 	bp := r.bp
@@ -203,7 +185,7 @@ func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok boo
 		return false, 0, false
 	}
 	onNew := above && r.lastSeq > pos // already delivering from the new stream
-	gap = !onNew && (r.lastMsg > r.floor || len(r.acks) > 0)
+	gap = !onNew && (r.lastMsg > r.floor || len(r.sends) > 0)
 	lastMsg := r.lastMsg
 	r.epoch = ep
 	if !onNew {
@@ -213,16 +195,7 @@ func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok boo
 	for _, m := range r.members {
 		m.skipTo = 0 // positions of the old stream
 	}
-	unacked = len(r.acks)
-	for _, a := range r.acks {
-		if r.index[a.mem.sub] == a.mem {
-			e := unavailable("the message was lost with the NATS stream before it was delivered; send it again")
-			e.Ref = a.ref
-			r.sendLocked(a.mem, &broker.Frame{Data: protocol.ErrorEnvelope(e)}, 0)
-		}
-	}
-	clear(r.acks)
-	r.acks = r.acks[:0]
+	unacked = r.releaseSendsLocked() // their Publish answers unavailable
 	r.dropHeldLocked()
 	r.startRepairLocked(causeResync, 0)
 	r.mu.Unlock()
@@ -336,6 +309,7 @@ func (r *room) teardown() {
 	r.closed = true
 	r.stopTimersLocked()
 	r.dropHeldLocked()
+	r.releaseSendsLocked()
 	r.mu.Unlock()
 	if r.live != nil {
 		_ = r.live.Unsubscribe()
