@@ -239,12 +239,13 @@ func TestHistoryResumeOnAnotherReplica(t *testing.T) {
 }
 
 // since 0 on a room whose whole life is held replays everything, with
-// recovered false as with the in-process hub: the stream's numbering does
-// not start at 0 (it starts from the clock, see ensureStream), so nothing
-// shows that no message of the room came before it (a lost stream, say).
+// recovered true as with the in-process hub: the first message the stream
+// holds of the room starts its chain (Chatgate-Start), on another replica
+// too.
 func TestSinceZeroReplaysWholeRoom(t *testing.T) {
 	ns := startNATS(t)
 	a := startNode(t, ns, "gw-a", nil)
+	b := startNode(t, ns, "gw-b", nil)
 	c := dial(t, a, "")
 	c.join("fresh", nil)
 	var want []uint64
@@ -252,14 +253,16 @@ func TestSinceZeroReplaysWholeRoom(t *testing.T) {
 		want = append(want, c.sendWait("fresh", "hi", fmt.Sprint(i)).seq)
 	}
 	zero := uint64(0)
-	d := dial(t, a, "")
-	j := d.join("fresh", &zero)
-	if rec, ok := j["recovered"].(bool); !ok || rec {
-		t.Fatalf("joined %v; want recovered false", j)
-	}
-	d.waitFor("replay", func(envs []env) bool { return len(messages(envs, "fresh")) == 3 })
-	if got := seqs(d.snapshot(), "fresh"); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("replayed %v; want %v", got, want)
+	for _, n := range []*node{a, b} {
+		d := dial(t, n, "")
+		j := d.join("fresh", &zero)
+		if rec, ok := j["recovered"].(bool); !ok || !rec {
+			t.Fatalf("joined on %s %v; want recovered true", n.name, j)
+		}
+		d.waitFor("replay", func(envs []env) bool { return len(messages(envs, "fresh")) == 3 })
+		if got := seqs(d.snapshot(), "fresh"); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("replayed on %s %v; want %v", n.name, got, want)
+		}
 	}
 }
 

@@ -22,6 +22,10 @@ const (
 	hdrName = "Chatgate-Name" // sender's display name
 	hdrTS   = "Chatgate-Ts"   // accepted at, unix ms
 	hdrPrev = "Chatgate-Prev" // the room's previous message seq, or the floor (see chain.go)
+	// hdrStart marks a message published when the stream held no message
+	// of the room (the publish expected the subject to be empty): it starts
+	// the room's chain, and its Chatgate-Prev is the floor (see chain.go).
+	hdrStart = "Chatgate-Start"
 )
 
 // stored is one message of a room, live or read from the stream, encoded
@@ -41,6 +45,7 @@ func decode(room string, seq uint64, h nats.Header, text []byte) stored {
 	if p := h.Get(hdrPrev); p != "" {
 		if v, err := strconv.ParseUint(p, 10, 64); err == nil {
 			st.prev, st.hasPrev = v, true
+			st.start = h.Get(hdrStart) == "1"
 		}
 	}
 	st.data = protocol.Message(room, seq, protocol.User{ID: id, Name: name}, string(text), ts)

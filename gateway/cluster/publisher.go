@@ -212,7 +212,9 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		msg.Header.Set(hdrTS, ts)
 		prev := p.expect
 		if prev == 0 {
+			// Expecting an empty subject: this message starts the chain.
 			prev = floor
+			msg.Header.Set(hdrStart, "1")
 		}
 		msg.Header.Set(hdrPrev, strconv.FormatUint(prev, 10))
 		bp.cfg.Prop.Inject(ctx, headerCarrier(msg.Header))
