@@ -224,18 +224,30 @@ func (bp *Backplane) poke() {
 
 var errUnavailable = errors.New("cluster: backplane unavailable")
 
+// retryAfterMs is what every unavailable of the backplane asks a client to
+// wait before trying again.
+const retryAfterMs = 1000
+
 func unavailable(msg string) *protocol.Error {
-	return &protocol.Error{Code: protocol.CodeUnavailable, Message: msg, RetryAfterMs: 1000}
+	return &protocol.Error{Code: protocol.CodeUnavailable, Message: msg, RetryAfterMs: retryAfterMs}
+}
+
+// shuttingDown is the protocol's shutting-down error, with the retry hint
+// of every unavailable here: another replica can take the client.
+func shuttingDown() *protocol.Error {
+	e := protocol.ShuttingDownError()
+	e.RetryAfterMs = retryAfterMs
+	return e
 }
 
 // Join implements broker.Broker.
 func (bp *Backplane) Join(sub broker.Subscriber, name string, since *uint64) (broker.Membership, *protocol.Error) {
 	if !protocol.ValidRoom(name) {
-		return nil, &protocol.Error{Code: protocol.CodeInvalidRoom, Message: "room must match [A-Za-z0-9_.-]{1,64}"}
+		return nil, protocol.InvalidRoomError()
 	}
 	for {
 		if bp.closed.Load() {
-			return nil, unavailable("gateway is shutting down")
+			return nil, shuttingDown()
 		}
 		r, perr := bp.room(name)
 		if perr != nil {
@@ -260,7 +272,7 @@ func (bp *Backplane) room(name string) (*room, *protocol.Error) {
 	if !ok {
 		if len(bp.rooms) >= bp.cfg.MaxRooms {
 			bp.mu.Unlock()
-			return nil, &protocol.Error{Code: protocol.CodeRoomLimit, Message: "the gateway holds as many rooms as it may; try again later", RetryAfterMs: 1000}
+			return nil, protocol.RoomLimitError()
 		}
 		r = newRoom(bp, name)
 		bp.rooms[name] = r

@@ -62,7 +62,7 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (broker.Pub
 	n := len(r.members)
 	r.mu.Unlock()
 	if !joined {
-		return broker.Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
+		return broker.Published{}, protocol.NotJoinedError(r.name, ref)
 	}
 	seq, ep, err := r.pub.publish(ctx, ms.m.sub.User(), text)
 	if err != nil {
@@ -114,11 +114,11 @@ func (r *room) ackDelivered(ctx context.Context, m *member, seq, ep uint64, ref 
 		// the PubAck was on its way): it may never be delivered.
 		perr = unavailable("the message was lost with the NATS stream before it was delivered; send it again")
 	case r.index[m.sub] != m:
-		perr = &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name}
+		perr = protocol.NotJoinedError(r.name, ref)
 	case r.lastSeq >= seq:
 		r.sendLocked(m, &broker.Frame{Data: protocol.Ack(ref, r.name, seq)}, 0)
 	case r.closed:
-		perr = unavailable("gateway is shutting down")
+		perr = shuttingDown()
 	default:
 		perr = unavailable("the message was stored but not delivered in time; it may still arrive: look for it before sending it again")
 	}
