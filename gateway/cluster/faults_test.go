@@ -266,8 +266,8 @@ func TestFrozenNATSNoticed(t *testing.T) {
 		if up := n.gauge(t, "chatgate_backplane_up"); up != 0 {
 			t.Fatalf("%s: chatgate_backplane_up = %v while NATS is frozen", n.name, up)
 		}
-		t.Logf("%s: not ready %v after NATS froze (health timeout %v)", n.name, took.Round(time.Millisecond), defaultHealthTimeout)
-		if limit := defaultHealthTimeout + time.Second; took > limit {
+		t.Logf("%s: not ready %v after NATS froze (health timeout %v)", n.name, took.Round(time.Millisecond), DefaultHealthTimeout)
+		if limit := DefaultHealthTimeout + time.Second; took > limit {
 			t.Fatalf("%s: not ready only %v after NATS froze; want within %v", n.name, took, limit)
 		}
 	}
