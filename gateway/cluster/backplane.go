@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -68,7 +69,11 @@ type Backplane struct {
 	syncS   *nats.Subscription
 
 	ensure chan struct{} // poked on (re)connect
-	quit   chan struct{}
+	// life ends (stop) when Close stops the background work; quit is its
+	// Done channel.
+	life   context.Context
+	stop   context.CancelFunc
+	quit   <-chan struct{}
 	wg     sync.WaitGroup // background goroutines: loops, dispatchers, repair workers
 	timers sync.WaitGroup // armed presence and repair-retry timers
 }
@@ -92,8 +97,9 @@ func New(cfg Config) (*Backplane, error) {
 		rooms:  make(map[string]*room),
 		census: make(map[string]time.Time),
 		ensure: make(chan struct{}, 1),
-		quit:   make(chan struct{}),
 	}
+	bp.life, bp.stop = context.WithCancel(context.Background())
+	bp.quit = bp.life.Done()
 	bp.tick = min(max(cfg.PresenceTTL/20, 10*time.Millisecond), time.Second)
 	bp.out.init()
 	bp.disp.init(cfg.liveQueue)
@@ -343,7 +349,7 @@ func (bp *Backplane) Close() error {
 		}
 	}
 	bp.announce(false)
-	close(bp.quit)
+	bp.stop()
 	bp.repairs.close()
 	bp.wg.Wait()
 	bp.timers.Wait()

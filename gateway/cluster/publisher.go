@@ -20,6 +20,7 @@ import (
 
 	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
 // yieldWindow is how long a replica holds new messages of a room after a
@@ -185,7 +186,7 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 	// that keeps losing asks the others to yield (see below); honour such
 	// a request before a new message (not before a retry).
 	if yield := time.Until(time.Unix(0, p.yieldUntil.Load())); yield > 0 {
-		sleepCtx(ctx, yield)
+		ctxsleep.Sleep(ctx, yield)
 	}
 	r.mu.Lock()
 	known, floor, ep := r.lastMsg, r.floor, r.epoch
@@ -245,7 +246,7 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		if try%4 == 1 {
 			bp.out.push(yieldPrefix+r.name, "", presenceMsg{R: bp.id, K: kindYield})
 		}
-		if try >= 4 && !sleepCtx(ctx, backoff(try-4, 50*time.Microsecond, time.Millisecond)) {
+		if try >= 4 && !ctxsleep.Sleep(ctx, backoff(try-4, 50*time.Microsecond, time.Millisecond)) {
 			break
 		}
 	}
@@ -290,15 +291,4 @@ func wrongLastSeq(err error) (uint64, bool) {
 	_, num, _ := strings.Cut(apiErr.Description, "wrong last sequence: ")
 	last, _ := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
 	return last, true
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
