@@ -14,6 +14,7 @@ import (
 	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/natstest"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 // counter reads a counter of reg (summed over label values matching
@@ -109,9 +110,9 @@ func publishN(t *testing.T, m broker.Membership, n int, tag string) []uint64 {
 func checkExactly(t *testing.T, who string, sub *fakeSub, room string, want []uint64) {
 	t.Helper()
 	waitUntil(t, fmt.Sprintf("%s has %d messages", who, len(want)), func() bool {
-		return len(seqs(sub.snapshot(), room)) >= len(want)
+		return len(wstest.Seqs(sub.Snapshot(), room)) >= len(want)
 	})
-	if got := seqs(sub.snapshot(), room); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := wstest.Seqs(sub.Snapshot(), room); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("%s received %v; want exactly %v", who, got, want)
 	}
 }
@@ -181,7 +182,7 @@ func TestLiveGapRepaired(t *testing.T) {
 			want = append(want, publishN(t, m, 1, fmt.Sprint("own", i))...)
 			// Publish returned once the repair had delivered the message
 			// here: the sender holds it, then its ack.
-			checkOwnThenAck(t, self.snapshot(), want)
+			checkOwnThenAck(t, self.Snapshot(), want)
 		}
 		restore()
 		checkExactly(t, "b's watcher", watcher, room, want)
@@ -202,14 +203,14 @@ func checkOwnThenAck(t *testing.T, envs []env, want []uint64) {
 	seen := map[uint64]bool{}
 	var acked []uint64
 	for _, e := range envs {
-		switch e.typ() {
+		switch e.Type() {
 		case "message":
-			seen[e.u64("seq")] = true
+			seen[e.U64("seq")] = true
 		case "ack":
-			if !seen[e.u64("seq")] {
-				t.Fatalf("ack %d before its message", e.u64("seq"))
+			if !seen[e.U64("seq")] {
+				t.Fatalf("ack %d before its message", e.U64("seq"))
 			}
-			acked = append(acked, e.u64("seq"))
+			acked = append(acked, e.U64("seq"))
 		}
 	}
 	if fmt.Sprint(acked) != fmt.Sprint(want) {

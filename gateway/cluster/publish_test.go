@@ -92,8 +92,8 @@ func TestPublishWaitsForOwnDelivery(t *testing.T) {
 			if tc.end != nil && res.took >= cfg.PublishTimeout {
 				t.Fatalf("Publish took %v; want it to end with the wait, before the budget (%v)", res.took, cfg.PublishTimeout)
 			}
-			for _, e := range self.snapshot() {
-				if e.typ() == "ack" {
+			for _, e := range self.Snapshot() {
+				if e.Type() == "ack" {
 					t.Fatalf("the sender got %v", e)
 				}
 			}
