@@ -276,7 +276,7 @@ func (bp *Backplane) room(name string) (*room, *protocol.Error) {
 	bp.mu.Lock()
 	r, ok := bp.rooms[name]
 	if !ok {
-		if len(bp.rooms) >= bp.cfg.MaxRooms {
+		if len(bp.rooms) >= bp.cfg.Rooms.MaxRooms {
 			bp.mu.Unlock()
 			return nil, protocol.RoomLimitError()
 		}

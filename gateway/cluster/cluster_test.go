@@ -150,8 +150,8 @@ func subset(a, b map[string]bool) bool {
 // messages it missed, recovered: true; and the other recovered cases hold.
 func TestHistoryResumeOnAnotherReplica(t *testing.T) {
 	ns := startNATS(t)
-	a := startNode(t, ns, "gw-a", func(c *Config) { c.History = 5 })
-	b := startNode(t, ns, "gw-b", func(c *Config) { c.History = 5 })
+	a := startNode(t, ns, "gw-a", func(c *Config) { c.Rooms.History = 5 })
+	b := startNode(t, ns, "gw-b", func(c *Config) { c.Rooms.History = 5 })
 
 	talker := dial(t, b, "name=talker")
 	talker.JoinSince("r", nil)
@@ -272,7 +272,7 @@ func TestSinceZeroReplaysWholeRoom(t *testing.T) {
 // connection remains; a remote join-and-leave within one interval cancels.
 func TestPresenceDistinctAcrossReplicas(t *testing.T) {
 	ns := startNATS(t)
-	mut := func(c *Config) { c.PresenceInterval = 150 * time.Millisecond }
+	mut := func(c *Config) { c.Rooms.PresenceInterval = 150 * time.Millisecond }
 	a := newBackplane(t, withCfg(testBackplaneConfig(t, ns, "a"), mut))
 	b := newBackplane(t, withCfg(testBackplaneConfig(t, ns, "b"), mut))
 	c := newBackplane(t, withCfg(testBackplaneConfig(t, ns, "c"), mut))
@@ -388,7 +388,7 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 	ns := startNATS(t)
 	// History large enough that a slow reconnect (under -race) still finds
 	// every message it missed.
-	deep := func(c *Config) { c.History = 1000 }
+	deep := func(c *Config) { c.Rooms.History = 1000 }
 	nodes := []*node{startNode(t, ns, "gw-a", deep), startNode(t, ns, "gw-b", deep), startNode(t, ns, "gw-c", deep)}
 	const room = "busy"
 	const perClient = 90

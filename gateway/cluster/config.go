@@ -54,7 +54,11 @@ type Config struct {
 	// so two replicas given the same name stay apart).
 	NodeID string
 
-	History  int                           // messages kept per room (MaxMsgsPerSubject, default broker.DefaultHistory)
+	// Rooms are the room settings every broker takes: History is the
+	// stream's MaxMsgsPerSubject, MaxRooms the rooms this replica serves at
+	// once. Zero values take broker's defaults.
+	Rooms broker.Settings
+
 	MaxAge   time.Duration                 // how long the stream keeps a message (default DefaultStreamMaxAge)
 	Storage  jetstream.StorageType         // file (default) or memory
 	Replicas int                           // stream replicas (default DefaultStreamReplicas)
@@ -65,11 +69,8 @@ type Config struct {
 	Tracer   trace.TracerProvider          // nil: no spans
 	Prop     propagation.TextMapPropagator // nil: otel's global propagator
 
-	MaxRooms           int           // local rooms at once (default broker.DefaultMaxRooms)
-	PresenceInterval   time.Duration // presence coalescing window (default broker.DefaultPresenceInterval)
-	PresenceMaxMembers int           // count-only above this (default broker.DefaultPresenceMaxMembers)
-	PresenceSync       time.Duration // snapshot period (default DefaultPresenceSync)
-	PresenceTTL        time.Duration // a silent replica's users expire after this (default DefaultPresenceTTL)
+	PresenceSync time.Duration // snapshot period (default DefaultPresenceSync)
+	PresenceTTL  time.Duration // a silent replica's users expire after this (default DefaultPresenceTTL)
 
 	PublishTimeout time.Duration // one send's budget: its PubAck, retries included, then its delivery on this replica (default 3s)
 	HealthTimeout  time.Duration // down when JetStream has not answered for this long (default DefaultHealthTimeout; probed every third of it)
@@ -82,9 +83,7 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.History <= 0 {
-		c.History = broker.DefaultHistory
-	}
+	c.Rooms = c.Rooms.OrDefaults()
 	if c.MaxAge <= 0 {
 		c.MaxAge = DefaultStreamMaxAge
 	}
@@ -108,15 +107,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Prop == nil {
 		c.Prop = otel.GetTextMapPropagator()
-	}
-	if c.MaxRooms <= 0 {
-		c.MaxRooms = broker.DefaultMaxRooms
-	}
-	if c.PresenceInterval <= 0 {
-		c.PresenceInterval = broker.DefaultPresenceInterval
-	}
-	if c.PresenceMaxMembers <= 0 {
-		c.PresenceMaxMembers = broker.DefaultPresenceMaxMembers
 	}
 	if c.PresenceSync <= 0 {
 		c.PresenceSync = DefaultPresenceSync

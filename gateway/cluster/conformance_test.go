@@ -21,17 +21,14 @@ func TestBrokerContract(t *testing.T) {
 			bps := make([]*Backplane, 2)
 			for i, name := range []string{"a", "b"} {
 				cfg := Config{
-					URL:                ns.URL(),
-					NodeID:             name,
-					History:            s.History,
-					MaxRooms:           s.MaxRooms,
-					PresenceInterval:   s.PresenceInterval,
-					PresenceMaxMembers: s.PresenceMaxMembers,
-					Storage:            jetstream.MemoryStorage,
-					Logger:             testLogger(t, name),
-					PresenceSync:       200 * time.Millisecond,
-					PresenceTTL:        2 * time.Second,
-					ReconnectWait:      50 * time.Millisecond,
+					URL:           ns.URL(),
+					NodeID:        name,
+					Rooms:         s,
+					Storage:       jetstream.MemoryStorage,
+					Logger:        testLogger(t, name),
+					PresenceSync:  200 * time.Millisecond,
+					PresenceTTL:   2 * time.Second,
+					ReconnectWait: 50 * time.Millisecond,
 				}
 				bps[i] = newBackplane(t, cfg)
 				nodes[i] = bps[i]

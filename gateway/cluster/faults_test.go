@@ -72,7 +72,7 @@ func TestStreamLostOnNATSRestart(t *testing.T) {
 			logs := map[string]logCount{}
 			mut := func(name string) func(*Config) {
 				return func(c *Config) {
-					c.Storage, c.History = tc.storage, 1000
+					c.Storage, c.Rooms.History = tc.storage, 1000
 					lc := newLogCount(c.Logger.Handler())
 					logs[name] = lc
 					c.Logger = slog.New(lc)

@@ -58,16 +58,15 @@ func testLogger(t testing.TB, name string) *slog.Logger {
 // testBackplaneConfig suits tests: quick presence and reconnects.
 func testBackplaneConfig(t testing.TB, ns *natstest.Server, name string) Config {
 	return Config{
-		URL:              ns.URL(),
-		NodeID:           name,
-		History:          100,
-		Storage:          jetstream.FileStorage,
-		Logger:           testLogger(t, name),
-		PresenceInterval: 20 * time.Millisecond,
-		PresenceSync:     200 * time.Millisecond,
-		PresenceTTL:      2 * time.Second,
-		ReconnectWait:    50 * time.Millisecond,
-		PublishTimeout:   2 * time.Second,
+		URL:            ns.URL(),
+		NodeID:         name,
+		Rooms:          broker.Settings{History: 100, PresenceInterval: 20 * time.Millisecond},
+		Storage:        jetstream.FileStorage,
+		Logger:         testLogger(t, name),
+		PresenceSync:   200 * time.Millisecond,
+		PresenceTTL:    2 * time.Second,
+		ReconnectWait:  50 * time.Millisecond,
+		PublishTimeout: 2 * time.Second,
 	}
 }
 

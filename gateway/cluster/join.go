@@ -21,7 +21,7 @@ func (r *room) join(sub broker.Subscriber, since *uint64) (broker.Membership, bo
 		r.addLocked(m)
 	}
 	joinSeq, lastMsg, floor, ep := r.lastSeq, r.lastMsg, r.floor, r.epoch
-	online, members := r.pres.joinerView(sub.User().ID, r.bp.cfg.PresenceMaxMembers)
+	online, members := r.pres.joinerView(sub.User().ID, r.bp.cfg.Rooms.PresenceMaxMembers)
 	if since == nil {
 		sub.Enqueue(&broker.Frame{Data: protocol.Joined(r.name, joinSeq, online, members, nil)})
 		r.mu.Unlock()

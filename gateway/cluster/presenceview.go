@@ -133,9 +133,10 @@ func (v *presenceView) joinerView(self string, maxListed int) (int, []protocol.U
 	return online, members
 }
 
-// take returns the next presence frame's changes (see broker.PresenceChanges).
-func (v *presenceView) take(maxListed int) (joined, left []protocol.User, changed bool) {
-	return v.changes.Take(v.isPresent, len(v.present) <= maxListed)
+// frame takes the room's next presence frame, nil when nothing changed (see
+// broker.PresenceChanges).
+func (v *presenceView) frame(room string, maxListed int) *broker.Frame {
+	return v.changes.Frame(room, v.isPresent, len(v.present), maxListed)
 }
 
 // apply folds another replica's join, leave, snap or bye into the view.

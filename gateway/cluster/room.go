@@ -50,7 +50,7 @@ type room struct {
 	index   map[broker.Subscriber]*member
 	pres    presenceView
 	// presenceTmr sends the coalesced presence changes.
-	presenceTmr *time.Timer
+	presenceTmr broker.PresenceTimer
 	// sends are this replica's stored sends waiting for their delivery
 	// here (Publish queues the ack after it); in seq order.
 	sends []*ownSend
@@ -83,6 +83,7 @@ func newRoom(bp *Backplane, name string) *room {
 		pres:    newPresenceView(),
 	}
 	r.pub.r = r
+	r.presenceTmr.Init(&r.mu, &bp.timers, bp.cfg.Rooms.PresenceInterval, func() bool { return r.closed }, r.flushPresenceLocked)
 	// Live messages are held until setup knows where the room stands.
 	r.rep.active, r.rep.setup = true, true
 	return r
@@ -247,27 +248,18 @@ func (r *room) emptyLocked() bool { return len(r.members) == 0 && !r.closed }
 // armPresenceLocked schedules the next presence frame, at most one per
 // PresenceInterval.
 func (r *room) armPresenceLocked() {
-	if r.presenceTmr == nil && !r.closed {
-		r.bp.timers.Add(1)
-		r.presenceTmr = time.AfterFunc(r.bp.cfg.PresenceInterval, r.flushPresence)
+	if !r.closed {
+		r.presenceTmr.ArmLocked()
 	}
 }
 
-// flushPresence sends the coalesced presence changes as one frame to every
-// member.
-func (r *room) flushPresence() {
-	defer r.bp.timers.Done()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.presenceTmr = nil
-	if r.closed {
+// flushPresenceLocked sends the coalesced presence changes as one frame
+// to every member (presenceTmr runs it at most once per PresenceInterval).
+func (r *room) flushPresenceLocked() {
+	f := r.pres.frame(r.name, r.bp.cfg.Rooms.PresenceMaxMembers)
+	if f == nil {
 		return
 	}
-	joined, left, changed := r.pres.take(r.bp.cfg.PresenceMaxMembers)
-	if !changed {
-		return
-	}
-	f := &broker.Frame{Data: protocol.Presence(r.name, joined, left, r.pres.online())}
 	for _, m := range r.members {
 		r.sendLocked(m, f, 0)
 	}
@@ -292,10 +284,7 @@ func (r *room) close() {
 }
 
 func (r *room) stopTimersLocked() {
-	if r.presenceTmr != nil && r.presenceTmr.Stop() {
-		r.presenceTmr = nil
-		r.bp.timers.Done()
-	}
+	r.presenceTmr.StopLocked()
 	if r.rep.retry != nil && r.rep.retry.Stop() {
 		r.rep.retry = nil
 		r.bp.timers.Done()

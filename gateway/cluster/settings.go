@@ -108,22 +108,19 @@ func (s *Settings) Validate() error {
 func (s *Settings) Config(nodeID string, rooms broker.Settings) Config {
 	storage, _ := storageOf(s.StreamStorage)
 	return Config{
-		URL:                s.Backplane,
-		CredsFile:          s.NATSCredsFile,
-		TLSCAFile:          s.NATSTLSCAFile,
-		TLSCertFile:        s.NATSTLSCertFile,
-		TLSKeyFile:         s.NATSTLSKeyFile,
-		NodeID:             nodeID,
-		History:            rooms.History,
-		MaxAge:             s.StreamMaxAge,
-		Storage:            storage,
-		Replicas:           s.StreamReplicas,
-		MaxRooms:           rooms.MaxRooms,
-		PresenceInterval:   rooms.PresenceInterval,
-		PresenceMaxMembers: rooms.PresenceMaxMembers,
-		PresenceSync:       s.PresenceSync,
-		PresenceTTL:        s.PresenceTTL,
-		HealthTimeout:      s.NATSHealthTimeout,
+		URL:           s.Backplane,
+		CredsFile:     s.NATSCredsFile,
+		TLSCAFile:     s.NATSTLSCAFile,
+		TLSCertFile:   s.NATSTLSCertFile,
+		TLSKeyFile:    s.NATSTLSKeyFile,
+		NodeID:        nodeID,
+		Rooms:         rooms,
+		MaxAge:        s.StreamMaxAge,
+		Storage:       storage,
+		Replicas:      s.StreamReplicas,
+		PresenceSync:  s.PresenceSync,
+		PresenceTTL:   s.PresenceTTL,
+		HealthTimeout: s.NATSHealthTimeout,
 	}
 }
 

@@ -25,13 +25,10 @@ func TestSettingsDefaultsAreConfigDefaults(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"History", got.History, want.History},
+		{"Rooms", got.Rooms, want.Rooms},
 		{"MaxAge", got.MaxAge, want.MaxAge},
 		{"Storage", got.Storage, want.Storage},
 		{"Replicas", got.Replicas, want.Replicas},
-		{"MaxRooms", got.MaxRooms, want.MaxRooms},
-		{"PresenceInterval", got.PresenceInterval, want.PresenceInterval},
-		{"PresenceMaxMembers", got.PresenceMaxMembers, want.PresenceMaxMembers},
 		{"PresenceSync", got.PresenceSync, want.PresenceSync},
 		{"PresenceTTL", got.PresenceTTL, want.PresenceTTL},
 		{"HealthTimeout", got.HealthTimeout, want.HealthTimeout},
@@ -64,8 +61,7 @@ func TestSettingsConfig(t *testing.T) {
 	c := s.Config("edge-1", rooms)
 	want := Config{
 		URL: "nats://n1:4222,nats://n2:4222", CredsFile: "/c", TLSCAFile: "/ca", TLSCertFile: "/cert", TLSKeyFile: "/key",
-		NodeID: "edge-1", History: 7, MaxAge: 2 * time.Hour, Storage: jetstream.MemoryStorage, Replicas: 3,
-		MaxRooms: 8, PresenceInterval: time.Second, PresenceMaxMembers: 9,
+		NodeID: "edge-1", Rooms: rooms, MaxAge: 2 * time.Hour, Storage: jetstream.MemoryStorage, Replicas: 3,
 		PresenceSync: 2 * time.Second, PresenceTTL: 7 * time.Second, HealthTimeout: 4 * time.Second,
 	}
 	if c != want {

@@ -115,7 +115,7 @@ func (bp *Backplane) streamConfig() jetstream.StreamConfig {
 		Description:       "chatgate room messages, one subject per room",
 		Subjects:          []string{streamSubjects},
 		Retention:         jetstream.LimitsPolicy,
-		MaxMsgsPerSubject: int64(bp.cfg.History),
+		MaxMsgsPerSubject: int64(bp.cfg.Rooms.History),
 		MaxAge:            bp.cfg.MaxAge,
 		Storage:           bp.cfg.Storage,
 		Replicas:          bp.cfg.Replicas,
