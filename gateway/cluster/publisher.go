@@ -18,8 +18,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
 // yieldWindow is how long a replica holds new messages of a room after a
@@ -46,52 +47,124 @@ func (p *publisher) yieldFor(d time.Duration) {
 	p.yieldUntil.Store(time.Now().Add(d).UnixNano())
 }
 
-// Publish stores the message in the stream, then queues the ack once this
-// replica has delivered it. Nothing is acked unless stored.
-func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Published, *protocol.Error) {
+// Publish stores the message in the stream, waits until this replica has
+// delivered it (so the sender's own message is queued to the sender), then
+// queues the ack and returns: the broker contract's order (see package
+// broker). Nothing is acked unless stored. The wait is bounded by the
+// send's budget (PublishTimeout, from the start of Publish), by a change
+// of stream and by Close; a send stored but not delivered here within
+// them is answered unavailable, like a send whose PubAck was lost.
+func (ms *membership) Publish(ctx context.Context, text, ref string) (broker.Published, *protocol.Error) {
 	r, bp := ms.r, ms.r.bp
+	ctx, cancel := context.WithTimeout(ctx, bp.cfg.PublishTimeout)
+	defer cancel()
 	r.mu.Lock()
 	joined := r.index[ms.m.sub] == ms.m && !r.closed
 	n := len(r.members)
 	r.mu.Unlock()
 	if !joined {
-		return hub.Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
+		return broker.Published{}, protocol.NotJoinedError(r.name, ref)
 	}
 	seq, ep, err := r.pub.publish(ctx, ms.m.sub.User(), text)
 	if err != nil {
 		bp.met.publishErrors.Inc()
 		bp.log.Debug("publish failed", "err", err)
-		e := unavailable("the message was not stored; send it again")
-		e.Ref = ref
-		return hub.Published{}, e
+		return broker.Published{}, withRef(unavailable("the message was not stored; send it again"), ref)
 	}
-	ack := protocol.Ack(ref, r.name, seq)
+	if perr := r.ackDelivered(ctx, ms.m, seq, ep, ref); perr != nil {
+		return broker.Published{}, perr
+	}
+	return broker.Published{Seq: seq, Recipients: n}, nil
+}
+
+// ownSend is a send of this replica, stored, waiting for this replica to
+// deliver it.
+type ownSend struct {
+	seq  uint64
+	at   time.Time     // when the PubAck came
+	done chan struct{} // closed once delivered, or when the room moves or closes
+}
+
+// ackDelivered waits until this replica has delivered seq (published by m
+// in epoch ep) to the room's members, m included, then queues m's ack. A
+// message a delivery gap skipped (gone from the stream before this replica
+// could deliver it, counted and logged) is acked too: it was stored, and the
+// gap is every local member's.
+func (r *room) ackDelivered(ctx context.Context, m *member, seq, ep uint64, ref string) *protocol.Error {
+	bp := r.bp
 	r.mu.Lock()
-	moved := r.epoch != ep
-	switch {
-	case moved || r.index[ms.m.sub] != ms.m:
-	case r.lastSeq >= seq:
-		r.sendLocked(ms.m, &hub.Frame{Data: ack}, 0)
-	default:
-		// Wait for the live message (or a repair, see auditLocked).
-		a := pendingAck{seq: seq, mem: ms.m, ref: ref, data: ack, at: time.Now()}
-		i, _ := slices.BinarySearchFunc(r.acks, seq, func(a pendingAck, s uint64) int { return cmp.Compare(a.seq, s) })
-		r.acks = slices.Insert(r.acks, i, a)
+	var w *ownSend
+	if r.lastSeq < seq && r.epoch == ep && !r.closed {
+		w = &ownSend{seq: seq, at: time.Now(), done: make(chan struct{})}
+		i, _ := slices.BinarySearchFunc(r.sends, seq, func(s *ownSend, seq uint64) int { return cmp.Compare(s.seq, seq) })
+		r.sends = slices.Insert(r.sends, i, w)
+		r.mu.Unlock()
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+		}
+		r.mu.Lock()
+		if i := slices.Index(r.sends, w); i >= 0 {
+			r.sends = slices.Delete(r.sends, i, i+1)
+		}
 	}
-	r.mu.Unlock()
-	if moved {
+	var perr *protocol.Error
+	switch {
+	case r.epoch != ep:
 		// Stored in a stream the room has left (lost, or replaced while
 		// the PubAck was on its way): it may never be delivered.
-		bp.met.publishErrors.Inc()
-		e := unavailable("the stream changed while the message was stored; send it again")
-		e.Ref = ref
-		return hub.Published{}, e
+		perr = unavailable("the message was lost with the NATS stream before it was delivered; send it again")
+	case r.index[m.sub] != m:
+		perr = protocol.NotJoinedError(r.name, ref)
+	case r.lastSeq >= seq:
+		r.sendLocked(m, &broker.Frame{Data: protocol.Ack(ref, r.name, seq)}, 0)
+	case r.closed:
+		perr = shuttingDown()
+	default:
+		perr = unavailable("the message was stored but not delivered in time; it may still arrive: look for it before sending it again")
 	}
-	return hub.Published{Seq: seq, Recipients: n}, nil
+	r.mu.Unlock()
+	if perr == nil {
+		return nil
+	}
+	if perr.Code == protocol.CodeUnavailable {
+		bp.met.publishErrors.Inc()
+	}
+	return withRef(perr, ref)
+}
+
+// deliveredLocked wakes the sends of this replica that the room's delivery
+// has reached (their seq is at or below its position).
+func (r *room) deliveredLocked() {
+	i := 0
+	for ; i < len(r.sends) && r.sends[i].seq <= r.lastSeq; i++ {
+		close(r.sends[i].done)
+	}
+	if i > 0 {
+		clear(r.sends[:i])
+		r.sends = r.sends[i:]
+	}
+}
+
+// releaseSendsLocked wakes every waiting send: the room moved to another
+// stream or closed.
+func (r *room) releaseSendsLocked() int {
+	n := len(r.sends)
+	for _, w := range r.sends {
+		close(w.done)
+	}
+	clear(r.sends)
+	r.sends = r.sends[:0]
+	return n
+}
+
+func withRef(e *protocol.Error, ref string) *protocol.Error {
+	e.Ref = ref
+	return e
 }
 
 // publish stores one message and returns its stream seq and the room's
-// epoch it was published in. It expects the subject's last seq to be what
+// epoch it was published in, within ctx (the send's budget). It expects the subject's last seq to be what
 // this replica believes; when another replica got there first, it
 // refreshes that from the stream and tries again, a few times.
 func (p *publisher) publish(ctx context.Context, from protocol.User, text string) (uint64, uint64, error) {
@@ -101,8 +174,6 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		return 0, 0, errUnavailable
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, bp.cfg.PublishTimeout)
-	defer cancel()
 	ctx, span := bp.tracer.Start(ctx, "chatgate.backplane.publish", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "send")))
 	defer span.End()
@@ -115,7 +186,7 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 	// that keeps losing asks the others to yield (see below); honour such
 	// a request before a new message (not before a retry).
 	if yield := time.Until(time.Unix(0, p.yieldUntil.Load())); yield > 0 {
-		sleepCtx(ctx, yield)
+		ctxsleep.Sleep(ctx, yield)
 	}
 	r.mu.Lock()
 	known, floor, ep := r.lastMsg, r.floor, r.epoch
@@ -142,7 +213,9 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		msg.Header.Set(hdrTS, ts)
 		prev := p.expect
 		if prev == 0 {
+			// Expecting an empty subject: this message starts the chain.
 			prev = floor
+			msg.Header.Set(hdrStart, "1")
 		}
 		msg.Header.Set(hdrPrev, strconv.FormatUint(prev, 10))
 		bp.cfg.Prop.Inject(ctx, headerCarrier(msg.Header))
@@ -173,7 +246,7 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		if try%4 == 1 {
 			bp.out.push(yieldPrefix+r.name, "", presenceMsg{R: bp.id, K: kindYield})
 		}
-		if try >= 4 && !sleepCtx(ctx, backoff(try-4, 50*time.Microsecond, time.Millisecond)) {
+		if try >= 4 && !ctxsleep.Sleep(ctx, backoff(try-4, 50*time.Microsecond, time.Millisecond)) {
 			break
 		}
 	}
@@ -218,15 +291,4 @@ func wrongLastSeq(err error) (uint64, bool) {
 	_, num, _ := strings.Cut(apiErr.Description, "wrong last sequence: ")
 	last, _ := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
 	return last, true
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
