@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/observe"
 )
 
 // gatewayConfig is the gateway's defaults with limits raised for load, as
@@ -28,9 +30,13 @@ func gatewayConfig() gateway.Config {
 	return cfg
 }
 
-// startGateway runs an in-process gateway on a loopback httptest listener.
+// startGateway runs an in-process gateway on a loopback httptest listener;
+// without opts.Broker it gets an in-process hub of its own.
 func startGateway(t *testing.T, cfg gateway.Config, opts gateway.Options) (*gateway.Server, string) {
 	t.Helper()
+	if opts.Broker == nil {
+		opts.Broker = newHub(t, opts.Observer)
+	}
 	srv, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +50,14 @@ func startGateway(t *testing.T, cfg gateway.Config, opts gateway.Options) (*gate
 		srv.Close()
 	})
 	return srv, "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+}
+
+// newHub is an in-process hub with the default room settings, closed when
+// the test ends (after the gateways started later, which close first).
+func newHub(t *testing.T, obs observe.Observer) *hub.Hub {
+	h := hub.New(hub.Config{Observer: obs})
+	t.Cleanup(h.Close)
+	return h
 }
 
 func TestEndToEndFanout(t *testing.T) {

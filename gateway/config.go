@@ -80,20 +80,6 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	DrainRetryMax   time.Duration
 	DrainLinger     time.Duration
-
-	// TEMPORARY, read by nothing in the gateway: callers this change may
-	// not edit still set them (gateway/cluster's test harness sets
-	// PresenceInterval; web/e2e's harness sets LogFormat and LogLevel for
-	// NewLogger). They have no flag and are not validated here: the
-	// settings are broker.Settings.PresenceInterval and logging.Config.
-	// Remove them when those callers move (issue 15's follow-ups).
-	//
-	// Deprecated: use broker.Settings and logging.Config.
-	PresenceInterval time.Duration
-	// Deprecated: use logging.Config.
-	LogFormat string
-	// Deprecated: use logging.Config.
-	LogLevel string
 }
 
 // DefaultConfig returns the embedded defaults: `go run ./cmd/chatgate` with

@@ -95,11 +95,25 @@ func TestConfigValidateRejects(t *testing.T) {
 					t.Errorf("error line %q names no flag", line)
 				}
 			}
-			if _, err := New(cfg, Options{}); err == nil {
+			if _, err := New(cfg, Options{Broker: testHub(t, 0)}); err == nil {
 				t.Fatalf("New accepted an invalid config")
 			}
 		})
 	}
+}
+
+// New needs a broker: a nil Options.Broker is refused with an error that
+// says so (no hub is built behind the caller's back).
+func TestNewNeedsBroker(t *testing.T) {
+	srv, err := New(testConfig(), Options{})
+	if err == nil || !strings.Contains(err.Error(), "Options.Broker") {
+		t.Fatalf("New without a broker: %v, %v; want an Options.Broker error", srv, err)
+	}
+	srv, err = New(testConfig(), Options{Broker: testHub(t, 0)})
+	if err != nil {
+		t.Fatalf("New with a broker: %v", err)
+	}
+	srv.Close()
 }
 
 func TestConfigValidateAcceptsEdges(t *testing.T) {
@@ -151,11 +165,10 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
-// Every Config field but the deprecated ones is set by exactly one flag,
-// and every flag has a help line. (The environment fallback of every flag
+// Every Config field is set by exactly one flag, and every flag has a help
+// line. (The environment fallback of every flag
 // of the binary is checked in internal/appconfig.)
 func TestConfigEveryFieldHasFlag(t *testing.T) {
-	deprecated := map[string]bool{"PresenceInterval": true, "LogFormat": true, "LogLevel": true}
 	base := DefaultConfig()
 	fields := map[string]string{} // field -> flag
 	probe := flag.NewFlagSet("probe", flag.ContinueOnError)
@@ -192,7 +205,7 @@ func TestConfigEveryFieldHasFlag(t *testing.T) {
 	rt := reflect.TypeOf(Config{})
 	for i := 0; i < rt.NumField(); i++ {
 		name := rt.Field(i).Name
-		if _, ok := fields[name]; !ok && !deprecated[name] {
+		if _, ok := fields[name]; !ok {
 			t.Errorf("Config.%s has no flag", name)
 		}
 	}

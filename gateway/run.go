@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/internal/ctxsleep"
-	"github.com/chatgate/chatgate/internal/logging"
 )
 
 // RunOptions configure Run beyond the Server itself.
@@ -173,12 +171,4 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
-}
-
-// NewLogger builds the slog logger described by cfg's deprecated
-// LogFormat and LogLevel.
-//
-// Deprecated: TEMPORARY, for web/e2e's harness; use logging.New.
-func NewLogger(cfg Config, w io.Writer) *slog.Logger {
-	return logging.New(logging.Config{Format: cfg.LogFormat, Level: cfg.LogLevel}, w)
 }

@@ -27,7 +27,6 @@ import (
 
 	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/broker"
-	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -36,14 +35,9 @@ import (
 type Options struct {
 	Logger   *slog.Logger
 	Observer observe.Observer
-	// Broker routes room traffic. It is the caller's to build and to close,
-	// after Run (or ForceClose) has returned; cmd/chatgate builds the
-	// in-process hub or the cluster backplane.
-	//
-	// Deprecated behaviour, TEMPORARY: a nil Broker still makes the Server
-	// build an in-process hub with the default settings, which it owns and
-	// closes, for callers this change may not edit (the bench and web/e2e
-	// tests). Remove it once they pass a broker (issue 15's follow-ups).
+	// Broker routes room traffic; it is required. It is the caller's to
+	// build and to close, after Run (or ForceClose) has returned;
+	// cmd/chatgate builds the in-process hub or the cluster backplane.
 	Broker broker.Broker
 	// History is the Broker's history length (broker.Settings.History):
 	// the most frames one join replays. It bounds the replayed frames a
@@ -74,7 +68,6 @@ type Server struct {
 	drain    *drainStats
 	broker   broker.Broker
 	brokerOK func() error // Options.Ready; nil means always ready
-	ownHub   *hub.Hub     // deprecated: the hub built for a nil Options.Broker
 	history  int          // the broker's history: the most frames one join replays
 	origins  originChecker
 	adm      *admission
@@ -112,10 +105,16 @@ type Server struct {
 	closingAll bool
 }
 
+// errNoBroker: Options.Broker is required.
+var errNoBroker = errors.New("gateway: Options.Broker is nil; build the in-process hub or the cluster backplane and pass it")
+
 // New validates cfg and builds a Server.
 func New(cfg Config, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if opts.Broker == nil {
+		return nil, errNoBroker
 	}
 	origins, err := newOriginChecker(cfg.AllowedOrigins)
 	if err != nil {
@@ -166,10 +165,6 @@ func New(cfg Config, opts Options) (*Server, error) {
 		total:   &s.queued,
 		obs:     s.obs,
 		retryMs: s.retryMs,
-	}
-	if s.broker == nil { // deprecated; see Options.Broker
-		s.ownHub = hub.New(hub.Config{History: s.history, Observer: s.obs})
-		s.broker = s.ownHub
 	}
 	if cfg.Auth == "jwt" {
 		a, err := auth.New(auth.Config{
@@ -400,14 +395,11 @@ func (s *Server) ForceClose() {
 	s.handlers.Wait()
 }
 
-// Close releases what the Server owns (the in-process hub). Call it after
-// every connection is gone.
+// Close releases what the Server owns (the token keys' watcher). Call it
+// after every connection is gone.
 func (s *Server) Close() {
 	if s.loop != nil {
 		s.loop.close()
-	}
-	if s.ownHub != nil {
-		s.ownHub.Close()
 	}
 	if s.stopAuth != nil {
 		s.stopAuth()

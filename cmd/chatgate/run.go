@@ -159,7 +159,7 @@ func newBroker(cfg appconfig.Config, log *slog.Logger, obs *metrics.Metrics, reg
 		h := hub.New(hcfg)
 		return builtBroker{Broker: h, close: func(context.Context) error { h.Close(); return nil }}, nil
 	}
-	bcfg := cfg.Cluster.BackplaneConfig(cfg.Gateway.NodeID, cfg.Rooms)
+	bcfg := cfg.Cluster.Config(cfg.Gateway.NodeID, cfg.Rooms)
 	bcfg.Observer, bcfg.Logger, bcfg.Registry, bcfg.Tracer = obs, log, reg, tp
 	bp, err := cluster.New(bcfg)
 	if err != nil {

@@ -1,7 +1,7 @@
 // Package appconfig composes the chatgate binary's configuration from the
 // settings each package owns: the gateway's (gateway.Config), the room
 // settings every broker takes (broker.Settings), the in-process hub's own
-// (hub.Settings), the cluster backplane's (Cluster, below) and the log
+// (hub.Settings), the cluster backplane's (cluster.Settings) and the log
 // settings (logging.Config). Each part has its defaults, its flags and its
 // Validate in its own package; this package puts them on one flag set,
 // reads the CHATGATE_* environment for the flags not given, and validates
@@ -17,6 +17,7 @@ import (
 
 	"github.com/chatgate/chatgate/gateway"
 	"github.com/chatgate/chatgate/gateway/broker"
+	"github.com/chatgate/chatgate/gateway/cluster"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/internal/logging"
 )
@@ -26,7 +27,7 @@ type Config struct {
 	Gateway gateway.Config
 	Rooms   broker.Settings
 	Hub     hub.Settings
-	Cluster Cluster
+	Cluster cluster.Settings
 	Log     logging.Config
 }
 
@@ -37,7 +38,7 @@ func Default() Config {
 		Gateway: gateway.DefaultConfig(),
 		Rooms:   broker.DefaultSettings(),
 		Hub:     hub.DefaultSettings(),
-		Cluster: DefaultCluster(),
+		Cluster: cluster.DefaultSettings(),
 		Log:     logging.DefaultConfig(),
 	}
 }

@@ -209,11 +209,10 @@ func TestConfigApplyEnvErrors(t *testing.T) {
 	}
 }
 
-// Every setting of every part (the fields of Config's parts, but the
-// gateway's deprecated ones) is set by exactly one flag, every flag has a
-// help line, and every flag can be set from its CHATGATE_* variable.
+// Every setting of every part (the fields of Config's parts) is set by
+// exactly one flag, every flag has a help line, and every flag can be set
+// from its CHATGATE_* variable.
 func TestEverySettingHasFlagAndEnv(t *testing.T) {
-	deprecated := map[string]bool{"Gateway.PresenceInterval": true, "Gateway.LogFormat": true, "Gateway.LogLevel": true}
 	base := Default()
 	probe := flag.NewFlagSet("probe", flag.ContinueOnError)
 	probe.SetOutput(io.Discard)
@@ -247,7 +246,7 @@ func TestEverySettingHasFlagAndEnv(t *testing.T) {
 		fieldOf[changed[0]] = f.Name
 	})
 	for _, name := range settingNames() {
-		if _, ok := fieldOf[name]; !ok && !deprecated[name] {
+		if _, ok := fieldOf[name]; !ok {
 			t.Errorf("%s has no flag (or no env fallback)", name)
 		}
 	}

@@ -38,12 +38,6 @@ type Options struct {
 	// Close shuts b down: joins afterwards fail with code unavailable. It
 	// must be safe to call again (from New's cleanup).
 	Close func(b broker.Broker)
-	// SinceZeroRecovers says the broker answers since 0 with recovered
-	// true while its history holds the room's whole life, as the
-	// in-process hub does; a broker that cannot know (the cluster
-	// backplane's stream does not number from 0) answers false. See
-	// docs/protocol.md, "recovered".
-	SinceZeroRecovers bool
 	// Wait bounds every wait for a frame (default 10s).
 	Wait time.Duration
 }
