@@ -50,7 +50,7 @@ func newEventLoop(cfg *Config) (*eventLoop, error) {
 	}
 	l := &eventLoop{poller: p, wheel: wheel.New(wheelRevolution(cfg), wheelSlots)}
 	for range n {
-		f := &flusher{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		f := &flusher{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), delay: cfg.WriteDelay}
 		l.flushers = append(l.flushers, f)
 		go f.run()
 	}
@@ -87,9 +87,10 @@ func (l *eventLoop) flusherFor(id uint64) *flusher {
 // flusher is one goroutine that writes the queues of its connections.
 type flusher struct {
 	// static
-	wake chan struct{} // poked (never closed) when dirty gains a connection
-	stop chan struct{}
-	done chan struct{}
+	wake  chan struct{} // poked (never closed) when dirty gains a connection
+	stop  chan struct{}
+	done  chan struct{}
+	delay time.Duration // --write-delay: how long a wake-up waits for more to write
 
 	mu    sync.Mutex
 	dirty []*evConn // connections with something to write, each once
@@ -112,11 +113,25 @@ func (f *flusher) add(e *evConn) {
 func (f *flusher) run() {
 	defer close(f.done)
 	var work []*evConn
+	var t *time.Timer
+	if f.delay > 0 {
+		t = time.NewTimer(time.Hour)
+		t.Stop()
+	}
 	for {
 		select {
 		case <-f.wake:
 		case <-f.stop:
 			return
+		}
+		if t != nil {
+			// Let more frames gather, so each write carries several.
+			t.Reset(f.delay)
+			select {
+			case <-t.C:
+			case <-f.stop:
+				return
+			}
 		}
 		for {
 			f.mu.Lock()

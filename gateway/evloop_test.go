@@ -142,3 +142,29 @@ func BenchmarkEventLoopFanout(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cs)), "ns/delivery")
 }
+
+// TestWriteDelayGathersFrames: with --write-delay, frames queued to a
+// connection within the delay go out in one write.
+func TestWriteDelayGathersFrames(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) {
+		c.Netpoll = true
+		c.WriteDelay = 200 * time.Millisecond
+	})
+	if ts.srv.loop == nil {
+		t.Skip("no event loop on this system")
+	}
+	c := ts.dial(t, "")
+	cl := ts.onlyClient(t)
+	for i := range 5 {
+		cl.send([]byte(`{"type":"test","n":` + string(rune('0'+i)) + `}`))
+	}
+	for range 5 {
+		c.Expect("test")
+	}
+	ts.obs.mu.Lock()
+	most := ts.obs.mostPerWrite
+	ts.obs.mu.Unlock()
+	if most < 5 {
+		t.Fatalf("the most messages in one write was %d; want the 5 queued within the delay together", most)
+	}
+}

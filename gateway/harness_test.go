@@ -38,15 +38,16 @@ func (w tlogWriter) Write(p []byte) (int, error) {
 // recObserver records events so tests can wait on them.
 type recObserver struct {
 	observe.Nop
-	mu          sync.Mutex
-	changed     chan struct{} // closed and replaced on every event
-	disconnects map[observe.DisconnectReason]int
-	rejects     map[observe.RejectReason]int
-	requests    map[string]int
-	accepted    int
-	closed      int
-	delivered   int
-	traced      []trace.TraceID // trace ids of traced deliveries
+	mu           sync.Mutex
+	changed      chan struct{} // closed and replaced on every event
+	disconnects  map[observe.DisconnectReason]int
+	rejects      map[observe.RejectReason]int
+	requests     map[string]int
+	accepted     int
+	closed       int
+	delivered    int
+	traced       []trace.TraceID // trace ids of traced deliveries
+	mostPerWrite int             // the most WebSocket messages one write completed
 }
 
 func newRecObserver() *recObserver {
@@ -72,7 +73,10 @@ func (o *recObserver) Disconnecting(r observe.DisconnectReason) {
 func (o *recObserver) ConnRejected(r observe.RejectReason) { o.bump(func() { o.rejects[r]++ }) }
 func (o *recObserver) RequestRejected(code string)         { o.bump(func() { o.requests[code]++ }) }
 func (o *recObserver) ConnAccepted()                       { o.bump(func() { o.accepted++ }) }
-func (o *recObserver) ConnClosed()                         { o.bump(func() { o.closed++ }) }
+func (o *recObserver) FrameWritten(_, messages int, _ time.Duration) {
+	o.bump(func() { o.mostPerWrite = max(o.mostPerWrite, messages) })
+}
+func (o *recObserver) ConnClosed() { o.bump(func() { o.closed++ }) }
 func (o *recObserver) Delivered(_ time.Duration, id trace.TraceID) {
 	o.bump(func() {
 		o.delivered++
