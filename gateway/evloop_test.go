@@ -144,11 +144,12 @@ func BenchmarkEventLoopFanout(b *testing.B) {
 }
 
 // TestWriteDelayGathersFrames: with --write-delay, frames queued to a
-// connection within the delay go out in one write.
+// connection within the delay go out in one write (without it, frames
+// queued 20 ms apart each get a write of their own).
 func TestWriteDelayGathersFrames(t *testing.T) {
 	ts := newTestServer(t, func(c *Config) {
 		c.Netpoll = true
-		c.WriteDelay = 200 * time.Millisecond
+		c.WriteDelay = 400 * time.Millisecond
 	})
 	if ts.srv.loop == nil {
 		t.Skip("no event loop on this system")
@@ -157,6 +158,7 @@ func TestWriteDelayGathersFrames(t *testing.T) {
 	cl := ts.onlyClient(t)
 	for i := range 5 {
 		cl.send([]byte(`{"type":"test","n":` + string(rune('0'+i)) + `}`))
+		time.Sleep(20 * time.Millisecond) // spacing, well within the delay
 	}
 	for range 5 {
 		c.Expect("test")
