@@ -148,7 +148,9 @@ func (c *client) join(room string, since *uint64, ref string) {
 		c.reject(&protocol.Error{Code: protocol.CodeRoomLimit, Message: "already in the most rooms a connection may join", Ref: ref})
 		return
 	}
+	rejoined := c.srv.lingering.claim(c.user, room)
 	m, perr := c.srv.broker.Join(c, room, since)
+	rejoined()
 	if perr != nil {
 		perr.Ref = ref
 		c.reject(perr)

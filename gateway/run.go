@@ -96,6 +96,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		opts.Listening(chatLn.Addr(), adminAddr)
 	}
 	srv.SetReady(true)
+	defer srv.startActivityLog()()
 
 	var failure error
 	select {
@@ -138,6 +139,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		span.AddEvent("all connections closed")
 		log.Info("draining: all connections closed")
 	}
+	srv.endLingering(hard)
 	lastClosed := time.Now()
 	span.End()
 	log.Info("drain summary", "duration_ms", lastClosed.Sub(drainStart).Milliseconds(), "clients", conns,
