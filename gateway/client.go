@@ -55,6 +55,8 @@ type client struct {
 	joinLim *rate.Limiter
 	strikes *rate.Limiter // rate-limit and protocol violations
 
+	typingLim typingLimiter // typing.go; owned by the request handler too
+
 	// readerDone is closed by the reader, writerDone by the writer.
 	readerDone chan struct{}
 	writerDone chan struct{}

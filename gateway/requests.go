@@ -93,6 +93,8 @@ func (c *client) handle(data []byte) {
 		c.send(protocol.Left(in.Room))
 	case protocol.TypeSend:
 		c.publish(in.Room, in.Text, in.Ref)
+	case protocol.TypeTyping:
+		c.typing(in.Room, in.Ref)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -49,6 +50,7 @@ type room struct {
 	members []*member
 	index   map[hub.Subscriber]*member
 	pres    presenceView
+	typing  broker.TypingGate // typing.go
 	// presenceTmr sends the coalesced presence changes.
 	presenceTmr *time.Timer
 	// acks waits for this replica to deliver a published message before

@@ -32,6 +32,7 @@ type room struct {
 	users map[string]*userCount
 	// presence holds the presence changes since the last presence frame.
 	presence    broker.PresenceChanges
+	typing      broker.TypingGate // typing.go
 	presenceTmr *time.Timer
 	expiryTmr   *time.Timer
 	expiryArmed bool
