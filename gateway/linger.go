@@ -12,13 +12,14 @@ import (
 // The presence grace (--presence-grace). When a connection whose user can
 // come back as the same user (a token, or a guest credential) ends for a
 // reason after which it is expected back (the network dropped, the drain
-// closed it, the page reloaded), its rooms are not left at once: each
+// closed it, it fell behind), its rooms are not left at once: each
 // membership is kept ("lingers") for the grace, and left when the grace
 // ends or as soon as the same user joins that room again, whichever is
 // first. A reconnect within the grace therefore shows no leave and join in
 // presence, on this replica or, since presence is per user across
-// replicas, on another. A leave request, and a close for misbehaviour,
-// leave at once.
+// replicas, on another. A leave request, a close frame from the client (a
+// tab closed, a page reloaded or navigating away: the client says it is
+// going) and a close for misbehaviour leave at once.
 //
 // A lingering membership's Subscriber is the ended client: its outbox is
 // closed, so whatever the broker still queues to it is dropped on the spot
@@ -28,7 +29,7 @@ import (
 // for the grace: the causes after which a client reconnects.
 func (c closeCause) lingers() bool {
 	switch c {
-	case causeClientClose, causeReadError, causeHeartbeat, causeWriteError, causeWriteTimeout,
+	case causeReadError, causeHeartbeat, causeWriteError, causeWriteTimeout,
 		causeDrain, causeSlowConsumer, causeOverloaded, causeShutdownForced, causeTokenExpired, causeInternal:
 		return true
 	}

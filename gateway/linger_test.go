@@ -105,7 +105,7 @@ func TestPresenceGraceCases(t *testing.T) {
 		lingers bool
 	}{
 		{"network drop", nil, drop, true},
-		{"the page closes (a reload or a tab closed)", nil, closeFrame, true},
+		{"the client closes (a tab closed)", nil, closeFrame, false},
 		{"closed for a binary frame", nil, binary, false},
 		{"no grace", func(c *Config) { c.PresenceGrace = 0 }, drop, false},
 		{"no guest credentials: cannot come back", func(c *Config) { c.GuestTTL = 0 }, drop, false},
@@ -171,8 +171,9 @@ func TestPresenceGraceRename(t *testing.T) {
 	alice.Join("r")
 	w.WaitFor("alice online", func(envs []wstest.Env) bool { return listed(envs, "r", "joined", me.id) })
 	before := len(w.Snapshot())
-	_ = alice.Conn().WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	_ = alice.Conn().NetConn().Close()
 	waitClosed(t, s, 1)
+	presenceBarrier(t, s, w, "r", "marker")
 	again := dialGuest(t, s, query("name", "Alicia"), me.cred)
 	again.Join("r")
 	w.WaitFor("alice as Alicia", func(envs []wstest.Env) bool {
