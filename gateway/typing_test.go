@@ -108,7 +108,9 @@ func TestTypingRequests(t *testing.T) {
 		s := newTestServer(t, func(c *Config) { c.SendRate, c.SendBurst = 0.001, 1 })
 		c := s.dial(t, query("room", "r"))
 		c.Expect("joined")
-		for i := range typingBurst {
+		// The typing limit follows the send limit (0.001/s, burst 1): at
+		// least 1/s, with a burst of 1+5.
+		for i := range 1 + typingBurstExtra {
 			c.Send(map[string]any{"type": "typing", "room": "r", "ref": "ok" + string(rune('0'+i))})
 		}
 		c.Send(map[string]any{"type": "typing", "room": "r", "ref": "over"})
