@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestGuestKeyFromOptionalSecret: in the base and both overlays, the guest
@@ -49,5 +50,24 @@ func TestGuestKeyFromOptionalSecret(t *testing.T) {
 				t.Fatalf("no volume is mounted where %s is", file)
 			}
 		})
+	}
+}
+
+// TestPresenceGraceFitsTheDrain: the presence grace covers a drained
+// client's reconnect (its retry_ms, at most the drain retry max, plus a
+// couple of seconds), and the drain can keep the last closed users' rooms
+// for their whole grace before the shutdown timeout.
+func TestPresenceGraceFitsTheDrain(t *testing.T) {
+	_, _, cm := base(t)
+	grace := mustDuration(t, cm, "CHATGATE_PRESENCE_GRACE")
+	retry := mustDuration(t, cm, "CHATGATE_DRAIN_RETRY_MAX")
+	delay := mustDuration(t, cm, "CHATGATE_DRAIN_DELAY")
+	window := mustDuration(t, cm, "CHATGATE_DRAIN_WINDOW")
+	shutdown := mustDuration(t, cm, "CHATGATE_SHUTDOWN_TIMEOUT")
+	if grace < retry+2*time.Second {
+		t.Errorf("presence grace %v does not cover a drained client's reconnect (drain-retry-max %v + 2s)", grace, retry)
+	}
+	if delay+window+grace > shutdown {
+		t.Errorf("drain-delay %v + drain-window %v + presence grace %v exceed shutdown-timeout %v: the last users closed lose part of their grace", delay, window, grace, shutdown)
 	}
 }
