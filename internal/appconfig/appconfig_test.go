@@ -219,7 +219,7 @@ func TestEverySettingHasFlagAndEnv(t *testing.T) {
 	probeCfg := base
 	probeCfg.RegisterFlags(probe)
 
-	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8", "memory"}
+	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8", "memory", "false"}
 	fieldOf := map[string]string{} // Part.Field -> flag
 	probe.VisitAll(func(f *flag.Flag) {
 		if len(f.Usage) < 20 {
