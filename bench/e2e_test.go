@@ -114,17 +114,20 @@ func checkHTML(t *testing.T, path string) {
 // ones lose nothing.
 func TestEndToEndSlow(t *testing.T) {
 	gcfg := gatewayConfig()
-	// A quarter MiB queue holds 1.3 s of this traffic: healthy members
-	// ride out a hiccup of the (race-instrumented) bench, while a slow one,
-	// which stops reading for 2.8 s, overflows it.
-	gcfg.QueueBytes = 256 << 10
+	// A half MiB queue holds 1.3 s of this traffic: healthy members ride
+	// out a hiccup of the (race-instrumented) bench, while a slow one,
+	// which stops reading for the rest of the window, overflows it.
+	gcfg.QueueBytes = 512 << 10
 	_, url := startGateway(t, gcfg, gateway.Options{})
 	cfg := testConfig(url)
 	cfg.Scenario = ScenarioSlow
-	cfg.Conns, cfg.Senders, cfg.Rate, cfg.Size = 10, 2, 50, 2000
+	// 400 KiB/s to each listener fills the queue and the kernel's
+	// buffers (about 1 MiB on loopback) in under 4 s of the 6 s window,
+	// with room for a busy machine's sender lag.
+	cfg.Conns, cfg.Senders, cfg.Rate, cfg.Size = 10, 2, 50, 4000
 	cfg.SlowShare, cfg.SlowAfter, cfg.SlowStall = 0.25, 200*time.Millisecond, 0
 	cfg.given = map[string]bool{"senders": true, "rate": true, "size": true, "slow-stall": true}
-	cfg.Duration, cfg.Settle = 3*time.Second, 5*time.Second
+	cfg.Duration, cfg.Settle = 6*time.Second, 5*time.Second
 	var out bytes.Buffer
 	res, code := Run(context.Background(), cfg, Options{Stdout: &out})
 	t.Log(out.String())

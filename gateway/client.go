@@ -61,7 +61,9 @@ type client struct {
 	// ev is the connection's I/O under the event loop; nil with the
 	// goroutine reader and writer (readLoop, writeLoop), whose ends
 	// readerDone and writerDone announce.
-	ev         *evConn
+	ev        *evConn
+	typingLim typingLimiter // typing.go; owned by the request handler too
+
 	readerDone chan struct{}
 	writerDone chan struct{}
 }
@@ -105,7 +107,7 @@ func (c *client) run(autoJoin []string) {
 	}
 	go c.writeLoop()
 	c.readLoop()
-	c.leaveAll()
+	c.leaveRooms()
 	<-c.writerDone
 	// Free the admission slot before anyone can see the connection gone,
 	// so an immediate reconnect is never refused for it.
@@ -129,7 +131,7 @@ func (c *client) open(autoJoin []string) {
 		sendRate, sendBurst = c.sendLim.Limit(), c.sendLim.Burst()
 	}
 
-	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
+	c.send(c.welcome(protocol.Limits{
 		SendPerSec:     float64(sendRate), // a token may override the defaults
 		SendBurst:      sendBurst,
 		MaxTextBytes:   s.cfg.MaxTextBytes,

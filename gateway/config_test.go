@@ -77,6 +77,11 @@ func TestConfigValidateRejects(t *testing.T) {
 			c.DrainDelay, c.DrainWindow, c.ShutdownTimeout = 5*time.Second, 10*time.Second, 15*time.Second
 		}, "--shutdown-timeout"},
 		{"drain retry max 0", func(c *Config) { c.DrainRetryMax = 0 }, "--drain-retry-max"},
+		{"guest ttl negative", func(c *Config) { c.GuestTTL = -time.Hour }, "--guest-ttl"},
+		{"guest ttl under a minute", func(c *Config) { c.GuestTTL = 59 * time.Second }, "--guest-ttl"},
+		{"guest ttl over 30 days", func(c *Config) { c.GuestTTL = 721 * time.Hour }, "--guest-ttl"},
+		{"presence grace negative", func(c *Config) { c.PresenceGrace = -time.Second }, "--presence-grace"},
+		{"presence grace over 5m", func(c *Config) { c.PresenceGrace = 5*time.Minute + 1 }, "--presence-grace"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,6 +140,8 @@ func TestConfigValidateAcceptsEdges(t *testing.T) {
 		{"64-byte node id", func(c *Config) { c.NodeID = strings.Repeat("n", 64) }},
 		{"origin allowlist", func(c *Config) { c.AllowedOrigins = []string{"https://chat.example.com", "https://*.example.com"} }},
 		{"fractional rates", func(c *Config) { c.SendRate, c.JoinRate, c.HandshakeRate = 0.5, 0.1, 0.01 }},
+		{"no guest credentials, no presence grace, no typing", func(c *Config) { c.GuestTTL, c.PresenceGrace, c.Typing = 0, 0, false }},
+		{"guest ttl bounds", func(c *Config) { c.GuestTTL, c.PresenceGrace = time.Minute, 5*time.Minute }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -175,7 +175,7 @@ func (e *evConn) teardown() {
 		e.reg.Remove(e.raw)
 	}
 	e.loop.wheel.Remove(&e.wh)
-	c.leaveAll()
+	c.leaveRooms()
 	// Free the admission slot before anyone can see the connection gone,
 	// so an immediate reconnect is never refused for it.
 	s.adm.release(c.peer.ipKey, c.peer.userKey())

@@ -43,6 +43,7 @@ type recObserver struct {
 	disconnects  map[observe.DisconnectReason]int
 	rejects      map[observe.RejectReason]int
 	requests     map[string]int
+	guests       map[observe.GuestOutcome]int
 	accepted     int
 	closed       int
 	delivered    int
@@ -56,6 +57,7 @@ func newRecObserver() *recObserver {
 		disconnects: map[observe.DisconnectReason]int{},
 		rejects:     map[observe.RejectReason]int{},
 		requests:    map[string]int{},
+		guests:      map[observe.GuestOutcome]int{},
 	}
 }
 
@@ -76,7 +78,8 @@ func (o *recObserver) ConnAccepted()                       { o.bump(func() { o.a
 func (o *recObserver) FrameWritten(_, messages int, _ time.Duration) {
 	o.bump(func() { o.mostPerWrite = max(o.mostPerWrite, messages) })
 }
-func (o *recObserver) ConnClosed() { o.bump(func() { o.closed++ }) }
+func (o *recObserver) GuestSession(g observe.GuestOutcome) { o.bump(func() { o.guests[g]++ }) }
+func (o *recObserver) ConnClosed()                         { o.bump(func() { o.closed++ }) }
 func (o *recObserver) Delivered(_ time.Duration, id trace.TraceID) {
 	o.bump(func() {
 		o.delivered++

@@ -40,8 +40,12 @@ type RunOptions struct {
 // summary" line is logged; the shutdown hooks run; the admin listener keeps
 // serving (/metrics with the drain's final counts) for DrainLinger after the
 // last connection ended, but not past ShutdownTimeout, and is closed last.
-// It returns nil after a clean drain and ErrDrainTimeout if connections had
-// to be forced.
+// With a shared broker (Options.SharedBroker), the memberships that linger
+// for --presence-grace are kept until their grace ends (within the shutdown
+// timeout) before the drain summary and the hooks. While serving, one
+// "activity" line is logged at info every minute (activity.go). It returns
+// nil after a clean drain and ErrDrainTimeout if connections had to be
+// forced.
 func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	cfg := srv.cfg
 	log := srv.log
@@ -94,6 +98,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		opts.Listening(chatLn.Addr(), adminAddr)
 	}
 	srv.SetReady(true)
+	defer srv.startActivityLog()()
 
 	var failure error
 	select {
@@ -136,6 +141,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		span.AddEvent("all connections closed")
 		log.Info("draining: all connections closed")
 	}
+	srv.endLingering(hard)
 	lastClosed := time.Now()
 	span.End()
 	log.Info("drain summary", "duration_ms", lastClosed.Sub(drainStart).Milliseconds(), "clients", conns,

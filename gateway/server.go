@@ -39,6 +39,13 @@ type Options struct {
 	// build and to close, after Run (or ForceClose) has returned;
 	// cmd/chatgate builds the in-process hub or the cluster backplane.
 	Broker broker.Broker
+	// SharedBroker says the Broker serves other replicas too (the cluster
+	// backplane): at the end of a drain, the memberships that linger for
+	// --presence-grace are then kept until their grace ends (within the
+	// shutdown timeout), so that users who reconnect to another replica
+	// show no leave and join there. Otherwise nobody is left to see them
+	// and they are released at once.
+	SharedBroker bool
 	// History is the Broker's history length (broker.Settings.History):
 	// the most frames one join replays. It bounds the replayed frames a
 	// connection may have waiting (--max-rooms of them per room). Zero
@@ -69,6 +76,7 @@ type Server struct {
 	broker   broker.Broker
 	brokerOK func() error // Options.Ready; nil means always ready
 	history  int          // the broker's history: the most frames one join replays
+	shared   bool         // Options.SharedBroker
 	origins  originChecker
 	adm      *admission
 	budgets  *sendBudgets
@@ -85,6 +93,9 @@ type Server struct {
 	auth       *auth.Authenticator // nil without --auth jwt
 	stopAuth   context.CancelFunc  // ends the keys-file watcher
 	authDone   chan struct{}       // closed when the watcher has returned
+	guests     guestState          // guest credentials (guest.go)
+	activity   *activity           // the once-a-minute activity line's counts (activity.go)
+	lingering  *lingering          // memberships kept for --presence-grace (linger.go)
 
 	queued   atomic.Int64  // bytes queued to all clients
 	outboxes outboxShared  // what every connection's outbox shares
@@ -127,6 +138,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		broker:   opts.Broker,
 		brokerOK: opts.Ready,
 		history:  opts.History,
+		shared:   opts.SharedBroker,
 		origins:  origins,
 		adm:      newAdmission(&cfg),
 		clients:  make(map[*client]struct{}),
@@ -141,6 +153,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s.drain = newDrainStats(s.obs)
 	s.obs = s.drain
+	s.activity = newActivity(s.obs)
+	s.obs = s.activity
+	s.lingering = newLingering(cfg.PresenceGrace)
 	s.obs.WatchReadiness(func() bool { return s.Readiness() == nil })
 	tp := opts.Tracer
 	if tp == nil {
@@ -165,6 +180,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 		total:   &s.queued,
 		obs:     s.obs,
 		retryMs: s.retryMs,
+	}
+	if err := s.startGuests(opts.Observer); err != nil {
+		return nil, err
 	}
 	if cfg.Auth == "jwt" {
 		a, err := auth.New(auth.Config{
@@ -398,6 +416,7 @@ func (s *Server) ForceClose() {
 // Close releases what the Server owns (the token keys' watcher). Call it
 // after every connection is gone.
 func (s *Server) Close() {
+	s.lingering.releaseAll()
 	if s.loop != nil {
 		s.loop.close()
 	}
@@ -405,6 +424,7 @@ func (s *Server) Close() {
 		s.stopAuth()
 		<-s.authDone
 	}
+	s.stopGuests()
 }
 
 // ErrDrainTimeout is returned when connections outlived the shutdown

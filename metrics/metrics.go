@@ -56,6 +56,7 @@ type Metrics struct {
 	historyReplayed  prometheus.Counter
 	draining         prometheus.Gauge
 	drainRemaining   prometheus.Gauge
+	guestSessions    map[observe.GuestOutcome]prometheus.Counter
 
 	// ready is the gateway's readiness check (WatchReadiness), read by
 	// chatgate_ready at scrape time; nil reads as not ready.
@@ -66,7 +67,10 @@ type Metrics struct {
 	queueTotal atomic.Pointer[func() float64]
 }
 
-var _ observe.Observer = (*Metrics)(nil)
+var (
+	_ observe.Observer      = (*Metrics)(nil)
+	_ observe.GuestObserver = (*Metrics)(nil)
+)
 
 // LatencyBuckets cover 50µs to ~10s: a healthy loopback delivery is tens of
 // microseconds, a loaded cross-zone one a few milliseconds, and anything
@@ -128,6 +132,7 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 	for _, c := range protocol.ErrorCodes {
 		m.requestsRejected[string(c)] = reqRejected.WithLabelValues(string(c))
 	}
+	m.guestSessions = guestSessions(f)
 	buildInfo := f.gaugeVec("build_info", "Build information; always 1.", "version", "revision", "goversion")
 	buildInfo.WithLabelValues(build.Version, build.Revision, runtime.Version()).Set(1)
 	f.gaugeFunc("ready", "1 while /readyz answers 200: the same check, made at scrape time (not ready while starting, draining, or without its cluster backplane).", func() float64 {

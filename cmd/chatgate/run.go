@@ -129,6 +129,8 @@ func run(ctx context.Context, cfg appconfig.Config, logOut io.Writer) error {
 	srv, err = gateway.New(cfg.Gateway, gateway.Options{
 		Logger: log, Observer: m, Web: web.Handler(), Tracer: tracing.Provider,
 		Broker: b.Broker, History: cfg.Rooms.History, Ready: b.ready,
+		// The backplane serves the other replicas too (see Options.SharedBroker).
+		SharedBroker: cfg.Cluster.Backplane != "",
 	})
 	if err != nil {
 		_ = tracing.Shutdown(context.Background())

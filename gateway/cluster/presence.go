@@ -98,6 +98,10 @@ func (r *room) onPresence(msg *nats.Msg) {
 	if json.Unmarshal(msg.Data, &pm) != nil || pm.R == r.bp.id || pm.R == "" {
 		return
 	}
+	if pm.K == kindTyping {
+		r.onTyping(pm) // typing.go
+		return
+	}
 	r.mu.Lock()
 	if !r.closed {
 		r.applyLocked(pm, time.Now())

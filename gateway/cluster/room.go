@@ -49,6 +49,7 @@ type room struct {
 	members []*member
 	index   map[broker.Subscriber]*member
 	pres    presenceView
+	typing  broker.TypingGate // typing.go
 	// presenceTmr sends the coalesced presence changes.
 	presenceTmr broker.PresenceTimer
 	// sends are this replica's stored sends waiting for their delivery

@@ -33,6 +33,7 @@ type room struct {
 	// presence holds the presence changes since the last presence frame,
 	// which presenceTmr sends.
 	presence    broker.PresenceChanges
+	typing      broker.TypingGate // typing.go
 	presenceTmr broker.PresenceTimer
 	expiryTmr   *time.Timer
 	expiryArmed bool

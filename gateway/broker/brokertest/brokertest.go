@@ -12,8 +12,8 @@
 // It checks what a connection relies on whatever serves it: per-room
 // ordering, the sender's own message and then its ack queued before
 // Publish returns, the replay seam of a join with since, the recovered
-// flag, presence convergence, leave, the room limits and closing while
-// messages are being published. The suite spreads members over every
+// flag, presence convergence, leave, the room limits, closing while
+// messages are being published, and typing indicators. The suite spreads members over every
 // broker New returns (replicas sharing rooms), so the cross-replica
 // guarantees are checked too.
 package brokertest
@@ -64,6 +64,9 @@ func Run(t *testing.T, o Options) {
 		{"Leave", testLeave},
 		{"RoomLimits", testRoomLimits},
 		{"CloseDuringPublish", testCloseDuringPublish},
+		{"TypingRelayed", testTypingRelayed},
+		{"TypingCoalesced", testTypingCoalesced},
+		{"TypingCountOnly", testTypingCountOnly},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &o) })
