@@ -126,10 +126,7 @@ func (c *client) run(autoJoin []string) {
 func (c *client) open(autoJoin []string) {
 	s := c.srv
 	lateToDrain := !s.register(c)
-	sendRate, sendBurst := rate.Limit(s.cfg.SendRate), s.cfg.SendBurst
-	if c.sendLim != nil {
-		sendRate, sendBurst = c.sendLim.Limit(), c.sendLim.Burst()
-	}
+	sendRate, sendBurst := c.sendLimits()
 
 	c.send(c.welcome(protocol.Limits{
 		SendPerSec:     float64(sendRate), // a token may override the defaults
@@ -235,6 +232,15 @@ func (c *client) linkOptions() []trace.SpanStartOption {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: *c.handshake}))
 	}
 	return opts
+}
+
+// sendLimits are the connection's send rate and burst: a token's, or the
+// defaults. The limiter itself need not exist yet.
+func (c *client) sendLimits() (rate.Limit, int) {
+	if c.sendLim != nil {
+		return c.sendLim.Limit(), c.sendLim.Burst()
+	}
+	return rate.Limit(c.srv.cfg.SendRate), c.srv.cfg.SendBurst
 }
 
 // sendLimiter, joinLimiter and strikeLimiter are the request handler's

@@ -39,6 +39,8 @@ type eventLoop struct {
 	poller   *netpoll.Poller
 	flushers []*flusher
 	wheel    *wheel.Wheel
+
+	closeOnce sync.Once
 }
 
 // newEventLoop starts the poller, a flusher per core and the wheel.
@@ -68,15 +70,17 @@ func wheelRevolution(cfg *Config) time.Duration {
 	return min(max(shortest/4, 10*time.Millisecond), time.Second)
 }
 
-// close stops the flushers, the wheel and the poller. Every connection
-// must be gone.
+// close stops the flushers, the wheel and the poller, once. Every
+// connection must be gone.
 func (l *eventLoop) close() {
-	for _, f := range l.flushers {
-		close(f.stop)
-		<-f.done
-	}
-	l.wheel.Close()
-	_ = l.poller.Close()
+	l.closeOnce.Do(func() {
+		for _, f := range l.flushers {
+			close(f.stop)
+			<-f.done
+		}
+		l.wheel.Close()
+		_ = l.poller.Close()
+	})
 }
 
 // flusherFor picks the flusher of a connection.

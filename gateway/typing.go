@@ -19,7 +19,8 @@ const typingBurstExtra = 5
 
 // typingLimits are the rate and burst of a connection's typing limit.
 func (c *client) typingLimits() (rate.Limit, int) {
-	return max(c.sendLim.Limit(), 1), c.sendLim.Burst() + typingBurstExtra
+	r, burst := c.sendLimits()
+	return max(r, 1), burst + typingBurstExtra
 }
 
 // typingLimiter is a connection's typing limit; nil until its first
