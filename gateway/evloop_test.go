@@ -168,3 +168,73 @@ func TestWriteDelayGathersFrames(t *testing.T) {
 	// (The write is counted just after the bytes leave: wait for it.)
 	ts.obs.waitFor(t, "one write carrying the frames queued within the delay", func() bool { return ts.obs.mostPerWrite >= 4 })
 }
+
+// TestEventLoopConnectionMemory guards what an idle evented connection
+// joined to a room costs in live heap (the server's part plus the test's
+// own client socket, about 0.4 KiB). The RSS target (4 KiB per
+// connection, docs/benchmarks.md) is measured by chatbench; this catches a
+// regression such as a buffer kept per connection.
+func TestEventLoopConnectionMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 2000 connections")
+	}
+	const n, budget = 2000, 3 << 10
+	cfg := testConfig()
+	cfg.Netpoll = true
+	cfg.MaxConnsPerIP, cfg.MaxTCPConnsPerIP = 1<<20, 1<<20
+	cfg.HandshakeRate, cfg.HandshakeBurst = 1e6, 1<<20
+	srv, err := New(cfg, Options{Broker: testHub(t, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.loop == nil {
+		t.Skip("no event loop on this system")
+	}
+	ts := httptest.NewServer(srv)
+	defer func() {
+		srv.BeginDrain()
+		srv.ForceClose()
+		ts.Close()
+		srv.Close()
+	}()
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws?room=lobby"
+	dial := func() net.Conn {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ws.NetConn() // the client's WebSocket state is dropped
+	}
+	warm := []net.Conn{dial()}
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	settle := func(want int) {
+		deadline := time.Now().Add(30 * time.Second)
+		for srv.Conns() < want || srv.QueuedBytes() > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections up; want %d", srv.Conns(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	settle(1)
+	before := heap()
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		conns = append(conns, dial())
+	}
+	settle(n + 1)
+	per := float64(heap()-before) / n
+	t.Logf("%.0f bytes of live heap per idle connection joined to a room (server and client socket)", per)
+	if per > budget {
+		t.Fatalf("%.0f bytes per connection; the budget is %d", per, budget)
+	}
+	for _, c := range append(conns, warm...) {
+		c.Close()
+	}
+}
