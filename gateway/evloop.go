@@ -64,9 +64,10 @@ const wheelSlots = 64
 
 // wheelRevolution is how often each connection's timers are checked: a
 // quarter of the shortest timeout the wheel enforces, between 10 ms and
-// 1 s, so each is enforced within a quarter of itself.
+// 1 s, so each is enforced within a quarter of itself (and the close grace,
+// 1 s, within a revolution).
 func wheelRevolution(cfg *Config) time.Duration {
-	shortest := min(cfg.PingInterval, cfg.PongTimeout-cfg.PingInterval, cfg.WriteTimeout, closeGrace)
+	shortest := min(cfg.PingInterval, cfg.PongTimeout-cfg.PingInterval, cfg.WriteTimeout)
 	return min(max(shortest/4, 10*time.Millisecond), time.Second)
 }
 

@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"net/http"
@@ -23,9 +24,12 @@ import (
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The handshake is a server span of its own that ends when the
 	// upgrade completes, not when the socket closes.
-	ctx := s.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	_, span := s.tracer.Start(ctx, "chatgate.handshake", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)))
+	span := trace.SpanFromContext(context.Background()) // a no-op span unless tracing
+	if s.tracing {
+		ctx := s.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		_, span = s.tracer.Start(ctx, "chatgate.handshake", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)))
+	}
 	a, why, status := s.admit(w, r)
 	if why != "" {
 		s.obs.ConnRejected(why)

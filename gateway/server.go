@@ -162,7 +162,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 		tp = noop.NewTracerProvider()
 	}
 	s.tracer = tp.Tracer("github.com/chatgate/chatgate/gateway")
-	s.tracing = opts.Tracer != nil
+	_, noopTracer := tp.(noop.TracerProvider)
+	s.tracing = !noopTracer
 	s.propagator = opts.Propagator
 	if s.propagator == nil {
 		s.propagator = otel.GetTextMapPropagator()

@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"net/http"
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -83,6 +85,22 @@ var guestUserID = regexp.MustCompile(`^u_[0-9a-f]{16}$`)
 type guestKey struct {
 	kid    string
 	secret []byte
+	macs   *sync.Pool // of HMAC-SHA256 states keyed with secret
+}
+
+func newGuestKey(kid string, secret []byte) guestKey {
+	return guestKey{kid: kid, secret: secret, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
+}
+
+// mac is the HMAC-SHA256 of signed with the key; the keyed states are
+// reused (a handshake storm signs thousands a second).
+func (k guestKey) mac(signed string) []byte {
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write([]byte(signed))
+	sum := m.Sum(nil)
+	k.macs.Put(m)
+	return sum
 }
 
 // guestKeySet is one loaded generation of keys: keys[0] signs.
@@ -139,7 +157,8 @@ func NewGuests(cfg GuestConfig, log *slog.Logger) (*Guests, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("generating a guest key: %w", err)
 	}
-	g.generated = &guestKey{kid: guestKid(secret), secret: secret}
+	gk := newGuestKey(guestKid(secret), secret)
+	g.generated = &gk
 	g.keys.Store(&guestKeySet{keys: []guestKey{*g.generated}})
 	return g, nil
 }
@@ -153,7 +172,7 @@ func (g *Guests) Issue(userID, name string, now time.Time) string {
 	claims, _ := json.Marshal(guestClaims{Sub: userID, Name: name, Exp: now.Add(g.cfg.TTL).Unix()})
 	k := g.keys.Load().keys[0]
 	signed := guestVersion + "." + k.kid + "." + base64.RawURLEncoding.EncodeToString(claims)
-	return signed + "." + base64.RawURLEncoding.EncodeToString(guestMAC(k.secret, signed))
+	return signed + "." + base64.RawURLEncoding.EncodeToString(k.mac(signed))
 }
 
 type guestClaims struct {
@@ -180,7 +199,7 @@ func (g *Guests) Verify(cred string, now time.Time) (Guest, error) {
 	if err != nil {
 		return Guest{}, fmt.Errorf("%w: mac: %v", ErrGuestMalformed, err)
 	}
-	if !hmac.Equal(mac, guestMAC(k.secret, cred[:len(cred)-len(parts[3])-1])) {
+	if !hmac.Equal(mac, k.mac(cred[:len(cred)-len(parts[3])-1])) {
 		return Guest{}, ErrGuestSignature
 	}
 	// Signed by a key of ours: what follows was written by a gateway, but
@@ -254,7 +273,7 @@ func loadGuestKeys(file string) (*guestKeySet, error) {
 		if ks.lookup(kid) != nil {
 			return nil, fmt.Errorf("guest keys %s: the key on line %d is there twice", file, n)
 		}
-		ks.keys = append(ks.keys, guestKey{kid: kid, secret: secret})
+		ks.keys = append(ks.keys, newGuestKey(kid, secret))
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("guest keys %s: %w", file, err)
@@ -272,12 +291,6 @@ func guestKid(secret []byte) string {
 	h.Write([]byte("chatgate guest key id\x00"))
 	h.Write(secret)
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:8])
-}
-
-func guestMAC(secret []byte, signed string) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(signed))
-	return m.Sum(nil)
 }
 
 // GuestCredentialFromRequest finds a guest credential offered as a

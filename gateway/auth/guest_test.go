@@ -67,7 +67,7 @@ func TestGuestCredentialRefused(t *testing.T) {
 	// resign signs arbitrary claims with key A, as only a gateway could.
 	resign := func(claims string) string {
 		signed := "g1." + parts[1] + "." + enc([]byte(claims))
-		return signed + "." + enc(guestMAC([]byte(guestKeyA), signed))
+		return signed + "." + enc(newGuestKey("", []byte(guestKeyA)).mac(signed))
 	}
 	flip := func(s string) string {
 		b := []byte(s)
