@@ -91,7 +91,10 @@ func TestFanoutDoesNotAllocatePerRecipient(t *testing.T) {
 			t.Fatalf("Publish allocs by member count %v: they must not grow with recipients", publishAllocs)
 		}
 	}
-	if publishAllocs[1] > 8+slack {
+	// The race detector's own bookkeeping allocates a varying handful per
+	// call (9 to 11 seen for a Publish that costs 6), so the absolute bound
+	// is checked in a normal build only.
+	if !raceEnabled && publishAllocs[1] > 8 {
 		t.Fatalf("Publish costs %v allocs, want a small constant", publishAllocs[1])
 	}
 	t.Logf("Publish allocs per message: %v", publishAllocs[1])
