@@ -13,7 +13,10 @@
 // ordering, the sender's own message and then its ack queued before
 // Publish returns, the replay seam of a join with since, the recovered
 // flag, presence convergence, leave, the room limits and closing while
-// messages are being published. The suite spreads members over every
+// messages are being published; and the server API's side
+// (broker.Operator): system messages in the room's one order, history,
+// presence and the active rooms as members see them, bans that hold
+// against racing joins, and disconnects that reach every replica. The suite spreads members over every
 // broker New returns (replicas sharing rooms), so the cross-replica
 // guarantees are checked too.
 package brokertest
@@ -70,6 +73,12 @@ func Run(t *testing.T, o Options) {
 		{"Leave", testLeave},
 		{"RoomLimits", testRoomLimits},
 		{"CloseDuringPublish", testCloseDuringPublish},
+		{"SystemPublish", testSystemPublish},
+		{"History", testHistory},
+		{"HistoryRecovered", testHistoryRecovered},
+		{"PresenceAndRooms", testPresenceAndRooms},
+		{"Ban", testBan},
+		{"Disconnect", testDisconnect},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &o) })
