@@ -152,6 +152,11 @@ func New(cfg Config, opts Options) (*Server, error) {
 		s.ownHub = hub.New(hub.Config{History: s.history, Observer: s.obs})
 		s.broker = s.ownHub
 	}
+	if op, ok := s.broker.(broker.Operator); ok {
+		// The server API's disconnects, from whichever replica they were
+		// asked of, close this replica's connections.
+		op.HandleDisconnects(s.Disconnect)
+	}
 	if cfg.Auth == "jwt" {
 		a, err := auth.New(auth.Config{
 			SecretFile: cfg.JWTSecretFile,
@@ -262,6 +267,25 @@ func (s *Server) unregister(c *client) {
 	if s.draining.Load() {
 		s.obs.SetDrainRemaining(n)
 	}
+}
+
+// Disconnect closes every registered connection target names with 4403
+// kicked (what is queued is written first) and returns how many. It is the
+// broker's disconnect handler (broker.Operator.HandleDisconnects): it never
+// blocks. O(connections); disconnects are rare.
+func (s *Server) Disconnect(target broker.Target) int {
+	s.mu.Lock()
+	var hit []*client
+	for c := range s.clients {
+		if target.Matches(c.user.ID, c.id) {
+			hit = append(hit, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range hit {
+		c.close(causeKicked)
+	}
+	return len(hit)
 }
 
 // Conns returns the number of registered connections.

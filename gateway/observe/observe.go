@@ -33,6 +33,9 @@ const (
 	DisconnectShutdownForced DisconnectReason = "shutdown_forced"
 	DisconnectInternal       DisconnectReason = "internal"
 	DisconnectTokenExpired   DisconnectReason = "token_expired"
+	// DisconnectKicked: the application's backend disconnected the
+	// connection through the server API.
+	DisconnectKicked DisconnectReason = "kicked"
 )
 
 // DisconnectReasons lists every DisconnectReason.
@@ -40,7 +43,7 @@ var DisconnectReasons = []DisconnectReason{
 	DisconnectClientClose, DisconnectReadError, DisconnectPingTimeout, DisconnectWriteTimeout,
 	DisconnectWriteError, DisconnectSlowConsumer, DisconnectOverloaded, DisconnectRateAbuse,
 	DisconnectProtocolError, DisconnectTooLarge, DisconnectTooManyFrames, DisconnectBinaryFrame, DisconnectInvalidUTF8,
-	DisconnectDrain, DisconnectShutdownForced, DisconnectInternal, DisconnectTokenExpired,
+	DisconnectDrain, DisconnectShutdownForced, DisconnectInternal, DisconnectTokenExpired, DisconnectKicked,
 }
 
 // RejectReason says why a connection attempt was refused before upgrade.
