@@ -12,12 +12,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel"
@@ -426,17 +423,5 @@ func displayName(name, id string) string {
 	return "guest-" + id[:4]
 }
 
-// validName trims name and reports whether it is 1-32 runes of valid UTF-8
-// with nothing that could hide or rearrange text: no control characters,
-// no format characters (category Cf: the bidi embeddings, overrides,
-// isolates and marks, zero-width spaces and joiners, the byte order mark,
-// soft hyphens, tag characters) and no line or paragraph separators.
-func validName(name string) (string, bool) {
-	name = strings.TrimSpace(name)
-	n := utf8.RuneCountInString(name)
-	return name, n >= 1 && n <= 32 && utf8.ValidString(name) && strings.IndexFunc(name, badNameRune) < 0
-}
-
-func badNameRune(r rune) bool {
-	return r == utf8.RuneError || unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
-}
+// validName is protocol.ValidName.
+func validName(name string) (string, bool) { return protocol.ValidName(name) }

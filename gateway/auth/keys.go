@@ -127,10 +127,11 @@ func loadKeys(file string) (*keySet, error) {
 	return &ks, nil
 }
 
-// watchFile calls reload whenever file may have changed. It watches the
-// directory, so an atomic rename or a Kubernetes volume's symlink swap is
-// seen as well as an in-place write; events are debounced.
-func watchFile(ctx context.Context, file string, log *slog.Logger, reload func()) error {
+// WatchFile calls reload whenever file may have changed, until ctx ends.
+// It watches the directory, so an atomic rename or a Kubernetes volume's
+// symlink swap is seen as well as an in-place write; events are debounced.
+// what names the file in the log ("jwt keys", "api keys").
+func WatchFile(ctx context.Context, file, what string, log *slog.Logger, reload func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -156,7 +157,7 @@ func watchFile(ctx context.Context, file string, log *slog.Logger, reload func()
 			if !ok {
 				return nil
 			}
-			log.Warn("watching jwt keys", "err", err)
+			log.Warn("watching "+what, "file", file, "err", err)
 		case <-timer.C:
 			reload()
 		}
