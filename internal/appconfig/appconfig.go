@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/api"
+	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/internal/logging"
@@ -27,6 +29,7 @@ type Config struct {
 	Rooms   broker.Settings
 	Hub     hub.Settings
 	Cluster Cluster
+	API     api.Config
 	Log     logging.Config
 }
 
@@ -38,6 +41,7 @@ func Default() Config {
 		Rooms:   broker.DefaultSettings(),
 		Hub:     hub.DefaultSettings(),
 		Cluster: DefaultCluster(),
+		API:     api.DefaultConfig(),
 		Log:     logging.DefaultConfig(),
 	}
 }
@@ -49,12 +53,28 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Rooms.RegisterFlags(fs)
 	c.Hub.RegisterFlags(fs)
 	c.Cluster.RegisterFlags(fs)
+	c.API.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 }
 
-// Validate reports every invalid setting of every part at once.
+// Validate reports every invalid setting of every part at once, and the
+// settings that only make sense together.
 func (c *Config) Validate() error {
-	return errors.Join(c.Gateway.Validate(), c.Rooms.Validate(), c.Hub.Validate(), c.Cluster.Validate(), c.Log.Validate())
+	var cross error
+	if c.API.JWT && c.Gateway.JWTSecretFile == "" && c.Gateway.JWTKeysFile == "" {
+		cross = errors.New("--api-jwt needs --jwt-secret-file or --jwt-keys-file: the server API checks its tokens with the chat's keys")
+	}
+	return errors.Join(c.Gateway.Validate(), c.Rooms.Validate(), c.Hub.Validate(), c.Cluster.Validate(), c.API.Validate(), c.Log.Validate(), cross)
+}
+
+// APIDeps fills in the server API's dependencies that come from the other
+// parts' settings: the text limit and the chat's JWT keys.
+func (c *Config) APIDeps() api.Deps {
+	g := &c.Gateway
+	return api.Deps{
+		MaxTextBytes: g.MaxTextBytes,
+		JWT:          auth.Config{SecretFile: g.JWTSecretFile, KeysFile: g.JWTKeysFile, Issuer: g.JWTIssuer, Leeway: g.JWTLeeway},
+	}
 }
 
 // EnvPrefix prefixes every flag's environment variable.
