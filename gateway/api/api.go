@@ -297,8 +297,8 @@ func (h *Handler) serve(ctx context.Context, c *call, rt endpoint, found bool) (
 		return h.fail(c, protocol.InvalidRoomError())
 	}
 	resp, perr := rt.serve(h, ctx, c)
-	if perr == nil && ctx.Err() != nil {
-		perr = timeoutError()
+	if ctx.Err() != nil {
+		perr = timeoutError() // whatever the broker said when it gave up
 	}
 	if perr != nil {
 		return h.fail(c, perr)
