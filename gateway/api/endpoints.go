@@ -27,19 +27,8 @@ const (
 	defaultLimit   = 100
 )
 
-type publishRequest struct {
-	Room   string `json:"room"`
-	Text   string `json:"text"`
-	Sender string `json:"sender"`
-}
-
-type publishResponse struct {
-	Room string `json:"room"`
-	Seq  uint64 `json:"seq"`
-}
-
 // check validates a publish and fills in the default sender.
-func (h *Handler) check(p *publishRequest) *protocol.Error {
+func (h *Handler) check(p *PublishRequest) *protocol.Error {
 	if !protocol.ValidRoom(p.Room) {
 		return protocol.InvalidRoomError()
 	}
@@ -63,20 +52,20 @@ func (h *Handler) check(p *publishRequest) *protocol.Error {
 }
 
 // send publishes one checked message.
-func (h *Handler) send(ctx context.Context, p publishRequest) (publishResponse, *protocol.Error) {
+func (h *Handler) send(ctx context.Context, p PublishRequest) (PublishResult, *protocol.Error) {
 	if ctx.Err() != nil {
-		return publishResponse{}, timeoutError()
+		return PublishResult{}, timeoutError()
 	}
 	pub, perr := h.op.PublishSystem(ctx, p.Room, p.Sender, p.Text)
 	if perr != nil {
-		return publishResponse{}, perr
+		return PublishResult{}, perr
 	}
 	h.obs.MessageAccepted()
-	return publishResponse{Room: p.Room, Seq: pub.Seq}, nil
+	return PublishResult{Room: p.Room, Seq: pub.Seq}, nil
 }
 
 func (h *Handler) publish(ctx context.Context, c *call) (any, *protocol.Error) {
-	var p publishRequest
+	var p PublishRequest
 	if perr := decodeBody(c, h.cfg.MaxBodyBytes, &p); perr != nil {
 		return nil, perr
 	}
@@ -86,23 +75,9 @@ func (h *Handler) publish(ctx context.Context, c *call) (any, *protocol.Error) {
 	return h.send(ctx, p)
 }
 
-type batchRequest struct {
-	Messages []publishRequest `json:"messages"`
-}
-
-type batchResult struct {
-	Room  string       `json:"room"`
-	Seq   uint64       `json:"seq,omitempty"`
-	Error *errorObject `json:"error,omitempty"`
-}
-
-type batchResponse struct {
-	Results []batchResult `json:"results"`
-}
-
 // result is the first failure's code, or ok: a batch is answered 200 with
 // a result per message, but a failed message still counts as an error.
-func (b batchResponse) result() string {
+func (b BatchResponse) result() string {
 	for _, r := range b.Results {
 		if r.Error != nil {
 			return string(r.Error.Code)
@@ -112,7 +87,7 @@ func (b batchResponse) result() string {
 }
 
 func (h *Handler) publishBatch(ctx context.Context, c *call) (any, *protocol.Error) {
-	var b batchRequest
+	var b BatchRequest
 	if perr := decodeBody(c, h.cfg.MaxBodyBytes, &b); perr != nil {
 		return nil, perr
 	}
@@ -132,37 +107,15 @@ func (h *Handler) publishBatch(ctx context.Context, c *call) (any, *protocol.Err
 	if ok, wait := h.limits.allow(c.who.name, len(b.Messages)-1); !ok {
 		return nil, &protocol.Error{Code: protocol.CodeRateLimited, Message: fmt.Sprintf("a batch of %d messages is more than key %s may send now", len(b.Messages), c.who.name), RetryAfterMs: wait}
 	}
-	resp := batchResponse{Results: make([]batchResult, len(b.Messages))}
+	resp := BatchResponse{Results: make([]BatchResult, len(b.Messages))}
 	for i, p := range b.Messages {
 		r, perr := h.send(ctx, p)
-		resp.Results[i] = batchResult{Room: p.Room, Seq: r.Seq}
+		resp.Results[i] = BatchResult{Room: p.Room, Seq: r.Seq}
 		if perr != nil {
 			resp.Results[i].Error = newErrorObject(perr)
 		}
 	}
 	return resp, nil
-}
-
-type banRequest struct {
-	Room    string `json:"room"`
-	Seconds int64  `json:"seconds"`
-}
-
-type disconnectRequest struct {
-	User string      `json:"user"`
-	Conn string      `json:"conn"`
-	Ban  *banRequest `json:"ban"`
-}
-
-type banResponse struct {
-	Room  string    `json:"room"`
-	User  string    `json:"user"`
-	Until time.Time `json:"until"`
-}
-
-type disconnectResponse struct {
-	Disconnected int          `json:"disconnected"`
-	Ban          *banResponse `json:"ban,omitempty"`
 }
 
 func checkUser(user string, required bool) *protocol.Error {
@@ -186,7 +139,7 @@ func checkBan(room string, seconds int64) *protocol.Error {
 }
 
 func (h *Handler) disconnect(ctx context.Context, c *call) (any, *protocol.Error) {
-	var d disconnectRequest
+	var d DisconnectRequest
 	if perr := decodeBody(c, h.cfg.MaxBodyBytes, &d); perr != nil {
 		return nil, perr
 	}
@@ -203,7 +156,7 @@ func (h *Handler) disconnect(ctx context.Context, c *call) (any, *protocol.Error
 	if len(d.Conn) > MaxConnBytes {
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "conn is longer than " + strconv.Itoa(MaxConnBytes) + " bytes"}
 	}
-	var resp disconnectResponse
+	var resp DisconnectResponse
 	if d.Ban != nil {
 		if d.User == "" {
 			return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "a ban needs user: it keeps a user, not a connection, out of the room"}
@@ -228,23 +181,17 @@ func (h *Handler) disconnect(ctx context.Context, c *call) (any, *protocol.Error
 	return resp, nil
 }
 
-func (h *Handler) doBan(ctx context.Context, room, user string, seconds int64) (banResponse, *protocol.Error) {
+func (h *Handler) doBan(ctx context.Context, room, user string, seconds int64) (BanResult, *protocol.Error) {
 	d := time.Duration(seconds) * time.Second
 	until := time.Now().Add(d).UTC().Truncate(time.Second)
 	if perr := h.op.Ban(ctx, room, user, d); perr != nil {
-		return banResponse{}, perr
+		return BanResult{}, perr
 	}
-	return banResponse{Room: room, User: user, Until: until}, nil
-}
-
-type banUserRequest struct {
-	Room    string `json:"room"`
-	User    string `json:"user"`
-	Seconds int64  `json:"seconds"`
+	return BanResult{Room: room, User: user, Until: until}, nil
 }
 
 func (h *Handler) ban(ctx context.Context, c *call) (any, *protocol.Error) {
-	var b banUserRequest
+	var b BanRequest
 	if perr := decodeBody(c, h.cfg.MaxBodyBytes, &b); perr != nil {
 		return nil, perr
 	}
@@ -258,13 +205,8 @@ func (h *Handler) ban(ctx context.Context, c *call) (any, *protocol.Error) {
 	return h.doBan(ctx, b.Room, b.User, b.Seconds)
 }
 
-type unbanRequest struct {
-	Room string `json:"room"`
-	User string `json:"user"`
-}
-
 func (h *Handler) unban(ctx context.Context, c *call) (any, *protocol.Error) {
-	var u unbanRequest
+	var u UnbanRequest
 	if perr := decodeBody(c, h.cfg.MaxBodyBytes, &u); perr != nil {
 		return nil, perr
 	}
@@ -281,18 +223,6 @@ func (h *Handler) unban(ctx context.Context, c *call) (any, *protocol.Error) {
 	return u, nil
 }
 
-type roomCount struct {
-	Room        string `json:"room"`
-	Online      int    `json:"online"`
-	Connections int    `json:"connections"`
-}
-
-type roomsResponse struct {
-	Rooms []roomCount `json:"rooms"`
-	// Next is the after of the next page, when there is one.
-	Next string `json:"next,omitempty"`
-}
-
 func (h *Handler) rooms(ctx context.Context, c *call) (any, *protocol.Error) {
 	q, perr := query(c, "after", "limit")
 	if perr != nil {
@@ -306,27 +236,14 @@ func (h *Handler) rooms(ctx context.Context, c *call) (any, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	resp := roomsResponse{Rooms: make([]roomCount, 0, len(list))}
+	resp := RoomsResponse{Rooms: make([]RoomCount, 0, len(list))}
 	for _, r := range list {
-		resp.Rooms = append(resp.Rooms, roomCount{Room: r.Room, Online: r.Online, Connections: r.Connections})
+		resp.Rooms = append(resp.Rooms, RoomCount{Room: r.Room, Online: r.Online, Connections: r.Connections})
 	}
 	if more && len(list) > 0 {
 		resp.Next = list[len(list)-1].Room
 	}
 	return resp, nil
-}
-
-type presentUser struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	Connections int    `json:"connections"`
-}
-
-type presenceResponse struct {
-	Room        string        `json:"room"`
-	Online      int           `json:"online"`
-	Connections int           `json:"connections"`
-	Users       []presentUser `json:"users"`
 }
 
 func (h *Handler) presence(ctx context.Context, c *call) (any, *protocol.Error) {
@@ -337,19 +254,11 @@ func (h *Handler) presence(ctx context.Context, c *call) (any, *protocol.Error) 
 	if perr != nil {
 		return nil, perr
 	}
-	resp := presenceResponse{Room: c.room, Online: p.Online, Connections: p.Connections, Users: make([]presentUser, 0, len(p.Users))}
+	resp := PresenceResponse{Room: c.room, Online: p.Online, Connections: p.Connections, Users: make([]PresentUser, 0, len(p.Users))}
 	for _, u := range p.Users {
-		resp.Users = append(resp.Users, presentUser{ID: u.ID, Name: u.Name, Connections: u.Connections})
+		resp.Users = append(resp.Users, PresentUser{ID: u.ID, Name: u.Name, Connections: u.Connections})
 	}
 	return resp, nil
-}
-
-type historyResponse struct {
-	Room      string            `json:"room"`
-	Seq       uint64            `json:"seq"`
-	Recovered *bool             `json:"recovered,omitempty"`
-	Truncated bool              `json:"truncated"`
-	Messages  []json.RawMessage `json:"messages"`
 }
 
 func (h *Handler) history(ctx context.Context, c *call) (any, *protocol.Error) {
@@ -373,7 +282,7 @@ func (h *Handler) history(ctx context.Context, c *call) (any, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	resp := historyResponse{Room: c.room, Seq: hist.Seq, Truncated: hist.Truncated, Messages: make([]json.RawMessage, 0, len(hist.Messages))}
+	resp := HistoryResponse{Room: c.room, Seq: hist.Seq, Truncated: hist.Truncated, Messages: make([]json.RawMessage, 0, len(hist.Messages))}
 	if since != nil {
 		resp.Recovered = &hist.Recovered
 	}

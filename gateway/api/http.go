@@ -75,20 +75,12 @@ func route(path string) (ep endpoint, room string, ok bool) {
 	return endpoint{}, "", false
 }
 
-// errorObject is an error as the API writes it: the protocol's error
-// envelope without its type and ref.
-type errorObject struct {
-	Code         protocol.ErrorCode `json:"code"`
-	Message      string             `json:"message"`
-	RetryAfterMs int64              `json:"retry_after_ms,omitempty"`
-}
-
 type errorBody struct {
-	Error *errorObject `json:"error"`
+	Error *Error `json:"error"`
 }
 
-func newErrorObject(e *protocol.Error) *errorObject {
-	return &errorObject{Code: e.Code, Message: e.Message, RetryAfterMs: e.RetryAfterMs}
+func newErrorObject(e *protocol.Error) *Error {
+	return &Error{Code: e.Code, Message: e.Message, RetryAfterMs: e.RetryAfterMs}
 }
 
 // writeJSON answers status with v as JSON.

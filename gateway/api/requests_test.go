@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -366,5 +367,53 @@ func TestMetricsAndSpans(t *testing.T) {
 	}
 	if log := e.log.String(); strings.Contains(log, keyPublish) || strings.Contains(log, keyRead) {
 		t.Fatal("a key appears in the log")
+	}
+}
+
+// TestClient: the Go client sends what the server reads and reads what it
+// answers, and returns the API's errors as *api.Error with their status.
+func TestClient(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	c, err := api.NewClient(e.srv.URL, keyAll, e.srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSub("alice")
+	e.join(s, "lobby")
+	p, err := c.Publish(ctx, api.PublishRequest{Room: "lobby", Text: "hi", Sender: "Bot"})
+	if err != nil || p.Seq == 0 {
+		t.Fatalf("Publish: %+v, %v", p, err)
+	}
+	b, err := c.PublishBatch(ctx, []api.PublishRequest{{Room: "lobby", Text: "a"}, {Room: "bad room", Text: "b"}})
+	var apiErr *api.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != 400 || apiErr.Code != protocol.CodeInvalidRoom || len(b.Results) != 0 {
+		t.Fatalf("PublishBatch with a bad room: %+v, %v; want a 400 invalid_room *api.Error", b, err)
+	}
+	h, err := c.History(ctx, "lobby", nil, 10)
+	if err != nil || len(h.Messages) != 1 || h.Seq != p.Seq {
+		t.Fatalf("History: %+v, %v", h, err)
+	}
+	pr, err := c.Presence(ctx, "lobby")
+	if err != nil || pr.Online != 1 || pr.Users[0].ID != "alice" {
+		t.Fatalf("Presence: %+v, %v", pr, err)
+	}
+	rooms, err := c.Rooms(ctx, "", 10)
+	if err != nil || len(rooms.Rooms) != 1 || rooms.Rooms[0] != (api.RoomCount{Room: "lobby", Online: 1, Connections: 1}) {
+		t.Fatalf("Rooms: %+v, %v", rooms, err)
+	}
+	d, err := c.Disconnect(ctx, api.DisconnectRequest{User: "alice", Ban: &api.BanSpec{Room: "lobby", Seconds: 30}})
+	if err != nil || d.Ban == nil || d.Ban.Room != "lobby" {
+		t.Fatalf("Disconnect: %+v, %v", d, err)
+	}
+	if err := c.Unban(ctx, api.UnbanRequest{Room: "lobby", User: "alice"}); err != nil {
+		t.Fatalf("Unban: %v", err)
+	}
+	if _, err := c.Ban(ctx, api.BanRequest{Room: "lobby", User: "alice", Seconds: 30}); err != nil {
+		t.Fatalf("Ban: %v", err)
+	}
+	reader, _ := api.NewClient(e.srv.URL, keyRead, e.srv.Client())
+	if _, err := reader.Publish(ctx, api.PublishRequest{Room: "lobby", Text: "x"}); !errors.As(err, &apiErr) || apiErr.Status != 403 || apiErr.Code != protocol.CodeForbidden {
+		t.Fatalf("Publish without the scope: %v; want a 403 forbidden *api.Error", err)
 	}
 }
