@@ -130,7 +130,9 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 		sel("chatgate_backplane_up", "") + " == 1",
 		sel("chatgate_backplane_publish_duration_seconds_count", "") + " > 0",
 		sel("chatgate_backplane_rooms", "") + " > 0",
-		sel("chatgate_backplane_consumer_lag", "") + " >= 0",
+		sel("chatgate_backplane_repairing_rooms", "") + " >= 0",
+		sel("chatgate_backplane_repairs_total", `cause="resync"`) + " >= 0",
+		sel("chatgate_backplane_live_gaps_total", "") + " >= 0",
 		sel("chatgate_backplane_presence_sync_age_seconds", "") + " >= 0",
 		sel("chatgate_backplane_publish_conflicts_total", "") + " >= 0",
 		sel("chatgate_backplane_publish_errors_total", "") + " == 0",
@@ -162,7 +164,10 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	waitUntil(t, "/readyz to succeed once NATS is back", func() bool { return gw.status(hc, "/readyz") == http.StatusOK })
 	chatter.Send(map[string]any{"type": "send", "room": "lobby", "text": "back", "ref": "recovered"})
 	chatter.WaitEnv("the ack of a send after the outage", func(e wstest.Env) bool { return e.Type() == "ack" && e.Str("ref") == "recovered" })
-	prom.waitFor(t, "a scrape of the recovery", sel("chatgate_backplane_up", "")+" == 1")
+	// Back on NATS, every room the gateway serves reads what it missed
+	// from the stream (a resync repair).
+	prom.waitFor(t, "a scrape of the recovery", sel("chatgate_backplane_up", "")+" == 1"+
+		" and on (instance) "+sel("chatgate_backplane_repairs_total", `cause="resync"`)+" > 0")
 	t.Logf("NATS outage and recovery seen after %v", time.Since(started).Round(time.Millisecond))
 
 	// Drain: readiness fails at once, a new connection is refused, and the

@@ -749,7 +749,7 @@ const runbookBase = "https://github.com/chatgate/chatgate/blob/main/docs/operati
 var wantAlerts = []string{
 	"ChatgateBroadcastLatencyHigh", "ChatgateEvictionSpike", "ChatgateRejectionSpike",
 	"ChatgateDrainOverrunning", "ChatgateNoReadyReplicas", "ChatgateFdExhaustion",
-	"ChatgateBackplaneDown", "ChatgateBackplaneDeliveryGaps", "ChatgateBackplanePublishErrors",
+	"ChatgateBackplaneDown", "ChatgateBackplaneDeliveryGaps", "ChatgateBackplaneRepairsStuck", "ChatgateBackplanePublishErrors",
 }
 
 // runbookAnchor is the GitHub anchor of the heading "Alert: <name>".

@@ -1,10 +1,20 @@
 // Package web is chatgate's browser client: a chat page, embedded in the
 // binary, that speaks wire protocol v1 over /ws (several rooms per
 // connection, optimistic sending, reconnects that rejoin with since).
-// It is plain JavaScript modules under static/ with no build step;
-// static/js/wire.js holds the protocol helpers, static/js/connection.js the
-// reconnecting socket, static/app.js the app. The e2e directory drives it
-// in a real Chromium against a real gateway.
+// It is plain JavaScript modules under static/ with no build step:
+//
+//	static/app.js            the app: rooms, rendering, forms
+//	static/js/wire.js        protocol helpers (pure)
+//	static/js/connection.js  the reconnecting socket
+//	static/js/sendqueue.js   outgoing messages: order, pacing, retries (no DOM)
+//	static/js/storage.js     what is remembered per tab and per browser
+//	static/js/tabs.js        the other open tabs (Web Locks)
+//	static/js/mentions.js    @mention matching (pure)
+//	static/js/notify.js      mention notifications
+//	static/js/typing.js      typing indicators, for a gateway that announces them
+//	static/js/dom.js         DOM helpers (text only)
+//
+// The e2e directory drives it in a real Chromium against a real gateway.
 //
 // Handler serves the page's files with a strict Content-Security-Policy.
 // The page uses no inline script, inline style or third-party asset, so the

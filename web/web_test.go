@@ -359,30 +359,35 @@ func TestIndexHasNothingInline(t *testing.T) {
 	})
 }
 
-// The access token is a bearer credential: it is kept in sessionStorage
-// only (never localStorage, which outlives the tab), never put in a URL
-// query, never logged, and it travels as a "bearer." subprotocol. The e2e
-// suite checks the same things at run time (TestTokenSignIn).
+// The access token is a bearer credential, and so is a guest credential:
+// they are kept in this tab's sessionStorage only (never localStorage,
+// which outlives the tab and is shared by every tab), never put in a URL
+// query, never logged, and they travel as subprotocols. Only
+// js/storage.js touches the storage areas. The e2e suite checks the same
+// things at run time (TestTokenSignIn).
 func TestTokenHandling(t *testing.T) {
 	all := scripts(t)
 	app := all["app.js"]
-	for _, use := range regexp.MustCompile(`\w+\.(?:get|set)\(KEYS\.token\b`).FindAllString(app, -1) {
-		if !strings.HasPrefix(use, "session.") {
-			t.Errorf("app.js: %s: the token must be kept in sessionStorage only", use)
+	for _, use := range regexp.MustCompile(`\w+\.(?:get|set)\(KEYS\.(?:token|guest)\b`).FindAllString(app, -1) {
+		if !strings.HasPrefix(use, "tabStore.") {
+			t.Errorf("app.js: %s: credentials must be kept in sessionStorage (tabStore) only", use)
 		}
 	}
-	if !strings.Contains(app, "session.set(KEYS.token") {
+	if !strings.Contains(app, "tabStore.set(KEYS.token") {
 		t.Error("app.js does not keep the token in sessionStorage")
 	}
+	if !regexp.MustCompile(`tabStore = wrap\('sessionStorage'\)`).MatchString(all["js/storage.js"]) {
+		t.Error("js/storage.js: tabStore is not sessionStorage")
+	}
 	for name, src := range all {
-		if n := strings.Count(src, "localStorage."); name != "app.js" && n > 0 || n > 3 {
-			t.Errorf("%s uses localStorage %d times; only the store helper in app.js may", name, n)
+		if name != "js/storage.js" && regexp.MustCompile(`\b(local|session)Storage\s*[.\[]|['"](local|session)Storage['"]`).MatchString(src) {
+			t.Errorf("%s touches a storage area; only js/storage.js may (through tabStore and browserStore)", name)
 		}
-		if m := regexp.MustCompile(`console\.\w+\([^;]*(?i:token)`).FindString(src); m != "" {
-			t.Errorf("%s may log the token: %s", name, m)
+		if m := regexp.MustCompile(`console\.\w+\([^;]*(?i:token|credential|guest)`).FindString(src); m != "" {
+			t.Errorf("%s may log a credential: %s", name, m)
 		}
-		if m := regexp.MustCompile(`[?&]token=`).FindString(src); m != "" {
-			t.Errorf("%s puts the token in a URL query (%q); send it as a subprotocol", name, m)
+		if m := regexp.MustCompile(`[?&](token|guest)=`).FindString(src); m != "" {
+			t.Errorf("%s puts a credential in a URL query (%q); send it as a subprotocol", name, m)
 		}
 	}
 	if !strings.Contains(all["js/wire.js"], "`bearer.${token}`") {

@@ -608,7 +608,8 @@ func TestNATSRestart(t *testing.T) {
 	late.waitFor("replay", func(envs []env) bool { return len(messages(envs, "r")) == len(acked) })
 }
 
-// The backplane's metrics are registered without room labels.
+// The backplane's metrics are registered without room labels: the only
+// label is the repair cause, every value of it present from the start.
 func TestMetricsRegistered(t *testing.T) {
 	ns := startNATS(t)
 	n := startNode(t, ns, "gw-a", nil)
@@ -619,7 +620,7 @@ func TestMetricsRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
+	var names, causes []string
 	for _, mf := range mfs {
 		names = append(names, mf.GetName())
 		if !strings.HasPrefix(mf.GetName(), "chatgate_backplane_") {
@@ -627,14 +628,24 @@ func TestMetricsRegistered(t *testing.T) {
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
+				if mf.GetName() == "chatgate_backplane_repairs_total" && l.GetName() == "cause" {
+					causes = append(causes, l.GetValue())
+					continue
+				}
 				t.Errorf("%s has label %s", mf.GetName(), l.GetName())
 			}
 		}
 	}
+	sort.Strings(causes)
+	if got, want := strings.Join(causes, " "), "ack dropped gap hint resync"; got != want {
+		t.Errorf("chatgate_backplane_repairs_total causes %q; want %q", got, want)
+	}
 	sort.Strings(names)
 	for _, want := range []string{
 		"chatgate_backplane_up", "chatgate_backplane_publish_duration_seconds", "chatgate_backplane_publish_errors_total",
-		"chatgate_backplane_consumer_lag", "chatgate_backplane_presence_sync_age_seconds",
+		"chatgate_backplane_presence_sync_age_seconds", "chatgate_backplane_delivery_gaps_total", "chatgate_backplane_live_gaps_total",
+		"chatgate_backplane_live_drops_total", "chatgate_backplane_repairs_total", "chatgate_backplane_repaired_messages_total",
+		"chatgate_backplane_repair_duration_seconds", "chatgate_backplane_repairing_rooms", "chatgate_backplane_rooms",
 	} {
 		if !slices_contains(names, want) {
 			t.Errorf("metric %s missing; have %s", want, strings.Join(names, " "))

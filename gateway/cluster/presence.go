@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,25 +25,17 @@ const (
 	kindNone  = "none"  // sync reply: the sender does not hold the room
 	kindSync  = "sync"  // sync request: send me your users of this room
 	kindHello = "hello" // census: the sender is alive
-	kindYield = "yield" // the sender keeps losing publish races here: hold new messages briefly
+	kindYield = "yield" // on chatgate.yield.<room>: the sender keeps losing publish races there; hold new messages briefly
 )
-
-// yieldWindow is how long a replica holds new messages of a room after a
-// yield request: a few round trips to the NATS server.
-const yieldWindow = 5 * time.Millisecond
 
 type presenceMsg struct {
 	R string          `json:"r"`           // sender replica id
 	V uint64          `json:"v,omitempty"` // sender's message counter
 	K string          `json:"k"`
 	U []protocol.User `json:"u,omitempty"`
-}
-
-// replicaView is what a room knows of another replica's users.
-type replicaView struct {
-	users    map[string]protocol.User
-	version  uint64
-	lastSeen time.Time
+	// S, in a snap, is the seq of the room's last message the sender has
+	// delivered: a replica behind it checks the stream (see room.hint).
+	S uint64 `json:"s,omitempty"`
 }
 
 // outbound publishes presence messages in the order they were queued,
@@ -57,11 +50,12 @@ type outbound struct {
 
 func (o *outbound) init() { o.wake = make(chan struct{}, 1) }
 
-// push queues a message; it never blocks.
-func (o *outbound) push(subject, reply, kind, id string, users []protocol.User) {
+// push queues pm (its version set here) to subject; it never blocks.
+func (o *outbound) push(subject, reply string, pm presenceMsg) {
 	o.mu.Lock()
 	o.ver++
-	data, _ := json.Marshal(presenceMsg{R: id, V: o.ver, K: kind, U: users})
+	pm.V = o.ver
+	data, _ := json.Marshal(pm)
 	o.q = append(o.q, &nats.Msg{Subject: subject, Reply: reply, Data: data})
 	o.mu.Unlock()
 	select {
@@ -97,7 +91,8 @@ func (o *outbound) run(bp *Backplane) {
 	}
 }
 
-// onPresence applies another replica's message about this room.
+// onPresence applies another replica's message about room r (from a
+// dispatcher, see live.go).
 func (r *room) onPresence(msg *nats.Msg) {
 	var pm presenceMsg
 	if json.Unmarshal(msg.Data, &pm) != nil || pm.R == r.bp.id || pm.R == "" {
@@ -110,123 +105,51 @@ func (r *room) onPresence(msg *nats.Msg) {
 	r.mu.Unlock()
 }
 
-// applyLocked folds one replica's message into the room's presence.
+// applyLocked folds one replica's message into the room's presence; a
+// snapshot also tells how far that replica has delivered the room.
 func (r *room) applyLocked(pm presenceMsg, now time.Time) {
-	if pm.K == kindYield {
-		r.yieldUntil = now.Add(yieldWindow)
-		return
+	if r.pres.apply(pm, now) {
+		r.armPresenceLocked()
 	}
-	rv := r.remote[pm.R]
-	if pm.K == kindBye {
-		if rv != nil && pm.V > rv.version {
-			r.dropReplicaLocked(pm.R)
-		}
-		return
-	}
-	if pm.K != kindJoin && pm.K != kindLeave && pm.K != kindSnap {
-		return
-	}
-	if rv == nil {
-		rv = &replicaView{users: make(map[string]protocol.User)}
-		r.remote[pm.R] = rv
-	} else if pm.V <= rv.version {
-		return // older than what we have
-	}
-	rv.version, rv.lastSeen = pm.V, now
-	switch pm.K {
-	case kindJoin:
-		for _, u := range pm.U {
-			if _, ok := rv.users[u.ID]; !ok {
-				rv.users[u.ID] = u
-				r.refLocked(u)
-			}
-		}
-	case kindLeave:
-		for _, u := range pm.U {
-			if _, ok := rv.users[u.ID]; ok {
-				delete(rv.users, u.ID)
-				r.unrefLocked(u.ID)
-			}
-		}
-	case kindSnap:
-		next := make(map[string]protocol.User, len(pm.U))
-		for _, u := range pm.U {
-			next[u.ID] = u
-		}
-		for id := range rv.users {
-			if _, ok := next[id]; !ok {
-				delete(rv.users, id)
-				r.unrefLocked(id)
-			}
-		}
-		for id, u := range next {
-			if _, ok := rv.users[id]; !ok {
-				rv.users[id] = u
-				r.refLocked(u)
-			}
-		}
+	if pm.K == kindSnap && pm.S > r.lastSeq {
+		r.hintLocked(pm.S, now)
 	}
 }
 
-func (r *room) dropReplicaLocked(id string) {
-	rv := r.remote[id]
-	if rv == nil {
-		return
-	}
-	delete(r.remote, id)
-	for uid := range rv.users {
-		r.unrefLocked(uid)
-	}
-}
+// snapSlots spreads the periodic snapshots over the sync period: every
+// PresenceSync/snapSlots, the rooms of one slot (by name) send theirs, so
+// thousands of rooms do not send at the same instant.
+const snapSlots = 10
 
-// expireLocked drops the users of replicas not heard from for the TTL
-// (less one scan period, so they are gone within the TTL), counting the
-// silence from upSince at the earliest: the backplane was down before it,
-// so nobody could be heard.
-func (r *room) expireLocked(now, upSince time.Time) {
-	limit := r.bp.cfg.PresenceTTL - r.bp.tick
-	for id, rv := range r.remote {
-		if now.Sub(later(rv.lastSeen, upSince)) >= limit {
-			r.bp.log.Debug("replica expired from room presence", "replica", id)
-			r.dropReplicaLocked(id)
-		}
-	}
-}
+// snapshotAll publishes this replica's users of every room it holds, and
+// how far it has delivered each.
+func (bp *Backplane) snapshotAll() { bp.snapshotSlot(-1) }
 
-func (r *room) localUsersLocked() []protocol.User {
-	us := make([]protocol.User, 0, len(r.local))
-	for _, uc := range r.local {
-		us = append(us, uc.user)
-	}
-	return us
-}
-
-// snapshotAll publishes this replica's users of every room it holds.
-func (bp *Backplane) snapshotAll() {
+// snapshotSlot does snapshotAll for the rooms of one slot (-1: all).
+func (bp *Backplane) snapshotSlot(slot int) {
 	for _, r := range bp.allRooms() {
+		if slot >= 0 && r.slot != slot {
+			continue
+		}
 		r.mu.Lock()
-		if !r.closed && len(r.local) > 0 {
-			bp.out.push(presencePrefix+r.name, "", kindSnap, bp.id, r.localUsersLocked())
+		if !r.closed && len(r.pres.local) > 0 {
+			bp.out.push(livePrefix+r.name, "", presenceMsg{R: bp.id, K: kindSnap, U: r.pres.localUsers(), S: r.lastMsg})
 		}
 		r.mu.Unlock()
 	}
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// presenceLoop sends snapshots and census hellos every PresenceSync and
-// expires silent replicas every tick. While the backplane is down (Health)
-// nothing expires: the other replicas' users stay as last known, and their
-// TTL counts from the tick that finds the backplane up again.
+// presenceLoop sends each room's snapshot and the census hello every
+// PresenceSync (the snapshots spread over it), and every tick expires
+// silent replicas and audits every room (room.auditLocked).
+// While the backplane is down (Health) nothing expires: the other
+// replicas' users stay as last known, and their TTL counts from the tick
+// that finds the backplane up again.
 func (bp *Backplane) presenceLoop() {
 	defer bp.wg.Done()
-	snap := time.NewTicker(bp.cfg.PresenceSync)
+	snap := time.NewTicker(bp.cfg.PresenceSync / snapSlots)
 	defer snap.Stop()
+	slot := 0
 	expire := time.NewTicker(bp.tick)
 	defer expire.Stop()
 	var upSince time.Time
@@ -236,8 +159,11 @@ func (bp *Backplane) presenceLoop() {
 		case <-bp.quit:
 			return
 		case <-snap.C:
-			bp.snapshotAll()
-			bp.announce(true)
+			bp.snapshotSlot(slot)
+			if slot == 0 {
+				bp.announce(true)
+			}
+			slot = (slot + 1) % snapSlots
 		case now := <-expire.C:
 			if !bp.Up() {
 				down = true
@@ -246,10 +172,18 @@ func (bp *Backplane) presenceLoop() {
 			if down {
 				down, upSince = false, now
 			}
+			limit := bp.cfg.PresenceTTL - bp.tick // so they are gone within the TTL
 			for _, r := range bp.allRooms() {
 				r.mu.Lock()
 				if !r.closed {
-					r.expireLocked(now, upSince)
+					dropped, changed := r.pres.expire(now, upSince, limit)
+					for _, id := range dropped {
+						bp.log.Debug("replica expired from room presence", "replica", id)
+					}
+					if changed {
+						r.armPresenceLocked()
+					}
+					r.auditLocked(now)
 				}
 				r.mu.Unlock()
 			}
@@ -270,7 +204,7 @@ func (bp *Backplane) announce(alive bool) {
 	if alive {
 		kind = kindHello
 	}
-	bp.out.push(censusSubject, "", kind, bp.id, nil)
+	bp.out.push(censusSubject, "", presenceMsg{R: bp.id, K: kind})
 }
 
 func (bp *Backplane) onCensus(msg *nats.Msg) {
@@ -308,14 +242,66 @@ func (bp *Backplane) onSyncRequest(msg *nats.Msg) {
 	name := strings.TrimPrefix(msg.Subject, psyncPrefix)
 	if r := bp.lookup(name); r != nil {
 		r.mu.Lock()
-		if !r.closed && len(r.local) > 0 {
-			bp.out.push(msg.Reply, "", kindSnap, bp.id, r.localUsersLocked())
+		if !r.closed && len(r.pres.local) > 0 {
+			bp.out.push(msg.Reply, "", presenceMsg{R: bp.id, K: kindSnap, U: r.pres.localUsers(), S: r.lastMsg})
 			r.mu.Unlock()
 			return
 		}
 		r.mu.Unlock()
 	}
-	bp.out.push(msg.Reply, "", kindNone, bp.id, nil)
+	bp.out.push(msg.Reply, "", presenceMsg{R: bp.id, K: kindNone})
+}
+
+// syncReplies routes the answers to this replica's presence sync
+// requests. One subscription (<inbox>.*) takes them all, so starting to
+// serve a room subscribes nothing on the NATS server but the room's live
+// subject.
+type syncReplies struct {
+	prefix string // static after init: "<inbox>."
+
+	mu      sync.Mutex
+	next    uint64                      // guarded by mu
+	waiting map[string]chan presenceMsg // reply token → its request's answers; guarded by mu
+}
+
+func (s *syncReplies) init(inbox string) {
+	s.prefix = inbox + "."
+	s.waiting = make(map[string]chan presenceMsg)
+}
+
+// open registers a request that waits for n answers.
+func (s *syncReplies) open(n int) (string, chan presenceMsg) {
+	ch := make(chan presenceMsg, n+1)
+	s.mu.Lock()
+	s.next++
+	token := strconv.FormatUint(s.next, 36)
+	s.waiting[token] = ch
+	s.mu.Unlock()
+	return token, ch
+}
+
+func (s *syncReplies) close(token string) {
+	s.mu.Lock()
+	delete(s.waiting, token)
+	s.mu.Unlock()
+}
+
+// onSyncReply hands an answer to the request waiting for it.
+func (bp *Backplane) onSyncReply(msg *nats.Msg) {
+	var pm presenceMsg
+	if json.Unmarshal(msg.Data, &pm) != nil || pm.R == bp.id {
+		return
+	}
+	s := &bp.syncs
+	s.mu.Lock()
+	ch := s.waiting[strings.TrimPrefix(msg.Subject, s.prefix)]
+	s.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- pm:
+		default: // more answers than replicas known: enough already
+		}
+	}
 }
 
 // syncPresence asks the other replicas for their users of r and waits,
@@ -326,36 +312,38 @@ func (bp *Backplane) syncPresence(r *room) {
 	if want == 0 {
 		return
 	}
-	inbox := bp.nc.NewInbox()
-	sub, err := bp.nc.SubscribeSync(inbox)
-	if err != nil {
-		return
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	token, answers := bp.syncs.open(want)
+	defer bp.syncs.close(token)
 	data, _ := json.Marshal(presenceMsg{R: bp.id, K: kindSync})
-	if err := bp.nc.PublishRequest(psyncPrefix+r.name, inbox, data); err != nil {
+	if err := bp.nc.PublishRequest(psyncPrefix+r.name, bp.syncs.prefix+token, data); err != nil {
 		return
 	}
-	deadline := time.Now().Add(bp.cfg.SyncWait)
+	deadline := time.NewTimer(bp.cfg.SyncWait)
+	defer deadline.Stop()
 	got := make(map[string]bool, want)
 	for len(got) < want {
-		left := time.Until(deadline)
-		if left <= 0 {
+		select {
+		case pm := <-answers:
+			got[pm.R] = true
+			if pm.K == kindSnap {
+				r.mu.Lock()
+				r.applyLocked(pm, time.Now())
+				r.mu.Unlock()
+			}
+		case <-deadline.C:
 			return
 		}
-		msg, err := sub.NextMsg(left)
-		if err != nil {
-			return
-		}
-		var pm presenceMsg
-		if json.Unmarshal(msg.Data, &pm) != nil || pm.R == bp.id {
-			continue
-		}
-		got[pm.R] = true
-		if pm.K == kindSnap {
-			r.mu.Lock()
-			r.applyLocked(pm, time.Now())
-			r.mu.Unlock()
-		}
+	}
+}
+
+// onYield applies another replica's request to hold new messages of a
+// room briefly (see room.publish).
+func (bp *Backplane) onYield(msg *nats.Msg) {
+	var pm presenceMsg
+	if json.Unmarshal(msg.Data, &pm) != nil || pm.R == bp.id || pm.K != kindYield {
+		return
+	}
+	if r := bp.lookup(strings.TrimPrefix(msg.Subject, yieldPrefix)); r != nil {
+		r.pub.yieldFor(yieldWindow)
 	}
 }

@@ -77,8 +77,11 @@ func TestDrainWhileChatting(t *testing.T) {
 	} else {
 		t.Logf("messages caught by the drain: %q", caught)
 	}
-	if m := markers(olive, "ops"); len(m) != 0 {
+	if m := gaps(olive, "ops"); len(m) != 0 {
 		t.Errorf("olive: the shared hub had every message, yet the page shows %q", m)
+	}
+	if n := notices(olive); len(n) != 0 {
+		t.Errorf("olive: the shared hub had every message, yet the page said %q", n)
 	}
 
 	// Phase 2: a restart with a fresh hub.
@@ -88,7 +91,7 @@ func TestDrainWhileChatting(t *testing.T) {
 	startGateway(t, cfg3, "gateway-3.log", nil)
 	g2.waitStopped(t)
 	for _, p := range []*pg{sam, olive} {
-		p.waitFor("reconnected to the restarted gateway", `document.querySelector('.pane[data-room=ops] .log > li.marker')`)
+		p.waitFor("reconnected to the restarted gateway", `document.querySelector('.pane[data-room=ops] .log > li.gap')`)
 		p.waitJoined("ops")
 	}
 	olive.waitFor("Sam back online", memberShown("Sam"))
@@ -99,8 +102,11 @@ func TestDrainWhileChatting(t *testing.T) {
 		p.waitFor("the conversation going on", hasText("ops", "yes")+" && "+hasText("ops", "anyone still here?")+
 			` && !document.querySelector('.pane[data-room=ops] .outbox > li')`)
 		checkTranscript(t, p, "ops", want)
-		if m := markers(p, "ops"); len(m) != 1 || !strings.Contains(m[0], "could not be recovered") {
-			t.Errorf("%s: markers %q, want one saying messages could not be recovered", p.name, m)
+		if m := gaps(p, "ops"); len(m) != 1 {
+			t.Errorf("%s: gap dividers %q, want one", p.name, m)
+		}
+		if n := notices(p); len(n) != 1 || !strings.Contains(n[0], "could not be recovered in #ops") {
+			t.Errorf("%s: notices %q, want one saying messages in #ops could not be recovered", p.name, n)
 		}
 	}
 }
@@ -166,8 +172,15 @@ func checkReconnected(t *testing.T, p *pg) {
 	}
 }
 
-// markers returns the texts of the gap markers in a room.
-func markers(p *pg, room string) []string {
+// gaps returns the texts of the dividers that mark missing history in a
+// room.
+func gaps(p *pg, room string) []string {
 	p.t.Helper()
-	return eval[[]string](p, `[...document.querySelectorAll('.pane[data-room=`+js(room)+`] .log > li.marker')].map((m) => m.textContent)`)
+	return eval[[]string](p, `[...document.querySelectorAll('.pane[data-room=`+js(room)+`] .log > li.gap')].map((m) => m.textContent)`)
+}
+
+// notices returns every notice (toast) the page has shown, in order.
+func notices(p *pg) []string {
+	p.t.Helper()
+	return eval[[]string](p, `window.__toastLog`)
 }

@@ -28,6 +28,7 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 
 	"github.com/chatgate/chatgate/gateway"
@@ -276,19 +277,37 @@ func checkServes(t *testing.T, g *gw) {
 
 // instrument runs in every document before the page's own scripts: it
 // reports CSP violations as console errors (so they fail the test) and
-// records every connection state the status shows, for tests to inspect.
+// records every connection state the status shows, every state of an
+// unconfirmed message, every notice (toast) and every text of the
+// rate-limit notice, for tests to inspect.
 const instrument = `
 document.addEventListener('securitypolicyviolation', (e) => {
   console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI);
 });
 window.__statusLog = [];
 window.__pendingLog = [];
+window.__toastLog = [];
+window.__holdLog = [];
 document.addEventListener('DOMContentLoaded', () => {
   const s = document.getElementById('status');
   if (!s) return;
   const rec = () => window.__statusLog.push(s.dataset.state + ' ' + s.textContent);
   rec();
   new MutationObserver(rec).observe(s, {attributes: true, childList: true, subtree: true, characterData: true});
+  // Each notice shown: its text whenever it appears or changes while shown.
+  const toast = document.getElementById('toast');
+  let lastToast = '';
+  new MutationObserver(() => {
+    const text = toast.hidden ? '' : toast.textContent.trim();
+    if (text !== '' && text !== lastToast) window.__toastLog.push(text);
+    lastToast = text;
+  }).observe(toast, {attributes: true, attributeFilter: ['hidden'], childList: true, subtree: true, characterData: true});
+  // Each text the rate-limit notice shows.
+  const hold = document.getElementById('ratelimit');
+  new MutationObserver(() => {
+    const text = hold.hidden ? '' : hold.textContent.replace(/\s+/g, ' ').trim();
+    if (text !== '' && window.__holdLog[window.__holdLog.length - 1] !== text) window.__holdLog.push(text);
+  }).observe(hold, {attributes: true, attributeFilter: ['hidden'], childList: true, subtree: true, characterData: true});
   // Each state an unconfirmed message settles in (per task), with the
   // connection state at that moment.
   new MutationObserver((records) => {
@@ -302,11 +321,13 @@ document.addEventListener('DOMContentLoaded', () => {
 });
 `
 
-// pg is one browser tab in a browser context of its own.
+// pg is one browser tab: in a browser context of its own (newPage), or
+// next to another tab in its context (newTab).
 type pg struct {
-	t    *testing.T
-	name string
-	ctx  context.Context
+	t      *testing.T
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc // closes the tab
 
 	mu       sync.Mutex
 	problems []string // console errors, exceptions, CSP violations
@@ -317,11 +338,31 @@ type pg struct {
 
 func newPage(t *testing.T, name string) *pg {
 	t.Helper()
-	bctx := sharedBrowser(t)
+	return openTab(t, name, sharedBrowser(t), chromedp.WithNewBrowserContext())
+}
+
+// newTab opens another tab in the browser context of p, as a person opens
+// a second tab of the same browser: the tabs share localStorage and Web
+// Locks; each has its own sessionStorage. Closing p closes it too.
+func (p *pg) newTab(name string) *pg {
+	p.t.Helper()
+	return openTab(p.t, name, p.ctx)
+}
+
+// attachTab follows a tab that the page of p opened itself (window.open).
+func (p *pg) attachTab(name string, id target.ID) *pg {
+	p.t.Helper()
+	return openTab(p.t, name, p.ctx, chromedp.WithTargetID(id))
+}
+
+func openTab(t *testing.T, name string, parent context.Context, opts ...chromedp.ContextOption) *pg {
+	t.Helper()
 	p := &pg{t: t, name: name}
-	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(p.listen))
-	p.ctx = ctx
-	if err := chromedp.Do(ctx); err != nil { // open the tab
+	ctx, cancel := chromedp.NewContext(parent, append(opts, chromedp.WithListener(p.listen))...)
+	p.ctx, p.cancel = ctx, cancel
+	// The first run attaches the tab with this context (no deadline): the
+	// tab's event loop lives as long as the context.
+	if err := chromedp.Do(ctx); err != nil {
 		cancel()
 		t.Fatalf("%s: opening a tab: %v", name, err)
 	}
@@ -342,6 +383,14 @@ func newPage(t *testing.T, name string) *pg {
 		cancel()
 	})
 	return p
+}
+
+// close closes the tab, as a person closing it would.
+func (p *pg) close() {
+	p.t.Helper()
+	if err := chromedp.Cancel(p.ctx); err != nil {
+		p.t.Fatalf("%s: closing the tab: %v", p.name, err)
+	}
 }
 
 // listen runs in the tab's event loop: it must be quick and run no command.
@@ -424,6 +473,19 @@ func (p *pg) waitFor(what, cond string) {
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout)))
 	if err != nil {
 		p.t.Fatalf("%s: waiting for %s: %v", p.name, what, err)
+	}
+}
+
+// waitForAsync is waitFor for a condition that is a promise (an
+// asynchronous browser API), polled every 50 ms until it resolves truthy.
+func (p *pg) waitForAsync(what, cond string) {
+	p.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !eval[bool](p, "Promise.resolve("+cond+").then((v) => !!v)") {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: waiting for %s: timed out", p.name, what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -542,7 +604,8 @@ type msg struct {
 	Text   string `json:"text"`
 }
 
-// transcript returns the confirmed messages of a room in display order.
+// transcript returns the confirmed messages of a room in display order
+// (not the unsent ones the page keeps in the log where they failed).
 // Grouped messages carry no visible author, so the name is that of the
 // group's head.
 func transcript(p *pg, room string) []msg {
@@ -551,7 +614,7 @@ func transcript(p *pg, room string) []msg {
 	  const pane = document.querySelector('.pane[data-room=`+js(room)+`]');
 	  if (!pane) return [];
 	  let name = '';
-	  return [...pane.querySelectorAll('.log > li.msg')].map((li) => {
+	  return [...pane.querySelectorAll('.log > li.msg')].filter((li) => !li.matches('.pending')).map((li) => {
 	    const a = li.querySelector('.author');
 	    if (a) name = a.textContent;
 	    return {seq: li.dataset.seq, author: li.dataset.author, name, text: li.querySelector('.text').textContent};
@@ -580,9 +643,10 @@ func members(p *pg) []string {
 	return eval[[]string](p, `[...document.querySelectorAll('#member-list .member-name')].map((n) => n.textContent)`)
 }
 
-// hasText is a JS condition: the room's log shows a message with this text.
+// hasText is a JS condition: the room's log shows a confirmed message with
+// this text.
 func hasText(room, text string) string {
-	return `[...document.querySelectorAll('.pane[data-room=` + js(room) + `] .log .text')].some((n) => n.textContent === ` + js(text) + `)`
+	return `[...document.querySelectorAll('.pane[data-room=` + js(room) + `] .log > li.msg:not(.pending) .text')].some((n) => n.textContent === ` + js(text) + `)`
 }
 
 // memberShown is a JS condition: the member list shows this name.

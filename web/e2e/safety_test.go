@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -71,55 +70,6 @@ func TestXSSPayloadsStayText(t *testing.T) {
 	}
 	if name := eval[string](mallory, `document.getElementById('me-name').textContent`); name != evilName {
 		t.Errorf("mallory's own name shows as %q", name)
-	}
-}
-
-// Sending faster than --send-rate/--send-burst: the refused message is
-// marked failed with a friendly notice that counts down from the server's
-// retry_after_ms, a message typed during the wait goes out once it is
-// over, and Retry delivers the failed one. Nothing is lost silently.
-func TestRateLimitNoticeAndRetry(t *testing.T) {
-	cfg := testConfig("gw-rate")
-	cfg.SendRate, cfg.SendBurst = 0.5, 2 // a token every 2 s, 2 at once
-	g := startGateway(t, cfg, "gateway.log", nil)
-	rita := newPage(t, "rita")
-	rita.open(g, "Rita", "lobby")
-
-	// Three messages in one quick burst: the third is over the limit.
-	steps := []chromedp.Action[chromedp.Void]{chromedp.Focus(chromedp.ID("composer-text"))}
-	for _, m := range []string{"one", "two", "three"} {
-		steps = append(steps, insertText(m), pressEnter(false))
-	}
-	rita.do("typing three messages quickly", steps...)
-
-	rita.waitFor("one and two delivered", hasText("lobby", "one")+" && "+hasText("lobby", "two"))
-	rita.waitFor("three marked failed", `(() => {
-	  const li = [...document.querySelectorAll('.outbox > li')].find((li) => li.querySelector('.text').textContent === 'three');
-	  return li && li.dataset.state === 'failed';
-	})()`)
-	why := eval[string](rita, `document.querySelector('.outbox > li[data-state=failed] .why').textContent`)
-	if !strings.Contains(why, "too quickly") {
-		t.Errorf("failed message explains %q, want the rate limit", why)
-	}
-	notice := eval[string](rita, `(() => { const n = document.getElementById('ratelimit'); return n.hidden ? '' : n.textContent; })()`)
-	if !regexp.MustCompile(`send again in [12]s`).MatchString(notice) {
-		t.Errorf("rate-limit notice = %q, want a countdown from retry_after_ms (about 2 s)", notice)
-	}
-	if !eval[bool](rita, `!!document.querySelector('.outbox > li[data-state=failed] button')`) {
-		t.Fatal("no Retry button on the failed message")
-	}
-
-	// Typed while the notice is up: it waits its turn instead of failing.
-	rita.say("four")
-	rita.screenshot(artifactDir(t), "rate-limited.png")
-	rita.waitFor("four delivered after the wait", hasText("lobby", "four"))
-	rita.waitFor("notice gone", `document.getElementById('ratelimit').hidden`)
-
-	rita.do("retrying three", chromedp.Click(chromedp.CSS(`.outbox > li[data-state=failed] button`)))
-	rita.waitFor("three delivered on retry", hasText("lobby", "three"))
-	rita.waitFor("nothing pending", `!document.querySelector('.outbox > li')`)
-	if got, want := texts(transcript(rita, "lobby")), []string{"one", "two", "four", "three"}; !slices.Equal(got, want) {
-		t.Errorf("transcript %q, want %q", got, want)
 	}
 }
 

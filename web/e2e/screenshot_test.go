@@ -37,7 +37,7 @@ func TestScreenshot(t *testing.T) {
 		{carol, "Yes — it went out at 9:12. Release notes are at https://example.com/releases/2.4"},
 		{carol, "Two migrations ran; both were quick."},
 		{alice, "Great, thanks Carol. The dashboards look healthy so far."},
-		{bob, "Nice. I'll start the load test after standup.\nShout if you see the p99 move."},
+		{bob, "Nice. I'll start the load test after standup.\n@Alice Chen shout if you see the p99 move."},
 		{alice, "Will do!"},
 	}
 	for _, s := range script {
@@ -60,6 +60,9 @@ func TestScreenshot(t *testing.T) {
 	alice.waitFor("counter shown", `document.getElementById('composer-count').textContent !== ''`)
 	alice.do("moving the pointer away", chromedp.MouseEvent("mouseMoved", 5, 790))
 
+	if n := eval[int](alice, `document.querySelectorAll('.pane[data-room=lobby] .mention.me').length`); n != 1 {
+		t.Errorf("Alice sees %d mentions of herself, want 1", n)
+	}
 	if ok := eval[bool](alice, `getComputedStyle(document.body).overflow === 'hidden' && !!document.querySelector('.room-btn')`); !ok {
 		t.Fatal("the stylesheet did not apply")
 	}

@@ -4,10 +4,13 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // TestUnconfirmedSendsAfterADrop covers the sends a dropped connection
@@ -22,6 +25,11 @@ import (
 //     it, so the page sends it again.
 //
 // Either way both people end up with every message exactly once.
+//
+// Then the gateway restarts (history lost) while an ack is lost: no one
+// can tell whether that message was delivered. The page gives up on it
+// where it was written, in the log above what is written next (never
+// below it, out of order), and "Send again" posts it anew at the end.
 func TestUnconfirmedSendsAfterADrop(t *testing.T) {
 	g := startGateway(t, testConfig("gw-drop"), "gateway.log", nil)
 	px := startProxy(t, g.addr)
@@ -29,6 +37,8 @@ func TestUnconfirmedSendsAfterADrop(t *testing.T) {
 	uma := newPage(t, "uma")
 	uma.tolerateNetworkErrors()
 	obi := newPage(t, "obi")
+	// The restart in part 3 refuses connections for a moment.
+	obi.tolerateNetworkErrors()
 	uma.open(&gw{addr: px.addr()}, "Uma", "lobby") // through the proxy
 	obi.open(g, "Obi", "lobby")
 	obi.waitFor("Uma online", memberShown("Uma"))
@@ -58,7 +68,7 @@ func TestUnconfirmedSendsAfterADrop(t *testing.T) {
 	want := []string{"before the trouble", "sent, but the ack was lost", "this one never arrived"}
 	for _, p := range []*pg{uma, obi} {
 		checkTranscript(t, p, "lobby", want)
-		if m := markers(p, "lobby"); len(m) != 0 {
+		if m := gaps(p, "lobby"); len(m) != 0 {
 			t.Errorf("%s: nothing was lost, yet the page shows %q", p.name, m)
 		}
 	}
@@ -69,6 +79,39 @@ func TestUnconfirmedSendsAfterADrop(t *testing.T) {
 	if !slices.ContainsFunc(eval[[]string](uma, `window.__pendingLog`), func(s string) bool { return s == "unknown sent, but the ack was lost reconnecting" }) {
 		t.Errorf("the lost-ack message never showed as unknown: %q", eval[[]string](uma, `window.__pendingLog`))
 	}
+
+	// 3. The ack is lost and the gateway restarts with an empty history.
+	px.blockDown.Store(true)
+	const lost = "lost with the old server"
+	uma.say(lost)
+	obi.waitFor("the old gateway delivered it", hasText("lobby", lost))
+	uma.waitFor("unconfirmed", `document.querySelector('.outbox > li[data-state=sending]')`)
+	g.stop(t)
+	px.blockDown.Store(false)
+	cfg := testConfig("gw-restarted")
+	cfg.Addr = g.addr
+	startGateway(t, cfg, "gateway-restarted.log", nil)
+	const failed = `document.querySelector('.pane[data-room=lobby] .log > li.failed')`
+	uma.waitFor("given up, in the log", failed)
+	uma.waitJoined("lobby")
+	if why := eval[string](uma, failed+`.querySelector('.why').textContent`); !strings.Contains(why, "may not have been delivered") {
+		t.Errorf("the failed message says %q", why)
+	}
+	uma.say("after the restart")
+	uma.waitFor("the next message confirmed", hasText("lobby", "after the restart")+` && !document.querySelector('.outbox > li')`)
+	if !eval[bool](uma, `(() => {
+	  const items = [...document.querySelectorAll('.pane[data-room=lobby] .log > li.msg')];
+	  const f = items.findIndex((li) => li.matches('.failed'));
+	  const next = items.findIndex((li) => li.textContent.includes('after the restart'));
+	  return f >= 0 && next > f;
+	})()`) {
+		t.Errorf("the failed message is not above the message written after it: %q", eval[[]string](uma,
+			`[...document.querySelectorAll('.pane[data-room=lobby] li')].map((li) => li.className + ': ' + (li.querySelector('.text') || li).textContent)`))
+	}
+	uma.do("sending it again", chromedp.Click(chromedp.CSS(`.pane[data-room=lobby] .log > li.failed button`)))
+	uma.waitFor("sent again, at the end", hasText("lobby", lost)+` && !`+failed+` && !document.querySelector('.outbox > li')`)
+	checkTranscript(t, uma, "lobby", append(want, "after the restart", lost))
+	obi.waitFor("obi gets it again", `[...document.querySelectorAll('.pane[data-room=lobby] .log > li.msg .text')].filter((n) => n.textContent === `+js(lost)+`).length === 2`)
 }
 
 // proxy forwards TCP connections to a gateway and can swallow either

@@ -3,23 +3,34 @@
 // Several rooms over one WebSocket, optimistic sending, reconnects that
 // lose nothing and show nothing twice. Everything a user or the server
 // supplies reaches the DOM as text (textContent / text nodes) only.
+//
+// Each tab is a person of its own (js/storage.js, js/tabs.js); outgoing
+// messages keep their order and their pace in js/sendqueue.js.
 
 import { $, el, timeEl, dayKey, dayLabel, avatar, richText } from './js/dom.js';
 import { Connection } from './js/connection.js';
+import { mentionMatcher } from './js/mentions.js';
+import { MentionAlerts } from './js/notify.js';
+import { FAILED, QUEUED, RETRYING, SENDING, SendQueue, UNKNOWN, sendLimits } from './js/sendqueue.js';
+import { KEYS, browserStore, migrate, tabStore } from './js/storage.js';
+import { Tabs } from './js/tabs.js';
+import { TypingSender, TypingView, typingParts } from './js/typing.js';
 import {
-  CLIENT_FAULT_CODES, byteLength, cleanToken, fragmentToken, joinEnvelope, leaveEnvelope, nameProblem,
-  sendEnvelope, socketURL, subprotocols, tokenProblem, validRoom,
+  CLIENT_FAULT_CODES, byteLength, cleanToken, features, fragmentToken, guestCredential, joinEnvelope,
+  leaveEnvelope, nameKey, nameProblem, sendEnvelope, socketURL, subprotocols, tokenProblem, typingEnvelope, validRoom,
 } from './js/wire.js';
 
 const GROUP_GAP_MS = 5 * 60_000; // a pause this long starts a new group
 const MAX_ITEMS = 1000; // per room; older items are dropped from the DOM
+const MAX_AUTHORS = 500; // per room: names remembered for @mentions in count-only rooms
 const REPLAY_FALLBACK_MS = 2500; // a replay that never reaches joined.seq
+const REJOIN_REPORT_MS = 5000; // report gaps even if a rejoin never answers
 const RESYNC_MIN_MS = 10_000; // at most one member-list resync per room
 const TOAST_MS = 8000;
-const SLOW_MODE_MS = 10_000;
+const GAP_TOAST_MS = 15_000;
+const HOLD_BANNER_MS = 1000; // a pacing wait at least this long is explained
 const FRAME_LIMIT = 32 << 10; // the gateway's default --max-frame-bytes
 const DEFAULT_ROOM = 'lobby';
-const KEYS = { name: 'chatgate.name', rooms: 'chatgate.rooms', active: 'chatgate.active', token: 'chatgate.token' };
 // A token that worked before may meet a gateway that is restarting: allow a
 // few failed handshakes (with backoff) before calling it refused.
 const AUTH_MISSES_KNOWN_TOKEN = 3;
@@ -28,18 +39,20 @@ const MSG_EXPIRED = 'Your session expired — paste a fresh token to reconnect';
 
 const ui = {
   welcome: $('welcome'), welcomeForm: $('welcome-form'), welcomeName: $('welcome-name'),
+  welcomeNameHelp: $('welcome-name-help'),
   welcomeRoom: $('welcome-room'), welcomeToken: $('welcome-token'), welcomeError: $('welcome-error'),
   authNotice: $('auth-notice'), authNoticeText: $('auth-notice-text'), authFix: $('auth-fix'),
   shell: $('shell'), sidebar: $('sidebar'), scrim: $('scrim'), members: $('members'),
   openRooms: $('open-rooms'), openRoomsBadge: $('open-rooms-badge'), closeRooms: $('close-rooms'),
   roomList: $('room-list'), joinForm: $('join-form'), joinRoom: $('join-room'), joinError: $('join-error'),
-  meAvatar: $('me-avatar'), meName: $('me-name'), changeName: $('change-name'),
+  meAvatar: $('me-avatar'), meName: $('me-name'), changeName: $('change-name'), notifyToggle: $('notify-toggle'),
   roomTitle: $('room-title'), roomSub: $('room-sub'),
   status: $('status'), statusText: $('status-text'), statusCount: $('status-count'), retryNow: $('retry-now'),
   toggleMembers: $('toggle-members'), memberCountBadge: $('member-count-badge'), leaveRoom: $('leave-room'),
   toast: $('toast'), toastText: $('toast-text'), toastClose: $('toast-close'),
   scroller: $('scroller'), panes: $('panes'), empty: $('empty'), emptyJoin: $('empty-join'), jump: $('jump'),
-  ratelimit: $('ratelimit'), ratelimitText: $('ratelimit-text'),
+  ratelimit: $('ratelimit'), ratelimitText: $('ratelimit-text'), ratelimitCount: $('ratelimit-count'),
+  typing: $('typing'),
   composer: $('composer'), text: $('composer-text'), send: $('send'), count: $('composer-count'),
   onlineCount: $('online-count'), memberList: $('member-list'), membersNote: $('members-note'),
   closeMembers: $('close-members'),
@@ -49,78 +62,49 @@ const ui = {
 
 const state = {
   name: '', // the name asked for (may be '' for a guest name)
-  // The access token, if any. It lives here, in sessionStorage (for
-  // reloads in this tab) and in the handshake's subprotocols; never in
+  // The access token, if any. It lives here, in this tab's sessionStorage
+  // (for reloads) and in the handshake's subprotocols; never in
   // localStorage, the URL, the DOM or a log.
   token: '',
+  // A guest credential from welcome, from a gateway that issues them: kept
+  // like the token, offered on reconnects so that this tab stays the same
+  // guest. Today's gateway issues none.
+  guest: '',
   tokenAccepted: false, // a welcome arrived with this token
   authMisses: 0, // handshakes failed in a row with this token
   authBlocked: false, // waiting for a fresh token
   me: null, // {id, name} of the current connection
   myIds: new Set(), // every user id this page has had (one per connection)
   limits: null,
+  features: new Set(), // optional envelope types the gateway announced
   rooms: new Map(), // name → room, in sidebar order
   active: null, // name of the room on screen
-  pending: [], // outgoing messages not yet confirmed, oldest first
   refs: 0,
   joinRefs: new Map(), // join ref → room name
-  cooldownUntil: 0, // after rate_limited: no send before this
-  cooldownTimer: 0,
-  slowUntil: 0, // after a rate_limited error, pace every send for a while
-  flushTimer: 0,
-  bucket: { tokens: 0, at: 0 }, // mirror of the server's send bucket, for backlogs
+  // The rejoins after a reconnect, so that rooms whose history has a gap
+  // are reported in one notice: {waiting: Set of room names, gaps: [names], timer}.
+  rejoin: null,
+  hold: null, // the send queue waits for time to pass: {until, byServer}
+  holdTimer: 0,
+  typingTimer: 0,
   statusTimer: 0,
   toastTimer: 0,
 };
 
-// ---------------------------------------------------------------- storage
-
-const store = {
-  get(key) {
-    try {
-      return localStorage.getItem(key);
-    } catch {
-      return null; // storage disabled
-    }
-  },
-  set(key, value) {
-    try {
-      if (value === null) localStorage.removeItem(key);
-      else localStorage.setItem(key, value);
-    } catch {
-      // disabled or full: not remembered, not fatal
-    }
-  },
-};
-
-// The token is kept for this tab only (reloads, reconnects), never in the
-// localStorage that outlives it.
-const session = {
-  get(key) {
-    try {
-      return sessionStorage.getItem(key);
-    } catch {
-      return null;
-    }
-  },
-  set(key, value) {
-    try {
-      if (value === null) sessionStorage.removeItem(key);
-      else sessionStorage.setItem(key, value);
-    } catch {
-      // disabled: the token lasts until the page is closed
-    }
-  },
-};
+const tabs = new Tabs();
+const alerts = new MentionAlerts();
+const typingView = new TypingView();
+const typingSender = new TypingSender();
 
 function saveRooms() {
-  store.set(KEYS.rooms, JSON.stringify([...state.rooms.keys()]));
-  store.set(KEYS.active, state.active);
+  tabStore.set(KEYS.rooms, JSON.stringify([...state.rooms.keys()]));
+  tabStore.set(KEYS.active, state.active);
+  if (state.active) browserStore.set(KEYS.lastRoom, state.active);
 }
 
 function savedRooms() {
   try {
-    const list = JSON.parse(store.get(KEYS.rooms) || '[]');
+    const list = JSON.parse(tabStore.get(KEYS.rooms) || '[]');
     return Array.isArray(list) ? list.filter(validRoom) : [];
   } catch {
     return [];
@@ -132,11 +116,26 @@ function savedRooms() {
 const conn = new Connection({
   // With a token the gateway takes the name from it: no name parameter.
   url: () => socketURL(location, state.token ? '' : state.name),
-  protocols: () => subprotocols(state.token),
+  protocols: () => subprotocols(state.token, state.guest),
   onWelcome,
   onEnvelope,
   onClose,
   onStatus: renderStatus,
+});
+
+const queue = new SendQueue({
+  transmit: (item) => conn.send(sendEnvelope(item.room, item.text, item.ref)),
+  ready: (name) => {
+    const room = state.rooms.get(name);
+    return Boolean(room && room.inRoom && conn.connected);
+  },
+  onChange: renderPending,
+  onSettled: removePendingView,
+  onFailed: showFailed,
+  onHold: (hold) => {
+    state.hold = hold;
+    renderHold();
+  },
 });
 
 function user(u) {
@@ -149,55 +148,57 @@ function onWelcome(w) {
   if (state.token) {
     state.tokenAccepted = true;
     state.authMisses = 0;
+  } else {
+    state.guest = guestCredential(w);
+    tabStore.set(KEYS.guest, state.guest || null);
   }
   state.me = user(w.user);
   state.myIds.add(state.me.id);
+  state.features = features(w);
   const l = w.limits && typeof w.limits === 'object' ? w.limits : {};
   state.limits = {
     maxText: Number.isSafeInteger(l.max_text_bytes) && l.max_text_bytes > 0 ? l.max_text_bytes : null,
     maxRooms: Number.isSafeInteger(l.max_rooms) && l.max_rooms > 0 ? l.max_rooms : null,
-    rate: Number.isFinite(l.send_per_sec) && l.send_per_sec > 0 ? l.send_per_sec : null,
-    burst: Number.isSafeInteger(l.send_burst) && l.send_burst > 0 ? l.send_burst : null,
+    ...sendLimits(l),
   };
-  state.bucket = { tokens: state.limits.burst ?? 1, at: Date.now() };
   renderMe();
   renderComposer();
+  renderTyping();
+  startRejoin();
   for (const room of state.rooms.values()) sendJoin(room);
+  queue.connected(state.me.id, state.limits);
 }
 
 function onEnvelope(env) {
   switch (env.type) {
     case 'joined': return onJoined(env);
     case 'message': return onMessage(env);
-    case 'ack': return onAck(env);
+    case 'ack': return queue.acked(env.ref);
     case 'presence': return onPresence(env);
     case 'error': return onError(env);
+    case 'typing': return onTyping(env);
     default: return undefined; // 'left' and unknown types: nothing to do
   }
 }
 
-// The socket is gone. Decide what each unconfirmed message became.
+// The socket is gone. The send queue decides what each unconfirmed
+// message became.
 function onClose(info) {
   for (const room of state.rooms.values()) {
     room.inRoom = false;
     room.joining = false;
+    room.recheck = false;
     endReplayTimer(room);
     room.replayUntil = null;
   }
   state.joinRefs.clear();
-  for (const p of state.pending) {
-    if (p.state !== 'sending') continue;
-    if (CLIENT_FAULT_CODES.has(info.code)) {
-      failPending(p, 'The server closed the connection while this was being sent.');
-      continue;
-    }
-    // Sent but not acknowledged: after rejoining with since, look for it in
-    // the replay (it carries this socket's user id) before sending it again.
-    // A drain (a clean 1001) writes every ack before its close frame, so
-    // then it was not sent even if the replay cannot tell.
-    p.drained = info.code === 1001 && info.wasClean === true;
-    setPending(p, 'unknown');
+  if (state.rejoin) {
+    clearTimeout(state.rejoin.timer);
+    state.rejoin.waiting.clear(); // the gaps found so far wait for the next rejoin
   }
+  // A drain (a clean 1001) writes every ack before its close frame, so a
+  // message without one was not sent even if the replay cannot tell.
+  queue.disconnected({ clientFault: CLIENT_FAULT_CODES.has(info.code), drained: info.code === 1001 && info.wasClean === true });
   if (info.code === 1008) showToast('The server disconnected this page for sending too much. Reconnecting shortly.');
   if (state.token) checkAuth(info);
   renderAll();
@@ -230,7 +231,7 @@ function useToken(token) {
   state.tokenAccepted = false;
   state.authMisses = 0;
   state.authBlocked = false;
-  session.set(KEYS.token, token);
+  tabStore.set(KEYS.token, token);
   ui.authNotice.hidden = true;
   syncNameFields();
   renderMe();
@@ -269,10 +270,14 @@ function makeRoom(name) {
     syncedTo: null, // joined.seq of the last join whose replay is over
     joinedOnce: false,
     inRoom: false, // joined on the current socket
+    recheck: false, // a rejoin is asked for to settle a message the gateway may have stored
     sinceSent: null,
     replayUntil: null, replayTimer: 0, replayFirst: false, replayRecovered: true,
     members: new Map(), online: 0,
+    authors: new Map(), // name key → name of recent writers (for @mentions)
+    matcher: null, // @mention finder for the names above; null: rebuild
     unread: 0,
+    mentions: 0, // unread messages that mention the user
     lastGroup: null, lastDay: '',
     lastResync: 0,
     scrollTop: null,
@@ -309,7 +314,9 @@ function leaveRoom(name) {
   const names = [...state.rooms.keys()];
   const i = names.indexOf(name);
   state.rooms.delete(name);
-  state.pending = state.pending.filter((p) => p.room !== name);
+  queue.dropRoom(name);
+  typingView.forget(name);
+  rejoinDone(name, false);
   if (state.active === name) {
     const next = names[i + 1] ?? names[i - 1] ?? null;
     state.active = null;
@@ -331,6 +338,7 @@ function setActive(name) {
   if (room) {
     room.pane.hidden = false;
     room.unread = 0;
+    room.mentions = 0;
     if (room.scrollTop === null) scrollToBottom();
     else ui.scroller.scrollTop = room.scrollTop;
     try {
@@ -340,8 +348,9 @@ function setActive(name) {
     }
   }
   ui.jump.hidden = true;
-  store.set(KEYS.active, name);
+  saveRooms();
   renderAll();
+  renderTyping();
 }
 
 function activeRoom() {
@@ -362,13 +371,66 @@ function sendJoin(room) {
   room.joining = conn.send(joinEnvelope(room.name, room.sinceSent, ref));
 }
 
+// ------------------------------------------------------- rejoin and gaps
+
+// After a reconnect every room is joined again with since. Rooms whose
+// history has a gap (recovered: false, or a room the server restarted)
+// get a divider where messages are missing, and the page says so once,
+// in one notice naming them all, when every rejoin has been answered. If
+// the connection drops again before that, the gaps found so far are
+// reported with those of the next rejoin.
+function startRejoin() {
+  const gaps = endRejoin();
+  const waiting = new Set([...state.rooms.values()].filter((r) => r.joinedOnce).map((r) => r.name));
+  if (waiting.size === 0) return;
+  state.rejoin = { waiting, gaps, timer: setTimeout(reportGaps, REJOIN_REPORT_MS) };
+}
+
+// endRejoin stops waiting for rejoins; it returns the gaps not yet reported.
+function endRejoin() {
+  const r = state.rejoin;
+  if (r) clearTimeout(r.timer);
+  state.rejoin = null;
+  return r ? r.gaps : [];
+}
+
+// rejoinDone notes that the rejoin of a room is over (gap: with a gap).
+function rejoinDone(name, gap) {
+  const r = state.rejoin;
+  if (!r || !r.waiting.has(name)) return;
+  r.waiting.delete(name);
+  if (gap && !r.gaps.includes(name)) r.gaps.push(name);
+  if (r.waiting.size === 0) reportGaps();
+}
+
+function reportGaps() {
+  const r = state.rejoin;
+  endRejoin();
+  const gaps = r ? r.gaps.filter((n) => state.rooms.has(n)) : [];
+  if (gaps.length === 0) return;
+  const parts = ['You were disconnected for a while. Some messages sent meanwhile could not be recovered in '];
+  gaps.forEach((name, i) => {
+    if (i > 0) parts.push(i === gaps.length - 1 ? ' and ' : ', ');
+    parts.push('#', el('bdi', null, name));
+  });
+  parts.push('.');
+  showNotice({ ms: GAP_TOAST_MS, kind: 'gap' }, parts);
+}
+
+function addGap(room) {
+  room.lastGroup = null;
+  room.log.append(el('li', { class: 'gap', role: 'separator', 'aria-label': 'Some messages are missing here' },
+    el('span', null, 'Some messages are missing here')));
+  trim(room);
+}
+
 function onJoined(m) {
   const room = state.rooms.get(m.room);
   if (!room || m.seq === null) return;
   const S = m.seq;
   const since = room.sinceSent;
   const first = !room.joinedOnce;
-  const repeat = room.inRoom; // a resync on the same socket
+  const repeat = room.inRoom; // a resync (or a check) on the same socket
   room.inRoom = true;
   room.joining = false;
   room.joinedOnce = true;
@@ -379,16 +441,20 @@ function onJoined(m) {
   } else {
     room.members = null; // count-only: the room is too big for a list
   }
+  room.matcher = null;
 
   if (!first && !repeat) {
+    let gap = false;
     if (since !== null && S < since) {
       // The room was freed and created again: its counter restarted.
       room.lastSeq = S;
       room.syncedTo = S;
-      addMarker(room, 'The room was restarted on the server. Earlier messages are no longer available.');
+      gap = true;
     } else if (m.recovered === false) {
-      addMarker(room, 'You were disconnected for a while. Some messages sent meanwhile could not be recovered.');
+      gap = true;
     }
+    if (gap) addGap(room);
+    rejoinDone(room.name, gap);
   }
 
   endReplayTimer(room);
@@ -418,14 +484,33 @@ function finishReplay(room) {
   const S = room.replayUntil;
   room.replayUntil = null;
   room.replayFirst = false;
+  room.recheck = false;
   if (room.syncedTo === null || S > room.syncedTo) room.syncedTo = S;
   // Messages whose fate was unknown and that the replay did not contain.
-  for (const p of state.pending) {
-    if (p.room !== room.name || p.state !== 'unknown') continue;
-    if (room.replayRecovered || p.drained) setPending(p, 'queued'); // not sent: send it now
-    else failPending(p, 'The connection dropped before the server confirmed this message. It may not have been delivered.');
+  queue.replayed(room.name, room.replayRecovered);
+}
+
+// matcherFor finds @mentions of the room's members, its recent writers and
+// the user.
+function matcherFor(room) {
+  if (!room.matcher) {
+    const names = [...room.authors.values()];
+    if (room.members) for (const u of room.members.values()) names.push(u.name);
+    room.matcher = mentionMatcher(names, myName());
   }
-  flush();
+  return room.matcher;
+}
+
+function myName() {
+  return state.me ? state.me.name : state.name;
+}
+
+function noteAuthor(room, name) {
+  const key = nameKey(name);
+  if (room.authors.has(key)) return;
+  if (room.authors.size >= MAX_AUTHORS) room.authors.delete(room.authors.keys().next().value);
+  room.authors.set(key, name);
+  room.matcher = null;
 }
 
 function onMessage(m) {
@@ -436,14 +521,33 @@ function onMessage(m) {
   room.lastSeq = m.seq;
   const from = user(m.from);
   const own = state.myIds.has(from.id);
-  settleEcho(room.name, from.id, m.text);
+  queue.echoed(room.name, from.id, m.text);
+  noteAuthor(room, from.name);
+  if (typingView.names(room.name, Date.now()).length) {
+    typingView.stopped(room.name, from.id);
+    if (room.name === state.active) renderTyping();
+  }
   const replaying = room.replayUntil !== null;
   // History shown on a first join is not "unread"; what arrives live is.
   const history = replaying && room.replayFirst && m.seq <= room.replayUntil;
   const visible = room.name === state.active && !document.hidden;
   const stick = room.name !== state.active || nearBottom();
-  appendMessage(room, m.seq, from, m.text, Number.isFinite(m.ts) ? m.ts : Date.now(), own);
-  if (!own && !history && !visible) room.unread++;
+  const marks = matcherFor(room);
+  const mentionsMe = !own && marks(m.text).some((x) => x.me);
+  appendMessage(room, m.seq, from, m.text, Number.isFinite(m.ts) ? m.ts : Date.now(), own, marks, mentionsMe);
+  if (!own && !history && !visible) {
+    room.unread++;
+    if (mentionsMe) room.mentions++;
+  }
+  // Notify of a mention only as it happens, not for what a replay brings.
+  if (mentionsMe && !replaying && document.hidden) {
+    alerts.show({
+      room: room.name, from: from.name, text: m.text,
+      onClick: () => {
+        if (state.rooms.has(room.name)) setActive(room.name);
+      },
+    });
+  }
   if (room.name === state.active) {
     if (own || stick) scrollToBottom();
     else ui.jump.hidden = false;
@@ -465,6 +569,8 @@ function onPresence(m) {
     for (const u of joined || []) if (u.id) room.members.set(u.id, u);
     for (const u of left || []) room.members.delete(u.id);
   }
+  for (const u of left || []) typingView.stopped(room.name, u.id);
+  room.matcher = null;
   if (Number.isSafeInteger(m.online)) room.online = m.online;
   // A list that disagrees with the authoritative count is stale, and deltas
   // after count-only mode are only changes: a repeated join re-sends the
@@ -475,7 +581,42 @@ function onPresence(m) {
     room.lastResync = now;
     sendJoin(room);
   }
-  if (room.name === state.active) renderMembers();
+  if (room.name === state.active) {
+    renderMembers();
+    renderTyping();
+  }
+}
+
+// ---------------------------------------------------------------- typing
+
+// Only a gateway that announces the "typing" feature sends these (see
+// js/typing.js); the page shows who is typing in the room on screen.
+function onTyping(m) {
+  const room = state.rooms.get(m.room);
+  if (!room || !state.features.has('typing')) return;
+  const from = user(m.from);
+  if (!from.id || state.myIds.has(from.id)) return;
+  typingView.seen(room.name, from, Date.now());
+  if (room.name === state.active) renderTyping();
+}
+
+function renderTyping() {
+  clearTimeout(state.typingTimer);
+  const room = activeRoom();
+  const now = Date.now();
+  const names = room && state.features.has('typing') ? typingView.names(room.name, now) : [];
+  const parts = typingParts(names).map((p) => (typeof p === 'string' ? p : el('bdi', null, p.name)));
+  ui.typing.replaceChildren(...parts);
+  ui.typing.hidden = parts.length === 0;
+  const next = room ? typingView.nextChange(room.name, now) : null;
+  if (next !== null) state.typingTimer = setTimeout(renderTyping, Math.max(50, next - now));
+}
+
+// typed: the composer changed; tell the room (if the gateway relays it).
+function typed() {
+  const room = activeRoom();
+  if (!room || !room.inRoom || !state.features.has('typing') || ui.text.value.trim() === '') return;
+  if (typingSender.due(room.name, Date.now())) conn.send(typingEnvelope(room.name));
 }
 
 // ------------------------------------------------------------- rendering
@@ -509,13 +650,13 @@ function addDayIfNeeded(room, ts) {
   }
 }
 
-function appendMessage(room, seq, from, text, ts, own) {
+function appendMessage(room, seq, from, text, ts, own, marks, mentionsMe) {
   addDayIfNeeded(room, ts);
   const key = own ? 'me' : from.id;
   const g = room.lastGroup;
   const cont = g !== null && g.key === key && g.name === from.name && ts - g.ts < GROUP_GAP_MS && ts >= g.ts;
   const li = el('li', {
-    class: `msg ${cont ? 'cont' : 'head'}${own ? ' own' : ''}`,
+    class: `msg ${cont ? 'cont' : 'head'}${own ? ' own' : ''}${mentionsMe ? ' mentions-me' : ''}`,
     dataset: { seq: seq.toString(), author: from.id },
   });
   if (cont) {
@@ -528,17 +669,11 @@ function appendMessage(room, seq, from, text, ts, own) {
       own ? el('span', { class: 'tag' }, 'you') : null,
       timeEl(ts)));
   }
-  li.append(el('div', { class: 'text', dir: 'auto' }, richText(text)));
+  li.append(el('div', { class: 'text', dir: 'auto' }, richText(text, marks)));
   room.log.append(li);
   room.lastGroup = { key, name: from.name, ts };
   trim(room);
   renderOutboxHeads(room);
-}
-
-function addMarker(room, text) {
-  room.lastGroup = null;
-  room.log.append(el('li', { class: 'marker', role: 'note' }, el('span', null, text)));
-  trim(room);
 }
 
 // The status is a live region: its words are announced when the state
@@ -566,14 +701,14 @@ function renderStatus({ state: s, retryAt }) {
   renderComposer();
   renderMembers();
   renderRoomList();
-  for (const p of state.pending) if (p.state === 'queued') setPending(p, 'queued');
-  if (s === 'connected') flush();
+  for (const item of queue.items) if (item.state === QUEUED) renderPending(item);
 }
 
 function renderMe() {
   const me = state.me || { id: 'me', name: state.token ? 'Signing in…' : state.name || 'guest' };
   ui.meAvatar.replaceChildren(avatar(me));
   ui.meName.textContent = me.name;
+  for (const room of state.rooms.values()) room.matcher = null; // mentions of the new name
 }
 
 // The room list is updated in place, so a focused room button keeps focus
@@ -600,9 +735,13 @@ function renderRoomList() {
     if (active) btn.setAttribute('aria-current', 'page');
     else btn.removeAttribute('aria-current');
     btn.dataset.state = room.inRoom ? 'joined' : 'joining';
-    btn.setAttribute('aria-label', room.unread > 0 ? `#${room.name}, ${room.unread} unread` : `#${room.name}`);
+    let label = `#${room.name}`;
+    if (room.unread > 0) label += `, ${room.unread} unread`;
+    if (room.mentions > 0) label += room.mentions === 1 ? ', 1 mentions you' : `, ${room.mentions} mention you`;
+    btn.setAttribute('aria-label', label);
     badge.hidden = room.unread === 0;
-    badge.textContent = room.unread > 99 ? '99+' : String(room.unread);
+    badge.classList.toggle('mention', room.mentions > 0);
+    badge.textContent = (room.mentions > 0 ? '@' : '') + (room.unread > 99 ? '99+' : String(room.unread));
     wanted.push(li);
   }
   // Reconcile the list's children with the wanted order.
@@ -685,34 +824,50 @@ function renderAll() {
 
 // --------------------------------------------------------- outgoing queue
 
-const PENDING_LABEL = {
-  queued: () => (!conn.connected ? 'Waiting for connection…' : 'Waiting to send…'),
-  sending: () => 'Sending…',
-  unknown: () => 'Checking whether it was delivered…',
-  failed: () => 'Not sent',
-};
+// Each unconfirmed message is shown at the bottom of its room (the
+// outbox) until the gateway sequences it; js/sendqueue.js decides when it
+// goes and reports its state here.
+
+function pendingLabel(item) {
+  switch (item.state) {
+    case QUEUED: return conn.connected ? 'Waiting to send…' : 'Waiting for connection…';
+    case SENDING: return 'Sending…';
+    case UNKNOWN: return 'Checking whether it was delivered…';
+    case RETRYING: {
+      const secs = Math.ceil((Math.max(item.retryAt, state.hold ? state.hold.until : 0) - Date.now()) / 1000);
+      return secs > 0 ? `Sending again in ${secs}s` : 'Sending again…';
+    }
+    default: return 'Not sent';
+  }
+}
 
 function enqueue(roomName, text) {
-  const room = state.rooms.get(roomName);
-  if (!room) return;
-  const me = state.me || { id: '', name: state.name || 'you' };
-  const p = {
-    ref: null, room: roomName, text, at: Date.now(), state: 'queued', userId: '', name: me.name, drained: false,
-    li: null, stateEl: null, whyEl: null,
-  };
-  const stateEl = el('span', { class: 'pending-state' });
-  const li = el('li', { class: 'msg own pending', dataset: { state: 'queued' } },
-    el('span', { class: 'pending-gutter', 'aria-hidden': 'true' }),
-    el('div', { class: 'text', dir: 'auto' }, richText(text)),
-    el('div', { class: 'pending-foot' }, stateEl));
-  p.li = li;
-  p.stateEl = stateEl;
-  state.pending.push(p);
-  room.outbox.append(li);
-  setPending(p, 'queued');
-  renderOutboxHeads(room);
+  if (!state.rooms.has(roomName)) return;
+  queue.add(roomName, text);
   if (roomName === state.active) scrollToBottom();
-  flush();
+}
+
+function renderPending(item) {
+  const room = state.rooms.get(item.room);
+  if (!room) return;
+  if (!item.view) {
+    const stateEl = el('span', { class: 'pending-state' });
+    const li = el('li', { class: 'msg own pending' },
+      el('span', { class: 'pending-gutter', 'aria-hidden': 'true' }),
+      el('div', { class: 'text', dir: 'auto' }, richText(item.text, matcherFor(room))),
+      el('div', { class: 'pending-foot' }, stateEl));
+    item.view = { li, stateEl };
+    room.outbox.append(li);
+    renderOutboxHeads(room);
+  }
+  if (item.view.li.dataset.state !== item.state) item.view.li.dataset.state = item.state;
+  setText(item.view.stateEl, pendingLabel(item));
+}
+
+function removePendingView(item) {
+  const room = state.rooms.get(item.room);
+  item.view?.li.remove();
+  if (room) renderOutboxHeads(room);
 }
 
 // The first pending item carries the author header unless it continues
@@ -727,124 +882,103 @@ function renderOutboxHeads(room) {
     li.classList.toggle('cont', !wantHead);
     li.querySelector('.avatar')?.remove();
     li.querySelector('.msg-head')?.remove();
-    if (wantHead) {
-      const me = state.me || { id: 'me', name: state.name || 'you' };
-      li.prepend(avatar(me), el('div', { class: 'msg-head' }, el('span', { class: 'author', dir: 'auto' }, me.name), el('span', { class: 'tag' }, 'you')));
-    }
+    if (wantHead) li.prepend(...ownHead());
   }
 }
 
-function setPending(p, s) {
-  p.state = s;
-  p.li.dataset.state = s;
-  p.stateEl.textContent = PENDING_LABEL[s]();
-  if (s !== 'failed') {
-    p.li.classList.remove('failed');
-    p.whyEl?.remove();
-    p.whyEl = null;
-  }
+function ownHead() {
+  const me = state.me || { id: 'me', name: state.name || 'you' };
+  return [avatar(me), el('div', { class: 'msg-head' }, el('span', { class: 'author', dir: 'auto' }, me.name), el('span', { class: 'tag' }, 'you'))];
 }
 
-function removePending(p) {
-  state.pending = state.pending.filter((q) => q !== p);
-  const room = state.rooms.get(p.room);
-  p.li.remove();
-  if (room) renderOutboxHeads(room);
-}
-
-function failPending(p, why) {
-  setPending(p, 'failed');
-  p.li.classList.add('failed');
-  p.whyEl?.remove();
-  const retry = el('button', {
-    type: 'button', class: 'btn link small',
-    'aria-label': `Retry sending “${p.text.slice(0, 40)}”`,
-    on: { click: () => { setPending(p, 'queued'); flush(); } },
-  }, 'Retry');
+// showFailed: the queue gave up on a message. It moves into the room's
+// log where it failed, so that it never sits below messages written after
+// it; what was written after it goes on. Sending it again makes a new
+// message at the end; a message the gateway refused as such can be taken
+// back into the composer to be changed.
+function showFailed(item) {
+  const room = state.rooms.get(item.room);
+  if (!room || !item.view) return;
+  const { li, stateEl } = item.view;
+  li.remove();
+  li.dataset.state = FAILED;
+  li.classList.add('failed', 'head');
+  li.classList.remove('cont');
+  li.querySelector('.avatar')?.remove();
+  li.querySelector('.msg-head')?.remove();
+  li.prepend(...ownHead());
+  stateEl.textContent = 'Not sent';
+  const short = item.text.slice(0, 40);
+  const again = item.resend
+    ? el('button', {
+      type: 'button', class: 'btn link small', 'aria-label': `Send “${short}” again`,
+      on: { click: () => { li.remove(); enqueue(item.room, item.text); } },
+    }, 'Send again')
+    : el('button', {
+      type: 'button', class: 'btn link small', 'aria-label': `Edit the unsent message “${short}”`,
+      on: {
+        click: () => {
+          li.remove();
+          if (state.rooms.has(item.room)) setActive(item.room);
+          ui.text.value = ui.text.value.trim() === '' ? item.text : `${ui.text.value}\n${item.text}`;
+          autosize();
+          renderComposer();
+          ui.text.focus();
+        },
+      },
+    }, 'Edit');
   const del = el('button', {
-    type: 'button', class: 'btn link small danger',
-    'aria-label': `Delete the unsent message “${p.text.slice(0, 40)}”`,
-    on: { click: () => removePending(p) },
+    type: 'button', class: 'btn link small danger', 'aria-label': `Delete the unsent message “${short}”`,
+    on: { click: () => li.remove() },
   }, 'Delete');
-  p.whyEl = el('span', { class: 'pending-why' }, el('span', { class: 'why' }, why), retry, del);
-  p.stateEl.after(p.whyEl);
+  stateEl.after(el('span', { class: 'pending-why' }, el('span', { class: 'why' }, item.why), again, del));
+  room.log.append(li);
+  room.lastGroup = null;
+  trim(room);
+  renderOutboxHeads(room);
 }
 
-// Our own message came back: it is in the log now, drop its placeholder.
-// A connection's sends are sequenced in order, so the oldest match is it.
-function settleEcho(roomName, fromId, text) {
-  const p = state.pending.find((q) =>
-    q.room === roomName && (q.state === 'sending' || q.state === 'unknown') && q.userId === fromId && q.text === text);
-  if (p) removePending(p);
-}
-
-function onAck(m) {
-  const p = state.pending.find((q) => q.ref === m.ref && q.state === 'sending');
-  if (p) removePending(p); // the echo went unmatched; the ack settles it
-}
-
-function takeToken() {
-  const b = state.bucket;
-  const l = state.limits || {};
-  const now = Date.now();
-  if (l.rate && l.burst) {
-    b.tokens = Math.min(l.burst, b.tokens + ((now - b.at) / 1000) * l.rate);
-  }
-  b.at = now;
-  b.tokens -= 1;
-}
-
-function tokenWaitMs(backlog) {
-  // A backlog (several messages waiting, e.g. after a reconnect) and
-  // everything sent shortly after a rate_limited error are paced by the
-  // advertised limits; otherwise a message typed by hand goes out at once
-  // and the server is the judge.
-  const l = state.limits || {};
-  if (!(backlog || Date.now() < state.slowUntil) || !l.rate || !l.burst) return 0;
-  const b = state.bucket;
-  const tokens = Math.min(l.burst, b.tokens + ((Date.now() - b.at) / 1000) * l.rate);
-  return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / l.rate) * 1000);
-}
-
-// Send what is queued, oldest first, once its room is joined and settled.
-function flush() {
-  clearTimeout(state.flushTimer);
-  if (!conn.connected) return;
-  const now = Date.now();
-  if (now < state.cooldownUntil) {
-    state.flushTimer = setTimeout(flush, state.cooldownUntil - now);
-    return;
-  }
-  const blocked = new Set(); // rooms with an earlier message still unsettled
-  const queued = state.pending.filter((p) => p.state === 'queued');
-  for (const p of state.pending) {
-    const room = state.rooms.get(p.room);
-    if (!room) continue;
-    // Our sends are handled after our join, so they need not wait for the
-    // replay, but they must not overtake a message whose fate is unknown.
-    if (p.state === 'unknown' || !room.inRoom) blocked.add(p.room);
-    if (p.state !== 'queued' || blocked.has(p.room)) continue;
-    const wait = tokenWaitMs(queued.length > 1);
-    if (wait > 0) {
-      state.flushTimer = setTimeout(flush, wait);
+// renderHold explains a wait of the send queue: always when the gateway
+// refused a message (it goes again by itself), and when the page's own
+// pacing holds messages back for a second or more. The words are announced
+// once; the ticking seconds are shown but kept out of the announcement.
+function renderHold() {
+  clearInterval(state.holdTimer);
+  state.holdTimer = 0;
+  const tick = () => {
+    const h = state.hold;
+    const left = h ? h.until - Date.now() : 0;
+    for (const item of queue.items) if (item.state === RETRYING) renderPending(item);
+    if (!h || left <= 0 || (!h.byServer && left < HOLD_BANNER_MS && ui.ratelimit.hidden)) {
+      ui.ratelimit.hidden = true;
       return;
     }
-    p.ref = `s${++state.refs}`;
-    p.userId = state.me.id;
-    if (!conn.send(sendEnvelope(p.room, p.text, p.ref))) return;
-    takeToken();
-    setPending(p, 'sending');
-  }
+    ui.ratelimit.dataset.cause = h.byServer ? 'server' : 'pace';
+    setText(ui.ratelimitText, h.byServer
+      ? 'The server asked this page to slow down. Your messages keep their order.'
+      : 'You’re writing faster than this server allows. Your messages keep their order.');
+    const secs = Math.ceil(left / 1000);
+    setText(ui.ratelimitCount, h.byServer ? `Sending again in ${secs}s` : `Next one in ${secs}s`);
+    ui.ratelimit.hidden = false;
+  };
+  tick();
+  if (state.hold) state.holdTimer = setInterval(tick, 250);
 }
 
 function onError(m) {
   const text = friendlyError(m);
   const wait = Number.isFinite(m.retry_after_ms) && m.retry_after_ms > 0 ? m.retry_after_ms : null;
   const ref = typeof m.ref === 'string' ? m.ref : '';
-  const p = ref ? state.pending.find((q) => q.ref === ref && q.state === 'sending') : null;
-  if (p) {
-    failPending(p, text);
-    if (m.code === 'rate_limited') startCooldown(wait ?? 1000);
+  const sent = ref ? queue.refused(ref, m.code, wait, text) : null;
+  if (sent) {
+    const room = state.rooms.get(sent.room);
+    if (room && (sent.action === 'check' || sent.action === 'rejoin')) {
+      // check: a join with since replays what the gateway stored, which
+      // settles the message; rejoin: the gateway says we are not in it.
+      if (sent.action === 'rejoin') room.inRoom = false;
+      room.recheck = sent.action === 'check';
+      sendJoin(room);
+    }
     return;
   }
   if (ref.startsWith('l')) return; // a leave racing a failed join: nothing to undo
@@ -856,10 +990,11 @@ function onError(m) {
     room.joining = false;
     if (m.code === 'rate_limited' || m.code === 'unavailable' || (m.code === 'room_limit' && wait)) {
       setTimeout(() => {
-        if (state.rooms.get(roomName) === room && conn.connected && !room.inRoom) sendJoin(room);
+        if (state.rooms.get(roomName) === room && conn.connected && (!room.inRoom || room.recheck)) sendJoin(room);
       }, wait ?? 1000);
       return;
     }
+    rejoinDone(roomName, false);
     showToast(...(m.code === 'forbidden' ? ['You are not allowed in #', el('bdi', null, roomName)] : ['Could not join #', el('bdi', null, roomName), `: ${text}`]));
     leaveRoom(roomName);
     return;
@@ -885,42 +1020,51 @@ function friendlyError(m) {
   }
 }
 
-function startCooldown(ms) {
-  const now = Date.now();
-  state.cooldownUntil = Math.max(state.cooldownUntil, now + ms);
-  state.slowUntil = state.cooldownUntil + SLOW_MODE_MS;
-  // The refused send used no token; the server's bucket reaches one token
-  // in ms: set the mirror to match.
-  const rate = state.limits && state.limits.rate;
-  if (rate) state.bucket = { tokens: 1 - (ms / 1000) * rate, at: now };
-  clearInterval(state.cooldownTimer);
-  const tick = () => {
-    const left = state.cooldownUntil - Date.now();
-    if (left <= 0) {
-      clearInterval(state.cooldownTimer);
-      ui.ratelimit.hidden = true;
-      flush();
-      return;
-    }
-    setText(ui.ratelimitText, `Slow down — you’re sending messages faster than this server allows. You can send again in ${Math.ceil(left / 1000)}s. Messages you write meanwhile wait their turn.`);
-    ui.ratelimit.hidden = false;
-  };
-  tick();
-  state.cooldownTimer = setInterval(tick, 250);
-  for (const q of state.pending) if (q.state === 'queued') setPending(q, 'queued');
+// ---------------------------------------------------------- notifications
+
+function renderNotifyToggle() {
+  ui.notifyToggle.hidden = !alerts.supported;
+  const on = alerts.on;
+  ui.notifyToggle.setAttribute('aria-pressed', String(on));
+  const what = on ? 'Mention notifications are on' : 'Mention notifications are off';
+  ui.notifyToggle.title = `${what}: click to turn them ${on ? 'off' : 'on'}`;
+}
+
+async function toggleNotifications() {
+  const outcome = await alerts.toggle();
+  renderNotifyToggle();
+  switch (outcome) {
+    case 'on':
+      showToast('You’ll get a notification when someone mentions you while this tab is in the background.');
+      break;
+    case 'blocked':
+      showToast('Notifications are blocked for this site. Allow them in your browser’s site settings, then try again.');
+      break;
+    case 'dismissed':
+      showToast('Notifications stay off: the browser did not allow them.');
+      break;
+    default:
+      break;
+  }
 }
 
 // ------------------------------------------------------------------ toast
 
 // showToast shows a notice made of strings and nodes (user-supplied parts
-// come as their own isolated elements).
+// come as their own isolated elements). One notice at a time: a newer one
+// replaces it.
 function showToast(...parts) {
+  showNotice({}, parts);
+}
+
+function showNotice({ ms = TOAST_MS, kind = '' }, parts) {
   clearTimeout(state.toastTimer);
   ui.toastText.replaceChildren(...parts);
+  ui.toast.dataset.kind = kind;
   ui.toast.hidden = false;
   state.toastTimer = setTimeout(() => {
     ui.toast.hidden = true;
-  }, TOAST_MS);
+  }, ms);
 }
 
 // ---------------------------------------------------------------- drawers
@@ -988,19 +1132,20 @@ function submitComposer() {
   ui.text.value = '';
   autosize();
   renderComposer();
+  typingSender.reset(room.name);
   enqueue(room.name, text);
 }
 
+// start shows the chat as this tab's person: name ('' for a guest name;
+// unused with a token), in the tab's rooms plus room.
 function start(name, room) {
-  if (!state.token) {
-    state.name = name;
-    store.set(KEYS.name, name);
-  }
+  if (!state.token) setName(name);
   ui.welcome.hidden = true;
   ui.shell.hidden = false;
   renderMe();
+  renderNotifyToggle();
   const rooms = savedRooms();
-  const active = room || store.get(KEYS.active);
+  const active = room || tabStore.get(KEYS.active);
   for (const r of rooms) addRoom(r, false);
   if (room) addRoom(room, true);
   if (state.rooms.size === 0) addRoom(DEFAULT_ROOM, true);
@@ -1009,6 +1154,35 @@ function start(name, room) {
   syncDrawers();
   conn.start();
   ui.text.focus();
+}
+
+// setName records the name this tab chats under; a name typed by the user
+// is also the suggestion for the next new tab.
+function setName(name) {
+  state.name = name;
+  tabStore.set(KEYS.name, name);
+  if (name) browserStore.set(KEYS.lastName, name);
+  tabs.chatAs(name);
+}
+
+// showWelcome asks a new tab who it is. The last name typed in this
+// browser is suggested only if no open tab chats under it, so that a
+// second tab is someone else unless the user says otherwise.
+async function showWelcome(room) {
+  // Suggestions are the fields' defaults (what a form reset restores).
+  const lastRoom = browserStore.get(KEYS.lastRoom);
+  ui.welcomeRoom.defaultValue = room || (validRoom(lastRoom) ? lastRoom : DEFAULT_ROOM);
+  const last = (browserStore.get(KEYS.lastName) ?? '').trim();
+  const inUse = last && nameProblem(last) === '' ? await tabs.namesInUse() : null;
+  if (inUse && !inUse.has(nameKey(last))) {
+    ui.welcomeName.defaultValue = last;
+  } else if (inUse) {
+    ui.welcomeNameHelp.replaceChildren('“', el('bdi', null, last),
+      '” is chatting in another tab of this browser. Type a name to be someone else here (up to 32 characters), or leave it empty to get a guest name.');
+  }
+  ui.welcome.hidden = false;
+  ui.welcomeName.focus();
+  ui.welcomeName.select();
 }
 
 function roomFromHash() {
@@ -1033,13 +1207,10 @@ function takeFragmentToken() {
   return f.token && tokenProblem(f.token) === '' ? f.token : '';
 }
 
-function init() {
+async function init() {
+  migrate();
   const linked = takeFragmentToken();
-  if (linked) session.set(KEYS.token, linked);
-  state.token = linked || session.get(KEYS.token) || '';
-  if (tokenProblem(state.token) !== '') state.token = '';
   const fromHash = roomFromHash();
-  const savedName = store.get(KEYS.name);
 
   ui.welcomeForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -1099,6 +1270,7 @@ function init() {
   ui.text.addEventListener('input', () => {
     autosize();
     renderComposer();
+    typed();
   });
 
   ui.leaveRoom.addEventListener('click', () => {
@@ -1165,8 +1337,7 @@ function init() {
       return;
     }
     if (name !== state.name) {
-      state.name = name;
-      store.set(KEYS.name, name);
+      setName(name);
       renderMe();
       conn.restart();
     }
@@ -1187,9 +1358,11 @@ function init() {
     }
   });
   document.addEventListener('visibilitychange', () => {
+    if (!ui.shell.hidden) renderNotifyToggle(); // the permission may have changed meanwhile
     const room = activeRoom();
     if (!document.hidden && room && room.unread) {
       room.unread = 0;
+      room.mentions = 0;
       renderRoomList();
     }
   });
@@ -1204,17 +1377,29 @@ function init() {
     if (!ui.shell.hidden && name && name !== state.active) addRoom(name, true);
   });
 
+  ui.notifyToggle.addEventListener('click', toggleNotifications);
   syncNameFields();
+
+  // A copy of an open tab (the browser's "Duplicate tab" copies its
+  // sessionStorage) is a new person: it forgets who the original is, but
+  // keeps a token, which names one user in every tab anyway.
+  if (!await tabs.claim()) {
+    for (const key of [KEYS.name, KEYS.rooms, KEYS.active, KEYS.guest]) tabStore.set(key, null);
+  }
+  if (linked) tabStore.set(KEYS.token, linked);
+  state.token = linked || tabStore.get(KEYS.token) || '';
+  if (tokenProblem(state.token) !== '') state.token = '';
+  if (!state.token) state.guest = tabStore.get(KEYS.guest) || '';
+  if (state.guest && tokenProblem(state.guest) !== '') state.guest = '';
+  const tabName = tabStore.get(KEYS.name);
   if (state.token) {
     // Signed in by a link or earlier in this tab: the token names the user.
-    state.name = savedName ?? '';
+    state.name = tabName ?? '';
     start('', fromHash);
-  } else if (savedName !== null) {
-    start(savedName, fromHash);
+  } else if (tabName !== null) {
+    start(tabName, fromHash); // this tab's person, after a reload
   } else {
-    if (fromHash) ui.welcomeRoom.value = fromHash;
-    ui.welcome.hidden = false;
-    ui.welcomeName.focus();
+    await showWelcome(fromHash);
   }
 }
 

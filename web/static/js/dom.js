@@ -89,13 +89,25 @@ export function avatar(user, size = '') {
   return el('span', { class: `avatar av-${hue(user.id)}${size ? ' ' + size : ''}`, 'aria-hidden': 'true', dir: 'auto' }, initials(user.name));
 }
 
-// Plain text with http(s) links made clickable. Only absolute http and
-// https URLs become links; everything else stays text.
+// Plain text with http(s) links made clickable and, when marks is given,
+// spans of the rest marked: marks(text) → [{start, end, me}] (@mentions,
+// see mentions.js) become <span class="mention"> (plus "me" for the
+// user's own name). Only absolute http and https URLs become links;
+// everything else stays text.
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/giu;
 const TRAILING_PUNCT = /[.,;:!?)\]}'"]+$/u;
 
-export function richText(text) {
+export function richText(text, marks = null) {
   const frag = document.createDocumentFragment();
+  const plain = (s) => {
+    let last = 0;
+    for (const m of marks ? marks(s) : []) {
+      frag.append(document.createTextNode(s.slice(last, m.start)));
+      frag.append(el('span', { class: m.me ? 'mention me' : 'mention' }, s.slice(m.start, m.end)));
+      last = m.end;
+    }
+    frag.append(document.createTextNode(s.slice(last)));
+  };
   let last = 0;
   for (const m of text.matchAll(URL_RE)) {
     let raw = m[0];
@@ -109,10 +121,10 @@ export function richText(text) {
       // not a URL after all
     }
     if (!href) continue;
-    frag.append(document.createTextNode(text.slice(last, m.index)));
+    plain(text.slice(last, m.index));
     frag.append(el('a', { href, rel: 'noopener noreferrer nofollow', target: '_blank' }, raw));
     last = m.index + raw.length;
   }
-  frag.append(document.createTextNode(text.slice(last)));
+  plain(text.slice(last));
   return frag;
 }

@@ -37,6 +37,12 @@ export function nameProblem(name) {
   return '';
 }
 
+// nameKey is a display name as people compare them: "Alice" and "alice "
+// are the same name to a reader (though not to the gateway).
+export function nameKey(name) {
+  return String(name).trim().normalize('NFC').toLowerCase();
+}
+
 // seq values are unsigned 64-bit integers: past 2^53 a JSON number loses
 // precision, so the digits are wrapped in a string before parsing and kept
 // as a BigInt.
@@ -123,9 +129,36 @@ export function reconnectDelay(attempt, retryMs, random = Math.random) {
 
 // Browsers cannot set headers on a WebSocket, so a token travels as a
 // "bearer.<token>" subprotocol next to chatgate.v1 (docs/security.md); the
-// gateway selects chatgate.v1 and never echoes the token.
-export function subprotocols(token) {
-  return token ? [SUBPROTOCOL, `bearer.${token}`] : SUBPROTOCOL;
+// gateway selects chatgate.v1 and never echoes the token. Without a token,
+// a guest credential from an earlier welcome (see guestCredential) travels
+// the same way as "guest.<credential>", so that a reconnect is the same
+// guest; a gateway that issues none is never offered one.
+export function subprotocols(token, guest = '') {
+  if (token) return [SUBPROTOCOL, `bearer.${token}`];
+  if (guest) return [SUBPROTOCOL, `guest.${guest}`];
+  return SUBPROTOCOL;
+}
+
+// guestCredential reads the resumable guest identity a gateway may issue
+// in welcome as {"guest":{"credential":"…"}}: '' when there is none or it
+// could not travel as a subprotocol.
+export function guestCredential(welcome) {
+  const g = welcome && typeof welcome === 'object' ? welcome.guest : null;
+  const c = g && typeof g === 'object' ? g.credential : null;
+  return typeof c === 'string' && c !== '' && tokenProblem(c) === '' ? c : '';
+}
+
+// features reads the optional envelope types a gateway announces in
+// welcome.features (e.g. "typing"); today's gateway announces none.
+export function features(welcome) {
+  const f = welcome && typeof welcome === 'object' ? welcome.features : null;
+  return new Set(Array.isArray(f) ? f.filter((x) => typeof x === 'string') : []);
+}
+
+// typingEnvelope says "I am typing in room"; only for a gateway that
+// announces the "typing" feature (to any other it is an unknown_type).
+export function typingEnvelope(room) {
+  return JSON.stringify({ type: 'typing', room });
 }
 
 // A pasted token: surrounding white space and a "Bearer " prefix dropped.

@@ -1,0 +1,232 @@
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/protocol"
+)
+
+// yieldWindow is how long a replica holds new messages of a room after a
+// yield request: a few round trips to the NATS server.
+const yieldWindow = 5 * time.Millisecond
+
+// publisher stores one room's messages from this replica in the stream,
+// one at a time, each expecting the room's last seq.
+type publisher struct {
+	r *room // static after construction
+
+	mu     sync.Mutex // one local publish at a time per room
+	expect uint64     // the subject's last seq as this replica believes; guarded by mu
+	stale  bool       // expect must be refreshed from the stream; guarded by mu
+	epoch  uint64     // the epoch expect belongs to; guarded by mu
+
+	// yieldUntil (unix ns): another replica lost publish races in this
+	// room and asked the others to hold new messages until then.
+	yieldUntil atomic.Int64
+}
+
+// yieldFor holds this replica's next new message of the room for d.
+func (p *publisher) yieldFor(d time.Duration) {
+	p.yieldUntil.Store(time.Now().Add(d).UnixNano())
+}
+
+// Publish stores the message in the stream, then queues the ack once this
+// replica has delivered it. Nothing is acked unless stored.
+func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Published, *protocol.Error) {
+	r, bp := ms.r, ms.r.bp
+	r.mu.Lock()
+	joined := r.index[ms.m.sub] == ms.m && !r.closed
+	n := len(r.members)
+	r.mu.Unlock()
+	if !joined {
+		return hub.Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
+	}
+	seq, ep, err := r.pub.publish(ctx, ms.m.sub.User(), text)
+	if err != nil {
+		bp.met.publishErrors.Inc()
+		bp.log.Debug("publish failed", "err", err)
+		e := unavailable("the message was not stored; send it again")
+		e.Ref = ref
+		return hub.Published{}, e
+	}
+	ack := protocol.Ack(ref, r.name, seq)
+	r.mu.Lock()
+	moved := r.epoch != ep
+	switch {
+	case moved || r.index[ms.m.sub] != ms.m:
+	case r.lastSeq >= seq:
+		r.sendLocked(ms.m, &hub.Frame{Data: ack}, 0)
+	default:
+		// Wait for the live message (or a repair, see auditLocked).
+		a := pendingAck{seq: seq, mem: ms.m, ref: ref, data: ack, at: time.Now()}
+		i, _ := slices.BinarySearchFunc(r.acks, seq, func(a pendingAck, s uint64) int { return cmp.Compare(a.seq, s) })
+		r.acks = slices.Insert(r.acks, i, a)
+	}
+	r.mu.Unlock()
+	if moved {
+		// Stored in a stream the room has left (lost, or replaced while
+		// the PubAck was on its way): it may never be delivered.
+		bp.met.publishErrors.Inc()
+		e := unavailable("the stream changed while the message was stored; send it again")
+		e.Ref = ref
+		return hub.Published{}, e
+	}
+	return hub.Published{Seq: seq, Recipients: n}, nil
+}
+
+// publish stores one message and returns its stream seq and the room's
+// epoch it was published in. It expects the subject's last seq to be what
+// this replica believes; when another replica got there first, it
+// refreshes that from the stream and tries again, a few times.
+func (p *publisher) publish(ctx context.Context, from protocol.User, text string) (uint64, uint64, error) {
+	r := p.r
+	bp := r.bp
+	if !bp.Up() {
+		return 0, 0, errUnavailable
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, bp.cfg.PublishTimeout)
+	defer cancel()
+	ctx, span := bp.tracer.Start(ctx, "chatgate.backplane.publish", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "send")))
+	defer span.End()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Fairness: a replica with a queue of local sends would win every race
+	// (its next publish leaves as soon as its PubAck arrives, before a
+	// competing replica can retry) and could starve the others. A replica
+	// that keeps losing asks the others to yield (see below); honour such
+	// a request before a new message (not before a retry).
+	if yield := time.Until(time.Unix(0, p.yieldUntil.Load())); yield > 0 {
+		sleepCtx(ctx, yield)
+	}
+	r.mu.Lock()
+	known, floor, ep := r.lastMsg, r.floor, r.epoch
+	r.mu.Unlock()
+	if ep != p.epoch {
+		// A new stream: what we believed of the old one is void.
+		p.epoch, p.expect, p.stale = ep, 0, true
+	}
+	if known > p.expect {
+		p.expect, p.stale = known, false
+	}
+	ts := strconv.FormatInt(start.UnixMilli(), 10)
+	var err error
+	for try := 0; try < maxPublishTries; try++ {
+		if p.stale {
+			if p.expect, floor, err = p.lastOfSubject(ctx, floor); err != nil {
+				break
+			}
+			p.stale = false
+		}
+		msg := nats.NewMsg(r.subject)
+		msg.Header.Set(hdrFrom, url.PathEscape(from.ID))
+		msg.Header.Set(hdrName, url.PathEscape(from.Name))
+		msg.Header.Set(hdrTS, ts)
+		prev := p.expect
+		if prev == 0 {
+			prev = floor
+		}
+		msg.Header.Set(hdrPrev, strconv.FormatUint(prev, 10))
+		bp.cfg.Prop.Inject(ctx, headerCarrier(msg.Header))
+		msg.Data = []byte(text)
+		var ack *jetstream.PubAck
+		ack, err = bp.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(p.expect), jetstream.WithRetryAttempts(0))
+		if err == nil {
+			p.expect = ack.Sequence
+			bp.met.publishDuration.Observe(time.Since(start).Seconds())
+			span.SetAttributes(attribute.Int64("chatgate.seq", int64(ack.Sequence)), attribute.Int("chatgate.publish_tries", try+1))
+			return ack.Sequence, ep, nil
+		}
+		last, ok := wrongLastSeq(err)
+		if !ok {
+			break
+		}
+		// Another replica stored a message first. The error names the
+		// subject's last seq; take it (or read it when it cannot be
+		// parsed) and try again at once (the winner pauses, see above);
+		// after a few losses, with a small jittered pause.
+		if last > 0 {
+			p.expect = last
+		} else {
+			p.stale = true
+		}
+		span.AddEvent("wrong last sequence")
+		bp.met.conflicts.Inc()
+		if try%4 == 1 {
+			bp.out.push(yieldPrefix+r.name, "", presenceMsg{R: bp.id, K: kindYield})
+		}
+		if try >= 4 && !sleepCtx(ctx, backoff(try-4, 50*time.Microsecond, time.Millisecond)) {
+			break
+		}
+	}
+	p.stale = true
+	span.SetStatus(codes.Error, err.Error())
+	return 0, 0, err
+}
+
+// lastOfSubject reads the subject's last seq from the stream (0 when it
+// holds none, with a fresh floor).
+func (p *publisher) lastOfSubject(ctx context.Context, floor uint64) (uint64, uint64, error) {
+	s := p.r.bp.streamHandle()
+	if s == nil {
+		return 0, floor, errUnavailable
+	}
+	last, err := s.GetLastMsgForSubject(ctx, p.r.subject)
+	if err == nil {
+		return last.Sequence, floor, nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, floor, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, floor, err
+	}
+	if info.State.FirstSeq > 0 {
+		floor = info.State.FirstSeq - 1
+	}
+	return 0, floor, nil
+}
+
+// wrongLastSeq reports whether err is JetStream's "wrong last sequence",
+// and the subject's actual last seq when the description gives it (0
+// otherwise, or when the subject is empty).
+func wrongLastSeq(err error) (uint64, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
+		apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return 0, false
+	}
+	_, num, _ := strings.Cut(apiErr.Description, "wrong last sequence: ")
+	last, _ := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+	return last, true
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
