@@ -22,7 +22,7 @@ const DefaultSender = "system"
 const (
 	MaxUserBytes   = 128                  // a user id, as a token's sub
 	MaxConnBytes   = 64                   // a connection id
-	MaxBanDuration = 365 * 24 * time.Hour // the longest ban
+	MaxBanDuration = broker.MaxBan // the longest ban
 	MaxListLimit   = 1000                 // the most rooms or messages one read returns
 	defaultLimit   = 100
 )

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
@@ -67,6 +68,15 @@ type Backplane struct {
 	syncs   syncReplies
 	syncS   *nats.Subscription
 
+	// The server API (operator.go, bans.go).
+	bans       broker.Bans                             // room bans in force here
+	disconnect atomic.Pointer[func(broker.Target) int] // HandleDisconnects
+	banKV      atomic.Pointer[jetstream.KeyValue]      // the bans bucket, once ensured
+	banWatch   chan jetstream.KeyValue                 // ensureLoop → banLoop: watch this bucket afresh
+	apiS       *nats.Subscription
+	sysMu      sync.Mutex
+	sysPubs    map[string]*publisher // standalone publishers of system messages; guarded by sysMu
+
 	ensure chan struct{} // poked on (re)connect
 	quit   chan struct{}
 	wg     sync.WaitGroup // background goroutines: loops, dispatchers, repair workers
@@ -93,6 +103,9 @@ func New(cfg Config) (*Backplane, error) {
 		census: make(map[string]time.Time),
 		ensure: make(chan struct{}, 1),
 		quit:   make(chan struct{}),
+
+		banWatch: make(chan jetstream.KeyValue, 1),
+		sysPubs:  make(map[string]*publisher),
 	}
 	bp.tick = min(max(cfg.PresenceTTL/20, 10*time.Millisecond), time.Second)
 	bp.out.init()
@@ -155,7 +168,9 @@ func New(cfg Config) (*Backplane, error) {
 		if bp.censusS, err = nc.Subscribe(censusSubject, bp.onCensus); err == nil {
 			if bp.yieldS, err = nc.Subscribe(yieldPrefix+">", bp.onYield); err == nil {
 				bp.syncs.init(nc.NewInbox())
-				bp.syncS, err = nc.Subscribe(bp.syncs.prefix+"*", bp.onSyncReply)
+				if bp.syncS, err = nc.Subscribe(bp.syncs.prefix+"*", bp.onSyncReply); err == nil {
+					bp.apiS, err = nc.Subscribe(apiPrefix+">", bp.onAPIRequest)
+				}
 			}
 		}
 	}
@@ -163,8 +178,9 @@ func New(cfg Config) (*Backplane, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
 	}
-	bp.wg.Add(4 + repairWorkers)
+	bp.wg.Add(5 + repairWorkers)
 	go bp.ensureLoop()
+	go bp.banLoop()
 	go bp.out.run(bp)
 	go bp.presenceLoop()
 	go bp.healthLoop()
@@ -232,6 +248,9 @@ func unavailable(msg string) *protocol.Error {
 func (bp *Backplane) Join(sub hub.Subscriber, name string, since *uint64) (hub.Membership, *protocol.Error) {
 	if !protocol.ValidRoom(name) {
 		return nil, &protocol.Error{Code: protocol.CodeInvalidRoom, Message: "room must match [A-Za-z0-9_.-]{1,64}"}
+	}
+	if perr := bp.banned(name, sub.User().ID); perr != nil {
+		return nil, perr // before setting the room up for nothing
 	}
 	for {
 		if bp.closed.Load() {

@@ -27,14 +27,22 @@ import (
 const yieldWindow = 5 * time.Millisecond
 
 // publisher stores one room's messages from this replica in the stream,
-// one at a time, each expecting the room's last seq.
+// one at a time, each expecting the room's last seq. A served room's
+// publisher takes the room's position into account; the server API's
+// system messages to a room this replica does not serve go through a
+// standalone one (r nil, see systemPublisher).
 type publisher struct {
-	r *room // static after construction
+	// static after construction
+	bp      *Backplane
+	name    string
+	subject string
+	r       *room // nil for a standalone publisher
 
 	mu     sync.Mutex // one local publish at a time per room
 	expect uint64     // the subject's last seq as this replica believes; guarded by mu
 	stale  bool       // expect must be refreshed from the stream; guarded by mu
 	epoch  uint64     // the epoch expect belongs to; guarded by mu
+	floor  uint64     // standalone: the room's floor as last read; guarded by mu
 
 	// yieldUntil (unix ns): another replica lost publish races in this
 	// room and asked the others to hold new messages until then.
@@ -57,7 +65,7 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Publis
 	if !joined {
 		return hub.Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
 	}
-	seq, ep, err := r.pub.publish(ctx, ms.m.sub.User(), text)
+	seq, ep, err := r.pub.publish(ctx, ms.m.sub.User(), text, false)
 	if err != nil {
 		bp.met.publishErrors.Inc()
 		bp.log.Debug("publish failed", "err", err)
@@ -90,13 +98,13 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Publis
 	return hub.Published{Seq: seq, Recipients: n}, nil
 }
 
-// publish stores one message and returns its stream seq and the room's
-// epoch it was published in. It expects the subject's last seq to be what
-// this replica believes; when another replica got there first, it
-// refreshes that from the stream and tries again, a few times.
-func (p *publisher) publish(ctx context.Context, from protocol.User, text string) (uint64, uint64, error) {
-	r := p.r
-	bp := r.bp
+// publish stores one message (a system message, from the server API, when
+// system) and returns its stream seq and the room's epoch it was published
+// in. It expects the subject's last seq to be what this replica believes;
+// when another replica got there first, it refreshes that from the stream
+// and tries again, a few times.
+func (p *publisher) publish(ctx context.Context, from protocol.User, text string, system bool) (uint64, uint64, error) {
+	r, bp := p.r, p.bp
 	if !bp.Up() {
 		return 0, 0, errUnavailable
 	}
@@ -117,9 +125,14 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 	if yield := time.Until(time.Unix(0, p.yieldUntil.Load())); yield > 0 {
 		sleepCtx(ctx, yield)
 	}
-	r.mu.Lock()
-	known, floor, ep := r.lastMsg, r.floor, r.epoch
-	r.mu.Unlock()
+	var known, floor, ep uint64
+	if r != nil {
+		r.mu.Lock()
+		known, floor, ep = r.lastMsg, r.floor, r.epoch
+		r.mu.Unlock()
+	} else {
+		floor, ep = p.floor, bp.epoch.Load()
+	}
 	if ep != p.epoch {
 		// A new stream: what we believed of the old one is void.
 		p.epoch, p.expect, p.stale = ep, 0, true
@@ -134,9 +147,12 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 			if p.expect, floor, err = p.lastOfSubject(ctx, floor); err != nil {
 				break
 			}
-			p.stale = false
+			p.stale, p.floor = false, floor
 		}
-		msg := nats.NewMsg(r.subject)
+		msg := nats.NewMsg(p.subject)
+		if system {
+			msg.Header.Set(hdrSystem, "1")
+		}
 		msg.Header.Set(hdrFrom, url.PathEscape(from.ID))
 		msg.Header.Set(hdrName, url.PathEscape(from.Name))
 		msg.Header.Set(hdrTS, ts)
@@ -171,7 +187,7 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		span.AddEvent("wrong last sequence")
 		bp.met.conflicts.Inc()
 		if try%4 == 1 {
-			bp.out.push(yieldPrefix+r.name, "", presenceMsg{R: bp.id, K: kindYield})
+			bp.out.push(yieldPrefix+p.name, "", presenceMsg{R: bp.id, K: kindYield})
 		}
 		if try >= 4 && !sleepCtx(ctx, backoff(try-4, 50*time.Microsecond, time.Millisecond)) {
 			break
@@ -185,11 +201,11 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 // lastOfSubject reads the subject's last seq from the stream (0 when it
 // holds none, with a fresh floor).
 func (p *publisher) lastOfSubject(ctx context.Context, floor uint64) (uint64, uint64, error) {
-	s := p.r.bp.streamHandle()
+	s := p.bp.streamHandle()
 	if s == nil {
 		return 0, floor, errUnavailable
 	}
-	last, err := s.GetLastMsgForSubject(ctx, p.r.subject)
+	last, err := s.GetLastMsgForSubject(ctx, p.subject)
 	if err == nil {
 		return last.Sequence, floor, nil
 	}

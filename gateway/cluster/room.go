@@ -90,7 +90,7 @@ func newRoom(bp *Backplane, name string) *room {
 		index:   make(map[hub.Subscriber]*member),
 		pres:    newPresenceView(),
 	}
-	r.pub.r = r
+	r.pub = publisher{bp: bp, name: name, subject: r.subject, r: r}
 	// Live messages are held until setup knows where the room stands.
 	r.rep.active, r.rep.setup = true, true
 	return r

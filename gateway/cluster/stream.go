@@ -28,6 +28,12 @@ func (bp *Backplane) ensureLoop() {
 			if bp.nc.IsConnected() {
 				err := bp.ensureStream()
 				if err == nil {
+					// The server API's bans: chat does not need them, so a
+					// failure here leaves the backplane up (healthLoop
+					// tries again while the bucket is missing).
+					if err := bp.ensureBansNow(); err != nil {
+						bp.log.Warn("cannot create the bans bucket; the server API's bans are unavailable until it can", "err", err)
+					}
 					break
 				}
 				bp.log.Warn("cannot create or update the stream; retrying", "err", err, "stream", bp.cfg.Stream)
@@ -209,6 +215,11 @@ func (bp *Backplane) healthLoop() {
 		gen := bp.connGen()
 		if !bp.nc.IsConnected() || bp.checked.Load() != gen+1 {
 			continue // ensureLoop's turn
+		}
+		if bp.banBucket() == nil {
+			if err := bp.ensureBansNow(); err != nil {
+				bp.log.Debug("the bans bucket is still missing", "err", err)
+			}
 		}
 		high := bp.highSeq.Load()
 		ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.HealthTimeout)

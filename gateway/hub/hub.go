@@ -117,7 +117,7 @@ type Hub struct {
 	timers sync.WaitGroup
 	closed atomic.Bool
 
-	bans       bans                                    // the server API's room bans
+	bans       broker.Bans                             // the server API's room bans
 	disconnect atomic.Pointer[func(broker.Target) int] // HandleDisconnects
 }
 

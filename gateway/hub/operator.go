@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/chatgate/chatgate/gateway/broker"
@@ -153,7 +151,11 @@ func (h *Hub) Ban(_ context.Context, name, user string, d time.Duration) *protoc
 		return protocol.ShuttingDownError()
 	}
 	now := time.Now()
-	if !h.bans.set(name, user, now.Add(d), now) {
+	var until time.Time
+	if d > 0 {
+		until = now.Add(min(d, broker.MaxBan))
+	}
+	if !h.bans.Apply(broker.Ban{Room: name, User: user, Until: until}, now) {
 		return nil // lifted
 	}
 	// Set before the sweep: a join that takes the room's lock after it
@@ -193,51 +195,3 @@ func (h *Hub) Disconnect(_ context.Context, t broker.Target) (int, *protocol.Err
 
 // HandleDisconnects implements broker.Operator.
 func (h *Hub) HandleDisconnects(f func(broker.Target) int) { h.disconnect.Store(&f) }
-
-// bans are the server API's room bans. Joins read them on every join,
-// bans are rare: the table is copied on write and read without a lock.
-type bans struct {
-	mu    sync.Mutex                           // serialises writers
-	table atomic.Pointer[map[banKey]time.Time] // when each ban ends; replaced whole
-}
-
-type banKey struct{ room, user string }
-
-// set bans user from room until until, or lifts the ban when until is not
-// after now; it reports whether a ban is now in force. Ended bans are
-// dropped on the way.
-func (b *bans) set(room, user string, until, now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	next := make(map[banKey]time.Time)
-	if old := b.table.Load(); old != nil {
-		for k, end := range *old {
-			if end.After(now) {
-				next[k] = end
-			}
-		}
-	}
-	k := banKey{room, user}
-	banned := until.After(now)
-	if banned {
-		next[k] = until
-	} else {
-		delete(next, k)
-	}
-	b.table.Store(&next)
-	return banned
-}
-
-// remaining reports whether user is banned from room at now, and for how
-// much longer.
-func (b *bans) remaining(room, user string, now time.Time) (time.Duration, bool) {
-	t := b.table.Load()
-	if t == nil || len(*t) == 0 {
-		return 0, false
-	}
-	end, ok := (*t)[banKey{room, user}]
-	if !ok || !end.After(now) {
-		return 0, false
-	}
-	return end.Sub(now), true
-}

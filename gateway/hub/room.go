@@ -66,7 +66,7 @@ func (r *room) join(sub broker.Subscriber, since *uint64) (m broker.Membership, 
 	if r.closed {
 		return nil, nil, false
 	}
-	if left, banned := r.hub.bans.remaining(r.name, sub.User().ID, time.Now()); banned {
+	if left, banned := r.hub.bans.Remaining(r.name, sub.User().ID, time.Now()); banned {
 		return nil, protocol.BannedError(r.name, left.Milliseconds()+1), true
 	}
 	if _, already := r.index[sub]; !already {

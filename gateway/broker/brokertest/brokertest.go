@@ -53,16 +53,37 @@ type Options struct {
 
 // Run runs the suite.
 func Run(t *testing.T, o Options) {
+	run(t, o, append(memberCases, operatorCases...))
+}
+
+// RunOperator runs only the server API's side of the suite (the
+// broker.Operator cases), for a broker that does not meet the rest of the
+// contract yet: the cluster backplane queues a sender's ack after Publish
+// returns (issue 15's follow-up brings it to the whole suite). The
+// operator cases never rely on that point.
+func RunOperator(t *testing.T, o Options) {
+	run(t, o, operatorCases)
+}
+
+type testCase struct {
+	name string
+	fn   func(t *testing.T, o *Options)
+}
+
+func run(t *testing.T, o Options, tests []testCase) {
 	if o.New == nil || o.Close == nil {
 		t.Fatal("brokertest: Options.New and Options.Close are required")
 	}
 	if o.Wait <= 0 {
 		o.Wait = 10 * time.Second
 	}
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, o *Options)
-	}{
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &o) })
+	}
+}
+
+var (
+	memberCases = []testCase{
 		{"Ordering", testOrdering},
 		{"AckAfterOwnDelivery", testAckAfterOwnDelivery},
 		{"ReplaySeam", testReplaySeam},
@@ -73,6 +94,8 @@ func Run(t *testing.T, o Options) {
 		{"Leave", testLeave},
 		{"RoomLimits", testRoomLimits},
 		{"CloseDuringPublish", testCloseDuringPublish},
+	}
+	operatorCases = []testCase{
 		{"SystemPublish", testSystemPublish},
 		{"History", testHistory},
 		{"HistoryRecovered", testHistoryRecovered},
@@ -80,10 +103,7 @@ func Run(t *testing.T, o Options) {
 		{"Ban", testBan},
 		{"Disconnect", testDisconnect},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &o) })
-	}
-}
+)
 
 // settings are the suite's defaults: quick presence, a roomy history.
 func settings() broker.Settings {
