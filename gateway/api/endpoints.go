@@ -20,10 +20,10 @@ const DefaultSender = "system"
 
 // Limits of the moderation and read endpoints.
 const (
-	MaxUserBytes   = 128                  // a user id, as a token's sub
-	MaxConnBytes   = 64                   // a connection id
+	MaxUserBytes   = 128           // a user id, as a token's sub
+	MaxConnBytes   = 64            // a connection id
 	MaxBanDuration = broker.MaxBan // the longest ban
-	MaxListLimit   = 1000                 // the most rooms or messages one read returns
+	MaxListLimit   = 1000          // the most rooms or messages one read returns
 	defaultLimit   = 100
 )
 
