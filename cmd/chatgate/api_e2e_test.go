@@ -83,6 +83,32 @@ func startAPICluster(t *testing.T, bin string, n int) *apiCluster {
 		c.procs = append(c.procs, p)
 		c.clients = append(c.clients, cl)
 	}
+	if n > 1 {
+		// The replicas know each other (their census) once each one's
+		// presence answer lists a user of every replica.
+		var probes []string
+		for i := range n {
+			id := "probe-" + strconv.Itoa(i)
+			c.dial(t, i, id).JoinSince("api-probe", nil)
+			probes = append(probes, id)
+		}
+		for i := range n {
+			eventually(t, fmt.Sprintf("replica %d to hear every replica", i), func() error {
+				p, err := c.api(i).Presence(context.Background(), "api-probe")
+				if err != nil {
+					return err
+				}
+				var ids []string
+				for _, u := range p.Users {
+					ids = append(ids, u.ID)
+				}
+				if !slices.Equal(ids, probes) {
+					return fmt.Errorf("presence lists %v; want %v", ids, probes)
+				}
+				return nil
+			})
+		}
+	}
 	return c
 }
 

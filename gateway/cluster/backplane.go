@@ -69,13 +69,13 @@ type Backplane struct {
 	syncS   *nats.Subscription
 
 	// The server API (operator.go, bans.go).
-	bans       broker.Bans                             // room bans in force here
-	disconnect atomic.Pointer[func(broker.Target) int] // HandleDisconnects
-	banKV      atomic.Pointer[jetstream.KeyValue]      // the bans bucket, once ensured
-	banWatch   chan jetstream.KeyValue                 // ensureLoop → banLoop: watch this bucket afresh
-	apiS       *nats.Subscription
-	sysMu      sync.Mutex
-	sysPubs    map[string]*publisher // standalone publishers of system messages; guarded by sysMu
+	bans        broker.Bans                             // room bans in force here
+	disconnect  atomic.Pointer[func(broker.Target) int] // HandleDisconnects
+	banKV       atomic.Pointer[jetstream.KeyValue]      // the bans bucket, once ensured
+	lastBanLoad atomic.Int64                            // when the bucket was last read whole (unix ns)
+	apiS        *nats.Subscription
+	sysMu       sync.Mutex
+	sysPubs     map[string]*publisher // standalone publishers of system messages; guarded by sysMu
 
 	ensure chan struct{} // poked on (re)connect
 	quit   chan struct{}
@@ -104,8 +104,7 @@ func New(cfg Config) (*Backplane, error) {
 		ensure: make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 
-		banWatch: make(chan jetstream.KeyValue, 1),
-		sysPubs:  make(map[string]*publisher),
+		sysPubs: make(map[string]*publisher),
 	}
 	bp.tick = min(max(cfg.PresenceTTL/20, 10*time.Millisecond), time.Second)
 	bp.out.init()
@@ -178,9 +177,8 @@ func New(cfg Config) (*Backplane, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
 	}
-	bp.wg.Add(5 + repairWorkers)
+	bp.wg.Add(4 + repairWorkers)
 	go bp.ensureLoop()
-	go bp.banLoop()
 	go bp.out.run(bp)
 	go bp.presenceLoop()
 	go bp.healthLoop()

@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
@@ -20,11 +23,13 @@ import (
 // when it ends), then applied here and asked of every other replica on
 // core NATS (chatgate.api.ban), each of which applies it and answers: when
 // Ban returns, every replica that answered has removed the user from the
-// room and refuses their joins. Every replica also watches the bucket, so
-// one that missed the request (or starts later) applies the ban from
-// there; a lifted ban is a value too (ending at 0), never a deletion, so
-// every change has a revision and a late copy of an older one is ignored
-// (broker.Bans). Entries leave the bucket after broker.MaxBan plus a day.
+// room and refuses their joins. Every replica also reads the whole bucket
+// (batched Direct Gets: no consumer) after every (re)connect and every
+// banReload, so one that missed a request (or starts later) has the ban
+// from there; a lifted ban is a value too (ending at 0), never a deletion,
+// so every change has a revision and a late copy of an older one is
+// ignored (broker.Bans). Entries leave the bucket after broker.MaxBan plus
+// a day.
 
 // Ban implements broker.Operator.
 func (bp *Backplane) Ban(ctx context.Context, name, user string, d time.Duration) *protocol.Error {
@@ -144,8 +149,12 @@ func (bp *Backplane) banBucket() jetstream.KeyValue {
 // banBucketName is the bucket's name for the stream's.
 func (bp *Backplane) banBucketName() string { return bp.cfg.Stream + "_BANS" }
 
+// banReload is how often a replica reads the whole bans bucket again, to
+// catch a request it missed while connected (core NATS is at most once).
+const banReload = time.Minute
+
 // ensureBans creates or updates the bucket (after the stream, on every
-// (re)connect) and restarts the watch of it.
+// (re)connect) and loads the bans in force from it.
 func (bp *Backplane) ensureBans(ctx context.Context) error {
 	kv, err := bp.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bp.banBucketName(),
@@ -159,14 +168,7 @@ func (bp *Backplane) ensureBans(ctx context.Context) error {
 		return err
 	}
 	bp.banKV.Store(&kv)
-	// ensureLoop is the only sender: a restart still pending is replaced
-	// by this one.
-	select {
-	case <-bp.banWatch:
-	default:
-	}
-	bp.banWatch <- kv
-	return nil
+	return bp.loadBans(ctx)
 }
 
 // ensureBansNow is ensureBans with a deadline of its own.
@@ -179,72 +181,79 @@ func (bp *Backplane) ensureBansNow() error {
 	return nil
 }
 
-// banLoop watches the bucket: the bans in force when the watch starts
-// replace the table (keeping what was applied since), then every change
-// is applied. A new watch starts after every (re)connect.
-func (bp *Backplane) banLoop() {
-	defer bp.wg.Done()
-	var stop context.CancelFunc = func() {}
-	defer func() { stop() }()
-	var updates <-chan jetstream.KeyValueEntry
-	var initial []broker.Ban
-	var upTo uint64
-	loading := false
-	for {
-		select {
-		case <-bp.quit:
-			return
-		case kv := <-bp.banWatch:
-			stop()
-			ctx, cancel := context.WithCancel(context.Background())
-			stop = cancel
-			w, err := kv.WatchAll(ctx)
-			if err != nil {
-				bp.log.Warn("cannot watch the bans bucket; bans from other replicas arrive only by request until the next reconnect", "err", err)
-				updates = nil
-				continue
-			}
-			updates, initial, upTo, loading = w.Updates(), nil, 0, true
-		case e, ok := <-updates:
-			switch {
-			case !ok:
-				updates = nil
-			case e == nil: // the end of the bans in force
-				now := time.Now()
-				bp.bans.Replace(initial, upTo, now)
-				for _, b := range initial {
-					if b.Until.After(now) {
-						bp.sweep(b) // anyone who got in while this replica did not know
-					}
-				}
-				initial, loading = nil, false
-			default:
-				b, ok := entryBan(e)
-				if !ok {
-					continue
-				}
-				if loading {
-					initial = append(initial, b)
-					upTo = max(upTo, b.Rev)
-					continue
-				}
-				bp.applyBan(b)
-			}
-		}
+// refreshBans (from the health loop) makes the bucket while it is
+// missing, and reads it again every banReload.
+func (bp *Backplane) refreshBans() {
+	var err error
+	switch {
+	case bp.banBucket() == nil:
+		err = bp.ensureBansNow()
+	case time.Since(time.Unix(0, bp.lastBanLoad.Load())) >= banReload:
+		ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.HealthTimeout)
+		err = bp.loadBans(ctx)
+		cancel()
+	}
+	if err != nil {
+		bp.log.Debug("cannot read the bans bucket", "err", err)
 	}
 }
 
-// entryBan reads a bucket entry.
-func entryBan(e jetstream.KeyValueEntry) (broker.Ban, bool) {
-	room, user, ok := parseBanKey(e.Key())
+// loadBans reads every entry of the bucket and makes them the table
+// (keeping what was applied since), then removes the banned users who got
+// into a room meanwhile.
+func (bp *Backplane) loadBans(ctx context.Context) error {
+	stream, prefix := "KV_"+bp.banBucketName(), "$KV."+bp.banBucketName()+"."
+	var bans []broker.Ban
+	var upTo uint64
+	for from := uint64(1); ; {
+		it, err := jetstreamext.GetBatch(ctx, bp.js, stream, repairBatch,
+			jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(prefix+">"))
+		if err != nil {
+			return err
+		}
+		pending, n := uint64(0), 0
+		for m, err := range it {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			n++
+			from = m.Sequence + 1
+			upTo = max(upTo, m.Sequence)
+			pending, _ = strconv.ParseUint(m.Header.Get(hdrNumPending), 10, 64)
+			if b, ok := rawBan(strings.TrimPrefix(m.Subject, prefix), m.Header, m.Data, m.Sequence); ok {
+				bans = append(bans, b)
+			}
+		}
+		if n == 0 || pending == 0 {
+			break
+		}
+	}
+	bp.answer()
+	now := time.Now()
+	bp.bans.Replace(bans, upTo, now)
+	for _, b := range bans {
+		if b.Until.After(now) {
+			bp.sweep(b)
+		}
+	}
+	bp.lastBanLoad.Store(now.UnixNano())
+	return nil
+}
+
+// rawBan reads one stored entry of the bucket.
+func rawBan(key string, h nats.Header, data []byte, rev uint64) (broker.Ban, bool) {
+	room, user, ok := parseBanKey(key)
 	if !ok {
 		return broker.Ban{}, false
 	}
 	var v banValue
-	if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &v) != nil {
+	if h.Get("KV-Operation") == "" && json.Unmarshal(data, &v) != nil {
 		return broker.Ban{}, false
 	}
-	return banOf(room, user, v.Until, e.Revision()), true
+	return banOf(room, user, v.Until, rev), true
 }
 
 func isNotFound(err error) bool { return errors.Is(err, jetstream.ErrMsgNotFound) }

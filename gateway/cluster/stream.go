@@ -216,11 +216,7 @@ func (bp *Backplane) healthLoop() {
 		if !bp.nc.IsConnected() || bp.checked.Load() != gen+1 {
 			continue // ensureLoop's turn
 		}
-		if bp.banBucket() == nil {
-			if err := bp.ensureBansNow(); err != nil {
-				bp.log.Debug("the bans bucket is still missing", "err", err)
-			}
-		}
+		bp.refreshBans()
 		high := bp.highSeq.Load()
 		ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.HealthTimeout)
 		s, err := bp.js.Stream(ctx, bp.cfg.Stream)
