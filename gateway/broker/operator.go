@@ -108,8 +108,8 @@ type RoomCount struct {
 
 // History is a page of a room's held messages.
 type History struct {
-	// Seq is the room's latest seq: what a join now would get as
-	// joined.seq (0 for a room that has none yet).
+	// Seq is the seq of the room's newest message, 0 when the broker
+	// holds none.
 	Seq uint64
 	// Messages are the encoded message envelopes, oldest first.
 	Messages [][]byte

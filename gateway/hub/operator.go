@@ -128,7 +128,9 @@ func (h *Hub) History(_ context.Context, name string, since *uint64, limit int) 
 	if r.closed {
 		return out, nil
 	}
-	out.Seq = r.seq
+	if r.hist.n > 0 {
+		out.Seq = r.seq // the newest message's
+	}
 	if since == nil {
 		out.Messages, out.Truncated = r.hist.latest(limit)
 		return out, nil
