@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,7 +66,7 @@ func startAPICluster(t *testing.T, bin string, n int) *apiCluster {
 		"--auth", "jwt", "--jwt-secret-file", secret,
 		"--api-addr", "127.0.0.1:0", "--api-keys-file", keys,
 		"--send-rate", "1000", "--send-burst", "1000", "--presence-interval", "50ms",
-		"--drain-delay", "0s", "--drain-window", "0s",
+		"--drain-delay", "0s", "--drain-window", "0s", "--drain-linger", "0s",
 	}
 	if n > 1 {
 		nats := natstest.Start(t, "api-e2e")
@@ -189,6 +191,7 @@ func TestServerAPI(t *testing.T) {
 			t.Run("kick closes every connection and bans hold", func(t *testing.T) { testAPIKick(t, c) })
 			t.Run("bad keys and requests are refused", func(t *testing.T) { testAPIRefusals(t, c) })
 			t.Run("chatgate api", func(t *testing.T) { testAPICommand(t, c) })
+			t.Run("the drain stops the API", func(t *testing.T) { testAPIDrain(t, c) })
 		})
 	}
 }
@@ -584,5 +587,34 @@ func testAPICommand(t *testing.T, c *apiCluster) {
 	}
 	if _, errOut, code := run(keyFile, "shout", room); code != 2 || !strings.Contains(errOut, "unknown command") {
 		t.Fatalf("an unknown command: exit %d, %q; want 2", code, errOut)
+	}
+}
+
+// testAPIDrain: on SIGTERM the API stops taking requests with the chat
+// listener, and the gateway still exits cleanly.
+func testAPIDrain(t *testing.T, c *apiCluster) {
+	for i, p := range c.procs {
+		if _, err := c.api(i).Rooms(context.Background(), "", 1); err != nil {
+			t.Fatalf("replica %d before the drain: %v", i, err)
+		}
+		if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, fmt.Sprintf("replica %d's API to stop", i), func() error {
+			conn, err := net.DialTimeout("tcp", p.APIAddr, time.Second)
+			if err == nil {
+				conn.Close()
+				return errors.New("the API listener still accepts")
+			}
+			return nil
+		})
+		select {
+		case <-p.Exited:
+			if err := p.ExitErr(); err != nil {
+				t.Fatalf("replica %d exited with %v after the drain; want 0", i, err)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("replica %d did not exit after SIGTERM", i)
+		}
 	}
 }

@@ -81,7 +81,8 @@ Every flag can also be set from the environment: --send-rate from
 CHATGATE_SEND_RATE, and so on. A flag on the command line wins. Secrets
 are read from files (--jwt-secret-file), never from flag values.
 
-Run "chatgate token --help" to mint a development token for --auth jwt.
+Run "chatgate token --help" to mint a development token for --auth jwt,
+and "chatgate api --help" to call the server API (--api-addr, docs/api.md).
 
 Flags:
 `)
