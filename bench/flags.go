@@ -85,6 +85,7 @@ var flagGroups = []struct {
 	{"Scenario slow", []string{"slow-share", "slow-after", "slow-stall", "slow-rcvbuf"}},
 	{"Scenario churn", []string{"churn-hold"}},
 	{"Scenario drain", []string{"drain-cmd", "drain-at"}},
+	{"Sending through the server API (--via api)", []string{"via", "api-url", "api-key-file"}},
 	{"Authentication (a gateway run with --auth jwt)", []string{"jwt-secret-file", "token-file", "token"}},
 	{"Server sampling", []string{"server-pid", "server-metrics"}},
 	{"Thresholds (exit 1 when missed)", []string{"slo-p99", "slo-p999", "max-loss", "max-dup", "max-out-of-order", "max-connect-errors", "min-checked"}},
