@@ -119,10 +119,12 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		adminAddr = adminLn.Addr()
 	}
 	log.Info("listening", "addr", chatLn.Addr().String(), "admin_addr", addrString(adminAddr), "api_addr", addrString(apiAddr), "node", cfg.NodeID)
+	// Ready from here: the listeners are bound (and serving). Before the
+	// Listening callback, so whoever it tells finds /readyz answering 200.
+	srv.SetReady(true)
 	if opts.Listening != nil {
 		opts.Listening(chatLn.Addr(), adminAddr)
 	}
-	srv.SetReady(true)
 
 	var failure error
 	select {
