@@ -162,7 +162,7 @@ func TestEndToEndJWT(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			gcfg := gatewayConfig()
 			gcfg.Auth, gcfg.JWTSecretFile = "jwt", secret
-			srv, err := gateway.New(gcfg, gateway.Options{})
+			srv, err := gateway.New(gcfg, gateway.Options{Broker: newHub(t, nil)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,8 +104,13 @@ func TestDrainSettleWaitsForReconnects(t *testing.T) {
 	if res.WindowS != cfg.Duration.Seconds() {
 		t.Fatalf("window %vs, want the scheduled %v", res.WindowS, cfg.Duration)
 	}
-	if marks, _ := reportMarks(t, cfg.Report); len(marks) != 1 || !strings.HasPrefix(marks[0], "drain at 1.9") {
-		t.Fatalf("report marks %q, want the drain", marks)
+	// The drain is marked when it ran: at its scheduled 1.9 s, or a little
+	// later when the machine is busy, but within the window and settle.
+	marks, _ := reportMarks(t, cfg.Report)
+	var at float64
+	if len(marks) != 1 || func() bool { _, err := fmt.Sscanf(marks[0], "drain at %fs", &at); return err != nil }() ||
+		at < 1.9 || at >= (cfg.Duration+cfg.Settle).Seconds() {
+		t.Fatalf("report marks %q, want the drain at 1.9s or later", marks)
 	}
 }
 

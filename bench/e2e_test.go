@@ -32,9 +32,13 @@ func gatewayConfig() gateway.Config {
 	return cfg
 }
 
-// startGateway runs an in-process gateway on a loopback httptest listener.
+// startGateway runs an in-process gateway on a loopback httptest listener;
+// without opts.Broker it gets an in-process hub of its own.
 func startGateway(t *testing.T, cfg gateway.Config, opts gateway.Options) (*gateway.Server, string) {
 	t.Helper()
+	if opts.Broker == nil {
+		opts.Broker = newHub(t, opts.Observer)
+	}
 	srv, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +52,14 @@ func startGateway(t *testing.T, cfg gateway.Config, opts gateway.Options) (*gate
 		srv.Close()
 	})
 	return srv, "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+}
+
+// newHub is an in-process hub with the default room settings, closed when
+// the test ends (after the gateways started later, which close first).
+func newHub(t *testing.T, obs observe.Observer) *hub.Hub {
+	h := hub.New(hub.Config{Observer: obs})
+	t.Cleanup(h.Close)
+	return h
 }
 
 func TestEndToEndFanout(t *testing.T) {
@@ -85,8 +97,7 @@ func TestEndToEndFanout(t *testing.T) {
 // and in order, each publish's answer is its ack, and the API counted
 // every publish.
 func TestEndToEndViaAPI(t *testing.T) {
-	h := hub.New(hub.Config{})
-	t.Cleanup(h.Close)
+	h := newHub(t, nil)
 	_, url := startGateway(t, gatewayConfig(), gateway.Options{Broker: h})
 	dir := t.TempDir()
 	const key = "bench-0123456789abcdef0123456789abcdef"
@@ -167,17 +178,20 @@ func checkHTML(t *testing.T, path string) {
 // ones lose nothing.
 func TestEndToEndSlow(t *testing.T) {
 	gcfg := gatewayConfig()
-	// A quarter MiB queue holds 1.3 s of this traffic: healthy members
-	// ride out a hiccup of the (race-instrumented) bench, while a slow one,
-	// which stops reading for 2.8 s, overflows it.
-	gcfg.QueueBytes = 256 << 10
+	// A half MiB queue holds 1.3 s of this traffic: healthy members ride
+	// out a hiccup of the (race-instrumented) bench, while a slow one,
+	// which stops reading for the rest of the window, overflows it.
+	gcfg.QueueBytes = 512 << 10
 	_, url := startGateway(t, gcfg, gateway.Options{})
 	cfg := testConfig(url)
 	cfg.Scenario = ScenarioSlow
-	cfg.Conns, cfg.Senders, cfg.Rate, cfg.Size = 10, 2, 50, 2000
+	// 400 KiB/s to each listener fills the queue and the kernel's
+	// buffers (about 1 MiB on loopback) in under 4 s of the 6 s window,
+	// with room for a busy machine's sender lag.
+	cfg.Conns, cfg.Senders, cfg.Rate, cfg.Size = 10, 2, 50, 4000
 	cfg.SlowShare, cfg.SlowAfter, cfg.SlowStall = 0.25, 200*time.Millisecond, 0
 	cfg.given = map[string]bool{"senders": true, "rate": true, "size": true, "slow-stall": true}
-	cfg.Duration, cfg.Settle = 3*time.Second, 5*time.Second
+	cfg.Duration, cfg.Settle = 6*time.Second, 5*time.Second
 	var out bytes.Buffer
 	res, code := Run(context.Background(), cfg, Options{Stdout: &out})
 	t.Log(out.String())

@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"time"
+
+	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
 // Clock is the time source of a Schedule; tests substitute a fake one.
@@ -20,18 +22,10 @@ func (RealClock) Now() time.Time { return time.Now() }
 
 // SleepUntil waits for t or ctx.
 func (RealClock) SleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
+	if !ctxsleep.Sleep(ctx, time.Until(t)) {
 		return ctx.Err()
 	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 // Schedule is an open-loop, fixed-rate schedule: event k is due at

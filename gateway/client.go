@@ -55,6 +55,8 @@ type client struct {
 	joinLim *rate.Limiter
 	strikes *rate.Limiter // rate-limit and protocol violations
 
+	typingLim typingLimiter // typing.go; owned by the request handler too
+
 	// readerDone is closed by the reader, writerDone by the writer.
 	readerDone chan struct{}
 	writerDone chan struct{}
@@ -96,7 +98,7 @@ func (c *client) run(autoJoin []string) {
 	s := c.srv
 	lateToDrain := !s.register(c)
 
-	c.send(protocol.Welcome(c.id, c.user, s.cfg.NodeID, protocol.Limits{
+	c.send(c.welcome(protocol.Limits{
 		SendPerSec:     float64(c.sendLim.Limit()), // a token may override the defaults
 		SendBurst:      c.sendLim.Burst(),
 		MaxTextBytes:   s.cfg.MaxTextBytes,
@@ -128,7 +130,7 @@ func (c *client) run(autoJoin []string) {
 	}
 	go c.writeLoop()
 	c.readLoop()
-	c.leaveAll()
+	c.leaveRooms()
 	<-c.writerDone
 	// Free the admission slot before anyone can see the connection gone,
 	// so an immediate reconnect is never refused for it.

@@ -34,6 +34,15 @@ type Config struct {
 	JWTLeeway       time.Duration
 	MaxConnsPerUser int
 
+	// Guests (--auth none): resumable identities (guest.go), and how long
+	// a dropped connection's user stays in its rooms (linger.go).
+	GuestKeyFile  string
+	GuestTTL      time.Duration
+	PresenceGrace time.Duration
+
+	// Typing indicators (typing.go).
+	Typing bool
+
 	// Admission.
 	AllowedOrigins    []string
 	MaxConns          int
@@ -76,20 +85,6 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	DrainRetryMax   time.Duration
 	DrainLinger     time.Duration
-
-	// TEMPORARY, read by nothing in the gateway: callers this change may
-	// not edit still set them (gateway/cluster's test harness sets
-	// PresenceInterval; web/e2e's harness sets LogFormat and LogLevel for
-	// NewLogger). They have no flag and are not validated here: the
-	// settings are broker.Settings.PresenceInterval and logging.Config.
-	// Remove them when those callers move (issue 15's follow-ups).
-	//
-	// Deprecated: use broker.Settings and logging.Config.
-	PresenceInterval time.Duration
-	// Deprecated: use logging.Config.
-	LogFormat string
-	// Deprecated: use logging.Config.
-	LogLevel string
 }
 
 // DefaultConfig returns the embedded defaults: `go run ./cmd/chatgate` with
@@ -109,6 +104,9 @@ func DefaultConfig() Config {
 		Auth:              "none",
 		JWTLeeway:         30 * time.Second,
 		MaxConnsPerUser:   20,
+		GuestTTL:          24 * time.Hour,
+		PresenceGrace:     10 * time.Second,
+		Typing:            true,
 		HandshakeRate:     500,
 		HandshakeBurst:    1000,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -188,6 +186,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.JWTAudience, "jwt-audience", c.JWTAudience, "required token audience (aud) when set")
 	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", c.JWTLeeway, "clock skew allowed when checking exp, nbf and iat")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", c.MaxConnsPerUser, "most WebSockets open at once for one authenticated user; above it upgrades get 429")
+	fs.StringVar(&c.GuestKeyFile, "guest-key-file", c.GuestKeyFile, "file of keys (one per line, at least 32 bytes each; the first signs) for the guest credentials that let anonymous users reconnect as themselves; replicas must share it; reloaded when it changes; empty, or a file that does not exist yet, means a key generated at start, good on this process only; ignored with --auth jwt")
+	fs.DurationVar(&c.GuestTTL, "guest-ttl", c.GuestTTL, "how long a guest credential stays valid after it was issued (each connection gets a fresh one); 0 issues none, so every anonymous connection is a new user")
+	fs.DurationVar(&c.PresenceGrace, "presence-grace", c.PresenceGrace, "how long a user whose connection dropped or was closed by the gateway (a drain, a network failure, a slow client) stays present in its rooms, so that reconnecting within it (as the same user: a token or a guest credential) shows no leave and join; a leave request, a close frame from the client, a close for misbehaviour or a server API disconnect leaves at once; 0 leaves at once always")
+	fs.BoolVar(&c.Typing, "typing", c.Typing, "relay typing indicators (announced in welcome.features); false refuses them as unknown_type")
 	fs.Func("allowed-origins", "comma-separated Origin patterns allowed to open WebSockets, e.g. https://chat.example.com,https://*.example.com; empty allows only an http(s) origin naming the request's own Host, which does not stop DNS rebinding: set this in production; requests without Origin (non-browser clients) are always allowed", func(v string) error {
 		c.AllowedOrigins = splitList(v)
 		return nil
@@ -311,6 +313,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainDelay < 0 || c.DrainWindow < 0 || c.DrainLinger < 0 {
 		bad("--drain-delay, --drain-window and --drain-linger must not be negative")
+	}
+	if c.GuestTTL != 0 && (c.GuestTTL < time.Minute || c.GuestTTL > 30*24*time.Hour) {
+		bad("--guest-ttl must be 0 (no guest credentials) or between 1m and 720h, got %v", c.GuestTTL)
+	}
+	if c.PresenceGrace < 0 || c.PresenceGrace > 5*time.Minute {
+		bad("--presence-grace must be between 0 and 5m, got %v", c.PresenceGrace)
 	}
 	if c.PongTimeout <= c.PingInterval {
 		bad("--pong-timeout (%v) must be longer than --ping-interval (%v)", c.PongTimeout, c.PingInterval)

@@ -77,6 +77,11 @@ func TestConfigValidateRejects(t *testing.T) {
 			c.DrainDelay, c.DrainWindow, c.ShutdownTimeout = 5*time.Second, 10*time.Second, 15*time.Second
 		}, "--shutdown-timeout"},
 		{"drain retry max 0", func(c *Config) { c.DrainRetryMax = 0 }, "--drain-retry-max"},
+		{"guest ttl negative", func(c *Config) { c.GuestTTL = -time.Hour }, "--guest-ttl"},
+		{"guest ttl under a minute", func(c *Config) { c.GuestTTL = 59 * time.Second }, "--guest-ttl"},
+		{"guest ttl over 30 days", func(c *Config) { c.GuestTTL = 721 * time.Hour }, "--guest-ttl"},
+		{"presence grace negative", func(c *Config) { c.PresenceGrace = -time.Second }, "--presence-grace"},
+		{"presence grace over 5m", func(c *Config) { c.PresenceGrace = 5*time.Minute + 1 }, "--presence-grace"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,11 +100,25 @@ func TestConfigValidateRejects(t *testing.T) {
 					t.Errorf("error line %q names no flag", line)
 				}
 			}
-			if _, err := New(cfg, Options{}); err == nil {
+			if _, err := New(cfg, Options{Broker: testHub(t, 0)}); err == nil {
 				t.Fatalf("New accepted an invalid config")
 			}
 		})
 	}
+}
+
+// New needs a broker: a nil Options.Broker is refused with an error that
+// says so (no hub is built behind the caller's back).
+func TestNewNeedsBroker(t *testing.T) {
+	srv, err := New(testConfig(), Options{})
+	if err == nil || !strings.Contains(err.Error(), "Options.Broker") {
+		t.Fatalf("New without a broker: %v, %v; want an Options.Broker error", srv, err)
+	}
+	srv, err = New(testConfig(), Options{Broker: testHub(t, 0)})
+	if err != nil {
+		t.Fatalf("New with a broker: %v", err)
+	}
+	srv.Close()
 }
 
 func TestConfigValidateAcceptsEdges(t *testing.T) {
@@ -121,6 +140,8 @@ func TestConfigValidateAcceptsEdges(t *testing.T) {
 		{"64-byte node id", func(c *Config) { c.NodeID = strings.Repeat("n", 64) }},
 		{"origin allowlist", func(c *Config) { c.AllowedOrigins = []string{"https://chat.example.com", "https://*.example.com"} }},
 		{"fractional rates", func(c *Config) { c.SendRate, c.JoinRate, c.HandshakeRate = 0.5, 0.1, 0.01 }},
+		{"no guest credentials, no presence grace, no typing", func(c *Config) { c.GuestTTL, c.PresenceGrace, c.Typing = 0, 0, false }},
+		{"guest ttl bounds", func(c *Config) { c.GuestTTL, c.PresenceGrace = time.Minute, 5*time.Minute }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,18 +172,17 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
-// Every Config field but the deprecated ones is set by exactly one flag,
-// and every flag has a help line. (The environment fallback of every flag
+// Every Config field is set by exactly one flag, and every flag has a help
+// line. (The environment fallback of every flag
 // of the binary is checked in internal/appconfig.)
 func TestConfigEveryFieldHasFlag(t *testing.T) {
-	deprecated := map[string]bool{"PresenceInterval": true, "LogFormat": true, "LogLevel": true}
 	base := DefaultConfig()
 	fields := map[string]string{} // field -> flag
 	probe := flag.NewFlagSet("probe", flag.ContinueOnError)
 	probe.SetOutput(io.Discard)
 	probeCfg := base
 	probeCfg.RegisterFlags(probe)
-	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8"}
+	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8", "false"}
 	probe.VisitAll(func(f *flag.Flag) {
 		if len(f.Usage) < 20 {
 			t.Errorf("--%s has a thin help line: %q", f.Name, f.Usage)
@@ -192,7 +212,7 @@ func TestConfigEveryFieldHasFlag(t *testing.T) {
 	rt := reflect.TypeOf(Config{})
 	for i := 0; i < rt.NumField(); i++ {
 		name := rt.Field(i).Name
-		if _, ok := fields[name]; !ok && !deprecated[name] {
+		if _, ok := fields[name]; !ok {
 			t.Errorf("Config.%s has no flag", name)
 		}
 	}

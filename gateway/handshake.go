@@ -56,7 +56,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			user.Name = displayName(a.ident.UserID, id) // the user id, when presentable
 		}
 	} else {
-		user = protocol.User{ID: "u_" + id, Name: displayName(r.URL.Query().Get("name"), id)}
+		user = s.guestUser(r, id)
 	}
 	c := newClient(s, conn, "c_"+id, user, a, span.SpanContext())
 	var tokenRate float64

@@ -42,6 +42,7 @@ type recObserver struct {
 	disconnects map[observe.DisconnectReason]int
 	rejects     map[observe.RejectReason]int
 	requests    map[string]int
+	guests      map[observe.GuestOutcome]int
 	accepted    int
 	closed      int
 	delivered   int
@@ -54,6 +55,7 @@ func newRecObserver() *recObserver {
 		disconnects: map[observe.DisconnectReason]int{},
 		rejects:     map[observe.RejectReason]int{},
 		requests:    map[string]int{},
+		guests:      map[observe.GuestOutcome]int{},
 	}
 }
 
@@ -71,6 +73,7 @@ func (o *recObserver) Disconnecting(r observe.DisconnectReason) {
 func (o *recObserver) ConnRejected(r observe.RejectReason) { o.bump(func() { o.rejects[r]++ }) }
 func (o *recObserver) RequestRejected(code string)         { o.bump(func() { o.requests[code]++ }) }
 func (o *recObserver) ConnAccepted()                       { o.bump(func() { o.accepted++ }) }
+func (o *recObserver) GuestSession(g observe.GuestOutcome) { o.bump(func() { o.guests[g]++ }) }
 func (o *recObserver) ConnClosed()                         { o.bump(func() { o.closed++ }) }
 func (o *recObserver) Delivered(_ time.Duration, id trace.TraceID) {
 	o.bump(func() {

@@ -52,7 +52,7 @@ func TestOriginPatternCompileErrors(t *testing.T) {
 			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--allowed-origins") {
 				t.Fatalf("Validate: %v; want an --allowed-origins error", err)
 			}
-			if _, err := New(cfg, Options{}); err == nil {
+			if _, err := New(cfg, Options{Broker: testHub(t, 0)}); err == nil {
 				t.Fatalf("New accepted --allowed-origins %q", tc.pattern)
 			}
 			if _, err := newOriginChecker(cfg.AllowedOrigins); err == nil {

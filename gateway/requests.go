@@ -93,6 +93,8 @@ func (c *client) handle(data []byte) {
 		c.send(protocol.Left(in.Room))
 	case protocol.TypeSend:
 		c.publish(in.Room, in.Text, in.Ref)
+	case protocol.TypeTyping:
+		c.typing(in.Room, in.Ref)
 	}
 }
 
@@ -148,7 +150,9 @@ func (c *client) join(room string, since *uint64, ref string) {
 		c.reject(&protocol.Error{Code: protocol.CodeRoomLimit, Message: "already in the most rooms a connection may join", Ref: ref})
 		return
 	}
+	rejoined := c.srv.lingering.claim(c.user, room)
 	m, perr := c.srv.broker.Join(c, room, since)
+	rejoined()
 	if perr != nil {
 		if old, ok := c.rooms[room]; ok && perr.Code == protocol.CodeForbidden {
 			// Banned: a ban removed the membership the connection had

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/internal/ctxsleep"
-	"github.com/chatgate/chatgate/internal/logging"
 )
 
 // RunOptions configure Run beyond the Server itself.
@@ -53,8 +51,12 @@ type APIListener struct {
 // summary" line is logged; the shutdown hooks run; the admin listener keeps
 // serving (/metrics with the drain's final counts) for DrainLinger after the
 // last connection ended, but not past ShutdownTimeout, and is closed last.
-// It returns nil after a clean drain and ErrDrainTimeout if connections had
-// to be forced.
+// With a shared broker (Options.SharedBroker), the memberships that linger
+// for --presence-grace are kept until their grace ends (within the shutdown
+// timeout) before the drain summary and the hooks. While serving, one
+// "activity" line is logged at info every minute (activity.go). It returns
+// nil after a clean drain and ErrDrainTimeout if connections had to be
+// forced.
 func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	cfg := srv.cfg
 	log := srv.log
@@ -125,6 +127,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	if opts.Listening != nil {
 		opts.Listening(chatLn.Addr(), adminAddr)
 	}
+	defer srv.startActivityLog()()
 
 	var failure error
 	select {
@@ -178,6 +181,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		log.Info("draining: all connections closed")
 	}
 	<-apiDone
+	srv.endLingering(hard)
 	lastClosed := time.Now()
 	span.End()
 	log.Info("drain summary", "duration_ms", lastClosed.Sub(drainStart).Milliseconds(), "clients", conns,
@@ -213,12 +217,4 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
-}
-
-// NewLogger builds the slog logger described by cfg's deprecated
-// LogFormat and LogLevel.
-//
-// Deprecated: TEMPORARY, for web/e2e's harness; use logging.New.
-func NewLogger(cfg Config, w io.Writer) *slog.Logger {
-	return logging.New(logging.Config{Format: cfg.LogFormat, Level: cfg.LogLevel}, w)
 }

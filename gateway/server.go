@@ -24,7 +24,6 @@ import (
 
 	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/broker"
-	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
@@ -33,15 +32,17 @@ import (
 type Options struct {
 	Logger   *slog.Logger
 	Observer observe.Observer
-	// Broker routes room traffic. It is the caller's to build and to close,
-	// after Run (or ForceClose) has returned; cmd/chatgate builds the
-	// in-process hub or the cluster backplane.
-	//
-	// Deprecated behaviour, TEMPORARY: a nil Broker still makes the Server
-	// build an in-process hub with the default settings, which it owns and
-	// closes, for callers this change may not edit (the bench and web/e2e
-	// tests). Remove it once they pass a broker (issue 15's follow-ups).
+	// Broker routes room traffic; it is required. It is the caller's to
+	// build and to close, after Run (or ForceClose) has returned;
+	// cmd/chatgate builds the in-process hub or the cluster backplane.
 	Broker broker.Broker
+	// SharedBroker says the Broker serves other replicas too (the cluster
+	// backplane): at the end of a drain, the memberships that linger for
+	// --presence-grace are then kept until their grace ends (within the
+	// shutdown timeout), so that users who reconnect to another replica
+	// show no leave and join there. Otherwise nobody is left to see them
+	// and they are released at once.
+	SharedBroker bool
 	// History is the Broker's history length (broker.Settings.History):
 	// the most frames one join replays. It bounds the replayed frames a
 	// connection may have waiting (--max-rooms of them per room). Zero
@@ -71,8 +72,8 @@ type Server struct {
 	drain      *drainStats
 	broker     broker.Broker
 	brokerOK   func() error // Options.Ready; nil means always ready
-	ownHub     *hub.Hub     // deprecated: the hub built for a nil Options.Broker
 	history    int          // the broker's history: the most frames one join replays
+	shared     bool         // Options.SharedBroker
 	origins    originChecker
 	adm        *admission
 	budgets    *sendBudgets
@@ -84,6 +85,9 @@ type Server struct {
 	auth       *auth.Authenticator // nil without --auth jwt
 	stopAuth   context.CancelFunc  // ends the keys-file watcher
 	authDone   chan struct{}       // closed when the watcher has returned
+	guests     guestState          // guest credentials (guest.go)
+	activity   *activity           // the once-a-minute activity line's counts (activity.go)
+	lingering  *lingering          // memberships kept for --presence-grace (linger.go)
 
 	queued   atomic.Int64 // bytes queued to all clients
 	started  atomic.Bool  // SetReady: the listeners are bound
@@ -102,10 +106,16 @@ type Server struct {
 	closingAll bool
 }
 
+// errNoBroker: Options.Broker is required.
+var errNoBroker = errors.New("gateway: Options.Broker is nil; build the in-process hub or the cluster backplane and pass it")
+
 // New validates cfg and builds a Server.
 func New(cfg Config, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if opts.Broker == nil {
+		return nil, errNoBroker
 	}
 	origins, err := newOriginChecker(cfg.AllowedOrigins)
 	if err != nil {
@@ -118,6 +128,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		broker:   opts.Broker,
 		brokerOK: opts.Ready,
 		history:  opts.History,
+		shared:   opts.SharedBroker,
 		origins:  origins,
 		adm:      newAdmission(&cfg),
 		clients:  make(map[*client]struct{}),
@@ -132,6 +143,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s.drain = newDrainStats(s.obs)
 	s.obs = s.drain
+	s.activity = newActivity(s.obs)
+	s.obs = s.activity
+	s.lingering = newLingering(cfg.PresenceGrace)
 	s.obs.WatchReadiness(func() bool { return s.Readiness() == nil })
 	tp := opts.Tracer
 	if tp == nil {
@@ -145,9 +159,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.history <= 0 {
 		s.history = broker.DefaultHistory
 	}
-	if s.broker == nil { // deprecated; see Options.Broker
-		s.ownHub = hub.New(hub.Config{History: s.history, Observer: s.obs})
-		s.broker = s.ownHub
+	if err := s.startGuests(opts.Observer); err != nil {
+		return nil, err
 	}
 	if op, ok := s.broker.(broker.Operator); ok {
 		// The server API's disconnects, from whichever replica they were
@@ -391,16 +404,15 @@ func (s *Server) ForceClose() {
 	s.handlers.Wait()
 }
 
-// Close releases what the Server owns (the in-process hub). Call it after
-// every connection is gone.
+// Close releases what the Server owns (the token keys' watcher). Call it
+// after every connection is gone.
 func (s *Server) Close() {
-	if s.ownHub != nil {
-		s.ownHub.Close()
-	}
+	s.lingering.releaseAll()
 	if s.stopAuth != nil {
 		s.stopAuth()
 		<-s.authDone
 	}
+	s.stopGuests()
 }
 
 // ErrDrainTimeout is returned when connections outlived the shutdown

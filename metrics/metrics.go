@@ -56,6 +56,7 @@ type Metrics struct {
 	historyReplayed  prometheus.Counter
 	draining         prometheus.Gauge
 	drainRemaining   prometheus.Gauge
+	guestSessions    map[observe.GuestOutcome]prometheus.Counter
 	// the server API's, by endpoint and result
 	apiRequests map[observe.APIEndpoint]map[string]prometheus.Counter
 	apiDuration map[observe.APIEndpoint]prometheus.Observer
@@ -70,8 +71,9 @@ type Metrics struct {
 }
 
 var (
-	_ observe.Observer    = (*Metrics)(nil)
-	_ observe.APIObserver = (*Metrics)(nil)
+	_ observe.Observer      = (*Metrics)(nil)
+	_ observe.APIObserver   = (*Metrics)(nil)
+	_ observe.GuestObserver = (*Metrics)(nil)
 )
 
 // LatencyBuckets cover 50µs to ~10s: a healthy loopback delivery is tens of
@@ -145,6 +147,7 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 		}
 		m.apiDuration[e] = apiDuration.WithLabelValues(string(e))
 	}
+	m.guestSessions = guestSessions(f)
 	buildInfo := f.gaugeVec("build_info", "Build information; always 1.", "version", "revision", "goversion")
 	buildInfo.WithLabelValues(build.Version, build.Revision, runtime.Version()).Set(1)
 	f.gaugeFunc("ready", "1 while /readyz answers 200: the same check, made at scrape time (not ready while starting, draining, or without its cluster backplane).", func() float64 {

@@ -98,6 +98,19 @@ func TestEventsMoveTheRightSeries(t *testing.T) {
 					{m.apiRequests[observe.APIPublish]["forbidden"], 0},
 				}
 			}},
+		{"guest sessions", func(m *Metrics) {
+			m.GuestSession(observe.GuestResumed)
+			m.GuestSession(observe.GuestResumed)
+			m.GuestSession(observe.GuestUnknownKey)
+			m.GuestSession("not-an-outcome")
+		},
+			func(m *Metrics, _ func(string, string) prometheus.Collector) []check {
+				return []check{
+					{m.guestSessions[observe.GuestResumed], 2},
+					{m.guestSessions[observe.GuestUnknownKey], 1},
+					{m.guestSessions[observe.GuestNew], 0},
+				}
+			}},
 		{"drain state", func(m *Metrics) { m.SetDraining(true); m.SetDrainRemaining(42) },
 			func(m *Metrics, _ func(string, string) prometheus.Collector) []check {
 				return []check{{m.draining, 1}, {m.drainRemaining, 42}}
@@ -142,7 +155,7 @@ func TestVocabulariesPreinitialised(t *testing.T) {
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
 				switch l.GetName() {
-				case "reason", "version", "revision", "goversion", "endpoint", "code":
+				case "reason", "version", "revision", "goversion", "endpoint", "code", "outcome":
 				default:
 					t.Errorf("%s has label %q; only closed vocabularies are allowed", f.GetName(), l.GetName())
 				}
@@ -162,6 +175,9 @@ func TestVocabulariesPreinitialised(t *testing.T) {
 	}
 	for _, c := range protocol.ErrorCodes {
 		want["chatgate_messages_rejected_total"] = append(want["chatgate_messages_rejected_total"], string(c))
+	}
+	for _, o := range observe.GuestOutcomes {
+		want["chatgate_guest_sessions_total"] = append(want["chatgate_guest_sessions_total"], string(o))
 	}
 	for fam, values := range want {
 		for _, v := range values {

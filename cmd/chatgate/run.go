@@ -131,6 +131,8 @@ func run(ctx context.Context, cfg appconfig.Config, logOut io.Writer) error {
 	srv, err = gateway.New(cfg.Gateway, gateway.Options{
 		Logger: log, Observer: m, Web: web.Handler(), Tracer: tracing.Provider,
 		Broker: b.Broker, History: cfg.Rooms.History, Ready: b.ready,
+		// The backplane serves the other replicas too (see Options.SharedBroker).
+		SharedBroker: cfg.Cluster.Backplane != "",
 	})
 	if err != nil {
 		_ = tracing.Shutdown(context.Background())
@@ -191,7 +193,7 @@ func newBroker(cfg appconfig.Config, log *slog.Logger, obs *metrics.Metrics, reg
 		h := hub.New(hcfg)
 		return builtBroker{Broker: h, close: func(context.Context) error { h.Close(); return nil }}, nil
 	}
-	bcfg := cfg.Cluster.BackplaneConfig(cfg.Gateway.NodeID, cfg.Rooms)
+	bcfg := cfg.Cluster.Config(cfg.Gateway.NodeID, cfg.Rooms)
 	bcfg.Observer, bcfg.Logger, bcfg.Registry, bcfg.Tracer = obs, log, reg, tp
 	bp, err := cluster.New(bcfg)
 	if err != nil {

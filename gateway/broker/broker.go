@@ -91,6 +91,8 @@ type Membership interface {
 	Publish(ctx context.Context, text, ref string) (Published, *protocol.Error)
 	// Leave removes the subscriber from the room. It is idempotent.
 	Leave()
+	// Typist relays typing indicators (typing.go).
+	Typist
 }
 
 // Published describes a sequenced message.

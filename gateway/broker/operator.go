@@ -32,10 +32,15 @@ type Operator interface {
 	// queues it to every member. The room need not have members: a broker
 	// that must hold a room to sequence it takes a slot for it (and fails
 	// with protocol.RoomLimitError when it cannot). When it returns
-	// without an error the message is stored with seq Published.Seq and
-	// no later message of the room comes before it. A sampled span in ctx
-	// marks the message's frames with its trace id. An invalid name fails
-	// with protocol.InvalidRoomError, a closed broker with unavailable.
+	// without an error the message is stored with seq Published.Seq, no
+	// later message of the room comes before it, and it has been queued to
+	// the room's members on this broker (Published.Recipients of them;
+	// for a broker of several replicas, this replica's members), as a
+	// member's Publish has queued its message to the sender: whatever this
+	// broker queues them afterwards (the close of a Disconnect that
+	// follows) comes after it. A sampled span in ctx marks the message's
+	// frames with its trace id. An invalid name fails with
+	// protocol.InvalidRoomError, a closed broker with unavailable.
 	PublishSystem(ctx context.Context, room, sender, text string) (Published, *protocol.Error)
 
 	// Presence returns who is in room now: every user with at least one

@@ -15,16 +15,19 @@ import (
 // it has seen can no longer cancel out; the next frame lists every other
 // changed user by its state then (present → joined, absent → left), which
 // agrees with old members' and joiners' views alike; a change nobody saw
-// that returned to its previous state is dropped. Applied as idempotent set
-// operations, the frames bring every member to the true membership.
+// that returned to its previous state is dropped, unless the user came back
+// under another name (a guest who renamed): that one is listed as joined,
+// with the new name. Applied as idempotent set operations, the frames bring
+// every member to the true membership.
 type PresenceChanges struct {
 	touched map[string]touch
 }
 
 type touch struct {
-	user       protocol.User
-	wasPresent bool // at the last presence frame
-	seen       bool // a joiner's member list showed the changed state
+	user       protocol.User // as of the latest change
+	was        protocol.User // as of the first change since the last frame
+	wasPresent bool          // at the last presence frame
+	seen       bool          // a joiner's member list showed the changed state
 }
 
 // Touch records that u's presence changed; wasPresent is its state before
@@ -38,7 +41,7 @@ func (p *PresenceChanges) Touch(u protocol.User, wasPresent bool) {
 		p.touched[u.ID] = t
 		return
 	}
-	p.touched[u.ID] = touch{user: u, wasPresent: wasPresent}
+	p.touched[u.ID] = touch{user: u, was: u, wasPresent: wasPresent}
 }
 
 // MarkSeen is called when a subscriber of user self joins and is shown the
@@ -58,8 +61,8 @@ func (p *PresenceChanges) MarkSeen(isPresent func(id string) bool, self string) 
 func (p *PresenceChanges) Take(isPresent func(id string) bool, listed bool) (joined, left []protocol.User, changed bool) {
 	for id, t := range p.touched {
 		present := isPresent(id)
-		if present == t.wasPresent && !t.seen {
-			continue // came and went (or went and came back) unseen
+		if present == t.wasPresent && !t.seen && (!present || t.user.Name == t.was.Name) {
+			continue // came and went (or went and came back as it was) unseen
 		}
 		changed = true
 		if !listed {

@@ -28,6 +28,25 @@ func DefaultSettings() Settings {
 	}
 }
 
+// OrDefaults returns s with every zero or negative setting replaced by its
+// default: what a broker built in code with some settings left out gets.
+func (s Settings) OrDefaults() Settings {
+	d := DefaultSettings()
+	if s.History <= 0 {
+		s.History = d.History
+	}
+	if s.MaxRooms <= 0 {
+		s.MaxRooms = d.MaxRooms
+	}
+	if s.PresenceInterval <= 0 {
+		s.PresenceInterval = d.PresenceInterval
+	}
+	if s.PresenceMaxMembers <= 0 {
+		s.PresenceMaxMembers = d.PresenceMaxMembers
+	}
+	return s
+}
+
 // RegisterFlags defines a flag for every setting, using s's current values
 // as defaults.
 func (s *Settings) RegisterFlags(fs *flag.FlagSet) {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -15,12 +16,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/gateway/broker"
-	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
-// Backplane is the cluster hub.Broker. It is safe for concurrent use.
+// Backplane is the cluster broker.Broker. It is safe for concurrent use.
 type Backplane struct {
 	// static after construction
 	cfg    Config
@@ -78,12 +78,16 @@ type Backplane struct {
 	sysPubs     map[string]*publisher // standalone publishers of system messages; guarded by sysMu
 
 	ensure chan struct{} // poked on (re)connect
-	quit   chan struct{}
+	// life ends (stop) when Close stops the background work; quit is its
+	// Done channel.
+	life   context.Context
+	stop   context.CancelFunc
+	quit   <-chan struct{}
 	wg     sync.WaitGroup // background goroutines: loops, dispatchers, repair workers
 	timers sync.WaitGroup // armed presence and repair-retry timers
 }
 
-var _ hub.Broker = (*Backplane)(nil)
+var _ broker.Broker = (*Backplane)(nil)
 
 // New connects to NATS (in the background: an unreachable server is retried
 // forever with backoff) and returns the backplane. The stream is created or
@@ -102,10 +106,11 @@ func New(cfg Config) (*Backplane, error) {
 		rooms:  make(map[string]*room),
 		census: make(map[string]time.Time),
 		ensure: make(chan struct{}, 1),
-		quit:   make(chan struct{}),
 
 		sysPubs: make(map[string]*publisher),
 	}
+	bp.life, bp.stop = context.WithCancel(context.Background())
+	bp.quit = bp.life.Done()
 	bp.tick = min(max(cfg.PresenceTTL/20, 10*time.Millisecond), time.Second)
 	bp.out.init()
 	bp.disp.init(cfg.liveQueue)
@@ -238,21 +243,33 @@ func (bp *Backplane) poke() {
 
 var errUnavailable = errors.New("cluster: backplane unavailable")
 
+// retryAfterMs is what every unavailable of the backplane asks a client to
+// wait before trying again.
+const retryAfterMs = 1000
+
 func unavailable(msg string) *protocol.Error {
-	return &protocol.Error{Code: protocol.CodeUnavailable, Message: msg, RetryAfterMs: 1000}
+	return &protocol.Error{Code: protocol.CodeUnavailable, Message: msg, RetryAfterMs: retryAfterMs}
 }
 
-// Join implements hub.Broker.
-func (bp *Backplane) Join(sub hub.Subscriber, name string, since *uint64) (hub.Membership, *protocol.Error) {
+// shuttingDown is the protocol's shutting-down error, with the retry hint
+// of every unavailable here: another replica can take the client.
+func shuttingDown() *protocol.Error {
+	e := protocol.ShuttingDownError()
+	e.RetryAfterMs = retryAfterMs
+	return e
+}
+
+// Join implements broker.Broker.
+func (bp *Backplane) Join(sub broker.Subscriber, name string, since *uint64) (broker.Membership, *protocol.Error) {
 	if !protocol.ValidRoom(name) {
-		return nil, &protocol.Error{Code: protocol.CodeInvalidRoom, Message: "room must match [A-Za-z0-9_.-]{1,64}"}
+		return nil, protocol.InvalidRoomError()
 	}
 	if perr := bp.banned(name, sub.User().ID); perr != nil {
 		return nil, perr // before setting the room up for nothing
 	}
 	for {
 		if bp.closed.Load() {
-			return nil, unavailable("gateway is shutting down")
+			return nil, shuttingDown()
 		}
 		r, perr := bp.room(name)
 		if perr != nil {
@@ -275,9 +292,9 @@ func (bp *Backplane) room(name string) (*room, *protocol.Error) {
 	bp.mu.Lock()
 	r, ok := bp.rooms[name]
 	if !ok {
-		if len(bp.rooms) >= bp.cfg.MaxRooms {
+		if len(bp.rooms) >= bp.cfg.Rooms.MaxRooms {
 			bp.mu.Unlock()
-			return nil, &protocol.Error{Code: protocol.CodeRoomLimit, Message: "the gateway holds as many rooms as it may; try again later", RetryAfterMs: 1000}
+			return nil, protocol.RoomLimitError()
 		}
 		r = newRoom(bp, name)
 		bp.rooms[name] = r
@@ -348,7 +365,7 @@ func (bp *Backplane) Close() error {
 		}
 	}
 	bp.announce(false)
-	close(bp.quit)
+	bp.stop()
 	bp.repairs.close()
 	bp.wg.Wait()
 	bp.timers.Wait()

@@ -11,8 +11,12 @@ package cluster
 // last seq): the room's previous message, or, for a message published when
 // the room held none, the stream's first seq − 1 then (the floor: no
 // earlier message of the room lies above it, and any at or below it may be
-// gone). The stream only ever loses a room's oldest messages, so the
-// messages it holds of a room are a suffix of the room's chain.
+// gone). Such a message starts the room's chain, and says so in
+// Chatgate-Start (the stream enforced that the subject was empty). The
+// stream only ever loses a room's oldest messages, so the messages it holds
+// of a room are a suffix of the room's chain; a chain starts again only
+// once the stream holds none of the room's messages (all aged out, or the
+// stream lost), as a room of the in-process hub starts a new life.
 
 // step is what becomes of a live message at a room's position.
 type step int
@@ -64,6 +68,7 @@ type link struct {
 	seq     uint64
 	prev    uint64 // Chatgate-Prev
 	hasPrev bool   // the message carries Chatgate-Prev (written by chatgate)
+	start   bool   // Chatgate-Start: the first message of the room's chain
 }
 
 // storedLoss reports whether stored message m, read from the stream after
@@ -84,6 +89,12 @@ func storedLoss(pos, lastMsg uint64, m link) bool {
 //   - since ≥ joinSeq: nothing to replay (since == joinSeq) is complete;
 //     since > joinSeq is not a position the stream handed out (join moves
 //     joinSeq up to a since the stream has reached): false;
+//   - since is 0, which asks for the room's whole life, as with the
+//     in-process hub: with no message held, complete iff none is known here
+//     (lastMsg 0); otherwise as below from the start of the room's chain
+//     when the first replayed message starts it (its prev, the floor, is
+//     then where the life began), and false when it does not (the chain's
+//     start is gone);
 //   - no message is held in the range: complete iff lastMsg ≤ since (else
 //     they were removed) and since is not below floor (messages of the
 //     room below the floor may be gone; a since from a lost stream is below
@@ -92,17 +103,20 @@ func storedLoss(pos, lastMsg uint64, m link) bool {
 //     room lies between since and it), every next one's prev is the one
 //     before (nothing missing inside), and the last is lastMsg.
 //
-// since 0 thus recovers iff the replay starts at the room's very first
-// message and the stream was numbered from 1 (one made by an earlier
-// chatgate); a stream numbered from the clock has a floor above 0, so
-// since 0 is not recovered, as with the in-process hub. A message without
-// Chatgate-Prev (not written by chatgate) makes the answer false.
+// A message without Chatgate-Prev (not written by chatgate) makes the
+// answer false, and so does, for since 0, a chain whose first message
+// lacks Chatgate-Start (written by an earlier chatgate) unless the stream
+// numbers from 1 (its floor is 0).
 func replayComplete(since, joinSeq, lastMsg, floor uint64, msgs []link) bool {
 	switch {
 	case since > joinSeq:
 		return false
 	case since == joinSeq:
 		return true
+	case since == 0 && len(msgs) == 0:
+		return lastMsg == 0
+	case since == 0 && msgs[0].start:
+		since = msgs[0].prev
 	case len(msgs) == 0:
 		return lastMsg <= since && floor <= since
 	}

@@ -57,6 +57,7 @@ func TestReplayComplete(t *testing.T) {
 		}
 		return ls
 	}
+	start := func(ls []link) []link { ls[0].start = true; return ls }
 	for _, tc := range []struct {
 		name                           string
 		since, joinSeq, lastMsg, floor uint64
@@ -75,7 +76,14 @@ func TestReplayComplete(t *testing.T) {
 		{"nothing stored, messages trimmed", 20, 50, 30, 10, nil, false},
 		{"nothing stored, since below the floor", 5, 50, 0, 10, nil, false},
 		{"since 0 on a stream numbered from 1", 0, 50, 50, 0, chain(0, 30, 40, 50), true},
-		{"since 0 on a stream numbered from the clock", 0, 50, 50, 10, chain(10, 30, 40, 50), false},
+		{"since 0, the chain's start held", 0, 50, 50, 10, start(chain(10, 30, 40, 50)), true},
+		{"since 0, the chain's start trimmed", 0, 50, 50, 10, chain(20, 30, 40, 50), false},
+		{"since 0, a start without its marker (an earlier chatgate)", 0, 50, 50, 10, chain(10, 30, 40, 50), false},
+		{"since 0, the chain's start held, a hole inside", 0, 50, 50, 10, append(start(chain(10, 30)), chain(35, 40, 50)...), false},
+		{"since 0, the chain's start held, the tail missing", 0, 50, 60, 10, start(chain(10, 30, 40, 50)), false},
+		{"since 0, nothing stored, no message known", 0, 50, 0, 10, nil, true},
+		{"since 0, nothing stored, messages known", 0, 50, 30, 10, nil, false},
+		{"a start does not help a since other than 0", 5, 50, 50, 10, start(chain(10, 30, 40, 50)), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := replayComplete(tc.since, tc.joinSeq, tc.lastMsg, tc.floor, tc.msgs); got != tc.want {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 // checkOrdered fails unless every message seq list is strictly increasing.
@@ -43,7 +45,7 @@ func TestClusterChatAcrossReplicas(t *testing.T) {
 			c := dial(t, n, url.Values{"name": {fmt.Sprintf("u%d%d", i, j)}}.Encode())
 			clients = append(clients, c)
 			for _, r := range rooms[:1+(i+j)%2] {
-				c.join(r, nil)
+				c.JoinSince(r, nil)
 				ms = append(ms, member{c, r})
 			}
 		}
@@ -54,11 +56,11 @@ func TestClusterChatAcrossReplicas(t *testing.T) {
 		if want[m.room] == nil {
 			want[m.room] = map[string]bool{}
 		}
-		want[m.room][m.c.userID] = true
+		want[m.room][m.c.UserID()] = true
 	}
 	for _, m := range ms {
-		m.c.waitFor("presence of "+m.room, func(envs []env) bool {
-			set, online := members(envs, m.room)
+		m.c.WaitFor("presence of "+m.room, func(envs []env) bool {
+			set, online := wstest.Members(envs, m.room)
 			return online == len(want[m.room]) && len(set) == len(want[m.room]) && subset(set, want[m.room])
 		})
 	}
@@ -72,9 +74,9 @@ func TestClusterChatAcrossReplicas(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for k := 0; k < perClient; k++ {
-				text := fmt.Sprintf("%s/%s/%d", m.c.userID, m.room, k)
-				res := m.c.sendWait(m.room, text, fmt.Sprintf("%s-%d", m.room, k))
-				if res.seq == 0 {
+				text := fmt.Sprintf("%s/%s/%d", m.c.UserID(), m.room, k)
+				res := m.c.SendWait(m.room, text, fmt.Sprintf("%s-%d", m.room, k))
+				if res.Seq == 0 {
 					t.Errorf("send %s: %+v", text, res)
 					return
 				}
@@ -82,7 +84,7 @@ func TestClusterChatAcrossReplicas(t *testing.T) {
 				if acked[m.room] == nil {
 					acked[m.room] = map[uint64]string{}
 				}
-				acked[m.room][res.seq] = text
+				acked[m.room][res.Seq] = text
 				mu.Unlock()
 			}
 		}()
@@ -99,17 +101,17 @@ func TestClusterChatAcrossReplicas(t *testing.T) {
 	reference := map[string][]uint64{}
 	for _, m := range ms {
 		total := len(acked[m.room])
-		m.c.waitFor("all messages of "+m.room, func(envs []env) bool { return len(messages(envs, m.room)) >= total })
-		envs := m.c.snapshot()
-		got := messages(envs, m.room)
-		ss := seqs(envs, m.room)
+		m.c.WaitFor("all messages of "+m.room, func(envs []env) bool { return len(wstest.Messages(envs, m.room)) >= total })
+		envs := m.c.Snapshot()
+		got := wstest.Messages(envs, m.room)
+		ss := wstest.Seqs(envs, m.room)
 		checkOrdered(t, m.c.node, ss)
 		if len(got) != total {
-			t.Fatalf("%s got %d messages of %s; want %d", m.c.userID, len(got), m.room, total)
+			t.Fatalf("%s got %d messages of %s; want %d", m.c.UserID(), len(got), m.room, total)
 		}
 		for _, e := range got {
-			if acked[m.room][e.u64("seq")] != e.str("text") {
-				t.Fatalf("message seq %d text %q; acked as %q", e.u64("seq"), e.str("text"), acked[m.room][e.u64("seq")])
+			if acked[m.room][e.U64("seq")] != e.Str("text") {
+				t.Fatalf("message seq %d text %q; acked as %q", e.U64("seq"), e.Str("text"), acked[m.room][e.U64("seq")])
 			}
 		}
 		if prev, ok := reference[m.room]; ok && fmt.Sprint(prev) != fmt.Sprint(ss) {
@@ -121,10 +123,10 @@ func TestClusterChatAcrossReplicas(t *testing.T) {
 		seen := map[uint64]bool{}
 		for _, e := range envs {
 			switch {
-			case e.typ() == "message" && e.str("room") == m.room:
-				seen[e.u64("seq")] = true
-			case e.typ() == "ack" && e.str("room") == m.room && !seen[e.u64("seq")]:
-				t.Fatalf("ack %d before its message", e.u64("seq"))
+			case e.Type() == "message" && e.Str("room") == m.room:
+				seen[e.U64("seq")] = true
+			case e.Type() == "ack" && e.Str("room") == m.room && !seen[e.U64("seq")]:
+				t.Fatalf("ack %d before its message", e.U64("seq"))
 			}
 		}
 	}
@@ -148,54 +150,54 @@ func subset(a, b map[string]bool) bool {
 // messages it missed, recovered: true; and the other recovered cases hold.
 func TestHistoryResumeOnAnotherReplica(t *testing.T) {
 	ns := startNATS(t)
-	a := startNode(t, ns, "gw-a", func(c *Config) { c.History = 5 })
-	b := startNode(t, ns, "gw-b", func(c *Config) { c.History = 5 })
+	a := startNode(t, ns, "gw-a", func(c *Config) { c.Rooms.History = 5 })
+	b := startNode(t, ns, "gw-b", func(c *Config) { c.Rooms.History = 5 })
 
 	talker := dial(t, b, "name=talker")
-	talker.join("r", nil)
+	talker.JoinSince("r", nil)
 	var sent []uint64
 	send := func(n int) {
 		for i := 0; i < n; i++ {
-			res := talker.sendWait("r", fmt.Sprintf("m%d", len(sent)), fmt.Sprintf("x%d", len(sent)))
-			if res.seq == 0 {
+			res := talker.SendWait("r", fmt.Sprintf("m%d", len(sent)), fmt.Sprintf("x%d", len(sent)))
+			if res.Seq == 0 {
 				t.Fatalf("send: %+v", res)
 			}
-			sent = append(sent, res.seq)
+			sent = append(sent, res.Seq)
 		}
 	}
 	// Another room interleaves, so seqs are not contiguous.
 	other := dial(t, a, "")
-	other.join("noise", nil)
+	other.JoinSince("noise", nil)
 	mover := dial(t, a, "name=mover")
-	j0 := mover.join("r", nil)
+	j0 := mover.JoinSince("r", nil)
 	send(2)
-	other.sendWait("noise", "zzz", "n1")
+	other.SendWait("noise", "zzz", "n1")
 	send(1)
-	mover.waitFor("3 messages", func(envs []env) bool { return len(messages(envs, "r")) == 3 })
-	last := seqs(mover.snapshot(), "r")[2]
-	mover.close()
+	mover.WaitFor("3 messages", func(envs []env) bool { return len(wstest.Messages(envs, "r")) == 3 })
+	last := wstest.Seqs(mover.Snapshot(), "r")[2]
+	mover.Close()
 	send(2) // missed while away
-	other.sendWait("noise", "zzz", "n2")
+	other.SendWait("noise", "zzz", "n2")
 	send(1)
 	missed := sent[3:]
 
 	back := dial(t, b, "name=mover-again")
-	j := back.join("r", &last)
+	j := back.JoinSince("r", &last)
 	if rec, ok := j["recovered"].(bool); !ok || !rec {
 		t.Fatalf("joined %v; want recovered true", j)
 	}
-	if j.u64("seq") != sent[len(sent)-1] {
-		t.Fatalf("joined.seq %d; want the last message %d", j.u64("seq"), sent[len(sent)-1])
+	if j.U64("seq") != sent[len(sent)-1] {
+		t.Fatalf("joined.seq %d; want the last message %d", j.U64("seq"), sent[len(sent)-1])
 	}
-	back.waitFor("replay", func(envs []env) bool { return len(messages(envs, "r")) >= len(missed) })
-	got := seqs(back.snapshot(), "r")
+	back.WaitFor("replay", func(envs []env) bool { return len(wstest.Messages(envs, "r")) >= len(missed) })
+	got := wstest.Seqs(back.Snapshot(), "r")
 	if fmt.Sprint(got) != fmt.Sprint(missed) {
 		t.Fatalf("replayed %v; want exactly the missed %v", got, missed)
 	}
 	// Live traffic continues after the seam with no gap or duplicate.
 	send(1)
-	back.waitFor("live message", func(envs []env) bool { return len(messages(envs, "r")) == len(missed)+1 })
-	if s := seqs(back.snapshot(), "r"); s[len(s)-1] != sent[len(sent)-1] {
+	back.WaitFor("live message", func(envs []env) bool { return len(wstest.Messages(envs, "r")) == len(missed)+1 })
+	if s := wstest.Seqs(back.Snapshot(), "r"); s[len(s)-1] != sent[len(sent)-1] {
 		t.Fatalf("live message %d; want %d", s[len(s)-1], sent[len(sent)-1])
 	}
 
@@ -216,22 +218,22 @@ func TestHistoryResumeOnAnotherReplica(t *testing.T) {
 		{"between two messages of the tail", p(sent[4] + 1), sent[5:], true},
 		{"older than the tail", p(sent[0]), sent[2:], false},
 		{"since 0, first messages gone", p(0), sent[2:], false},
-		{"from before the room's first message", p(j0.u64("seq")), sent[2:], false},
+		{"from before the room's first message", p(j0.U64("seq")), sent[2:], false},
 		{"beyond the room", p(latest + 1000), nil, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, a, "")
-			j := c.join("r", tc.since)
+			j := c.JoinSince("r", tc.since)
 			if rec, _ := j["recovered"].(bool); rec != tc.recovered {
 				t.Fatalf("recovered %v; want %v (joined %v)", j["recovered"], tc.recovered, j)
 			}
-			if j.u64("seq") != latest {
-				t.Fatalf("joined.seq %d; want %d", j.u64("seq"), latest)
+			if j.U64("seq") != latest {
+				t.Fatalf("joined.seq %d; want %d", j.U64("seq"), latest)
 			}
-			c.send(map[string]any{"type": "leave", "room": "r"})
-			c.waitEnv("left", func(e env) bool { return e.typ() == "left" })
-			if got := seqs(c.snapshot(), "r"); fmt.Sprint(got) != fmt.Sprint(tc.replay) {
+			c.Send(map[string]any{"type": "leave", "room": "r"})
+			c.WaitEnv("left", func(e env) bool { return e.Type() == "left" })
+			if got := wstest.Seqs(c.Snapshot(), "r"); fmt.Sprint(got) != fmt.Sprint(tc.replay) {
 				t.Fatalf("replayed %v; want %v", got, tc.replay)
 			}
 		})
@@ -239,27 +241,30 @@ func TestHistoryResumeOnAnotherReplica(t *testing.T) {
 }
 
 // since 0 on a room whose whole life is held replays everything, with
-// recovered false as with the in-process hub: the stream's numbering does
-// not start at 0 (it starts from the clock, see ensureStream), so nothing
-// shows that no message of the room came before it (a lost stream, say).
+// recovered true as with the in-process hub: the first message the stream
+// holds of the room starts its chain (Chatgate-Start), on another replica
+// too.
 func TestSinceZeroReplaysWholeRoom(t *testing.T) {
 	ns := startNATS(t)
 	a := startNode(t, ns, "gw-a", nil)
+	b := startNode(t, ns, "gw-b", nil)
 	c := dial(t, a, "")
-	c.join("fresh", nil)
+	c.JoinSince("fresh", nil)
 	var want []uint64
 	for i := 0; i < 3; i++ {
-		want = append(want, c.sendWait("fresh", "hi", fmt.Sprint(i)).seq)
+		want = append(want, c.SendWait("fresh", "hi", fmt.Sprint(i)).Seq)
 	}
 	zero := uint64(0)
-	d := dial(t, a, "")
-	j := d.join("fresh", &zero)
-	if rec, ok := j["recovered"].(bool); !ok || rec {
-		t.Fatalf("joined %v; want recovered false", j)
-	}
-	d.waitFor("replay", func(envs []env) bool { return len(messages(envs, "fresh")) == 3 })
-	if got := seqs(d.snapshot(), "fresh"); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("replayed %v; want %v", got, want)
+	for _, n := range []*node{a, b} {
+		d := dial(t, n, "")
+		j := d.JoinSince("fresh", &zero)
+		if rec, ok := j["recovered"].(bool); !ok || !rec {
+			t.Fatalf("joined on %s %v; want recovered true", n.name, j)
+		}
+		d.WaitFor("replay", func(envs []env) bool { return len(wstest.Messages(envs, "fresh")) == 3 })
+		if got := wstest.Seqs(d.Snapshot(), "fresh"); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("replayed on %s %v; want %v", n.name, got, want)
+		}
 	}
 }
 
@@ -267,7 +272,7 @@ func TestSinceZeroReplaysWholeRoom(t *testing.T) {
 // connection remains; a remote join-and-leave within one interval cancels.
 func TestPresenceDistinctAcrossReplicas(t *testing.T) {
 	ns := startNATS(t)
-	mut := func(c *Config) { c.PresenceInterval = 150 * time.Millisecond }
+	mut := func(c *Config) { c.Rooms.PresenceInterval = 150 * time.Millisecond }
 	a := newBackplane(t, withCfg(testBackplaneConfig(t, ns, "a"), mut))
 	b := newBackplane(t, withCfg(testBackplaneConfig(t, ns, "b"), mut))
 	c := newBackplane(t, withCfg(testBackplaneConfig(t, ns, "c"), mut))
@@ -282,7 +287,7 @@ func TestPresenceDistinctAcrossReplicas(t *testing.T) {
 	online := func(want int, wantIDs ...string) {
 		t.Helper()
 		waitUntil(t, fmt.Sprintf("online %d %v", want, wantIDs), func() bool {
-			set, n := members(watcher.snapshot(), "p")
+			set, n := wstest.Members(watcher.Snapshot(), "p")
 			if n != want || len(set) != len(wantIDs) {
 				return false
 			}
@@ -298,42 +303,33 @@ func TestPresenceDistinctAcrossReplicas(t *testing.T) {
 	// A joiner on a fourth path (b) sees alice once.
 	late := &fakeSub{user: protocol.User{ID: "u_late", Name: "late"}}
 	mustJoin(t, b, late, "p", nil)
-	j := late.snapshot()[0]
-	if j.typ() != "joined" || j.u64("online") != 3 {
+	j := late.Snapshot()[0]
+	if j.Type() != "joined" || j.U64("online") != 3 {
 		t.Fatalf("late joiner got %v; want joined with online 3 (alice once)", j)
 	}
 	online(3, "u_alice", "u_watch", "u_late")
 	ma.Leave() // still online through b: the watcher must not see alice leave
 	mb.Leave()
 	online(2, "u_watch", "u_late")
-	for _, e := range watcher.snapshot() {
-		if e.typ() == "presence" && slices_contains(list(e, "left"), "u_alice") && e.u64("online") == 3 {
+	for _, e := range watcher.Snapshot() {
+		if e.Type() == "presence" && slices.Contains(e.Users("left"), "u_alice") && e.U64("online") == 3 {
 			t.Fatalf("alice reported left while still on b: %v", e)
 		}
 	}
 
 	// bob joins and leaves a within one interval: the watcher on c gets no
 	// presence frame about him.
-	before := len(watcher.snapshot())
+	before := len(watcher.Snapshot())
 	mbob := mustJoin(t, a, &fakeSub{user: protocol.User{ID: "u_bob", Name: "bob"}}, "p", nil)
 	mbob.Leave()
 	marker := mustJoin(t, b, &fakeSub{user: protocol.User{ID: "u_marker", Name: "m"}}, "p", nil)
 	online(3, "u_watch", "u_late", "u_marker")
-	for _, e := range watcher.snapshot()[before:] {
-		if slices_contains(list(e, "joined"), "u_bob") || slices_contains(list(e, "left"), "u_bob") {
+	for _, e := range watcher.Snapshot()[before:] {
+		if slices.Contains(e.Users("joined"), "u_bob") || slices.Contains(e.Users("left"), "u_bob") {
 			t.Fatalf("bob's unseen visit was reported: %v", e)
 		}
 	}
 	marker.Leave()
-}
-
-func slices_contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func withCfg(c Config, mutate func(*Config)) Config {
@@ -351,21 +347,21 @@ func TestKilledReplicaExpiresFromPresence(t *testing.T) {
 	b := startNode(t, ns, "gw-b", mut)
 
 	victim := dial(t, a, "name=victim")
-	victim.join("room", nil)
+	victim.JoinSince("room", nil)
 	watcher := dial(t, b, "name=watcher")
-	watcher.join("room", nil)
-	watcher.waitFor("victim online", func(envs []env) bool {
-		set, n := members(envs, "room")
-		return n == 2 && set[victim.userID]
+	watcher.JoinSince("room", nil)
+	watcher.WaitFor("victim online", func(envs []env) bool {
+		set, n := wstest.Members(envs, "room")
+		return n == 2 && set[victim.UserID()]
 	})
 	// Let at least one snapshot through, so the bound is measured from a
 	// snapshot, not from the join.
 	time.Sleep(300 * time.Millisecond)
 	killed := time.Now()
 	a.bp.kill()
-	watcher.waitFor("victim gone", func(envs []env) bool {
-		set, n := members(envs, "room")
-		return n == 1 && !set[victim.userID]
+	watcher.WaitFor("victim gone", func(envs []env) bool {
+		set, n := wstest.Members(envs, "room")
+		return n == 1 && !set[victim.UserID()]
 	})
 	took := time.Since(killed)
 	// Expired within the TTL of the last message heard (≤ the kill), plus
@@ -381,7 +377,7 @@ func TestKilledReplicaExpiresFromPresence(t *testing.T) {
 	}
 	// The victim's gateway keeps serving its socket without a backplane:
 	// sends get unavailable, never an ack.
-	if res := victim.sendWait("room", "into the void", "v1"); res.code != string(protocol.CodeUnavailable) {
+	if res := victim.SendWait("room", "into the void", "v1"); res.Code != string(protocol.CodeUnavailable) {
 		t.Fatalf("send on a killed backplane: %+v; want unavailable", res)
 	}
 }
@@ -392,7 +388,7 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 	ns := startNATS(t)
 	// History large enough that a slow reconnect (under -race) still finds
 	// every message it missed.
-	deep := func(c *Config) { c.History = 1000 }
+	deep := func(c *Config) { c.Rooms.History = 1000 }
 	nodes := []*node{startNode(t, ns, "gw-a", deep), startNode(t, ns, "gw-b", deep), startNode(t, ns, "gw-c", deep)}
 	const room = "busy"
 	const perClient = 90
@@ -411,21 +407,21 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 	for _, n := range nodes {
 		for j := 0; j < 2; j++ {
 			ch := &chatter{name: fmt.Sprintf("%s-%d", n.name, j), k: len(chatters), c: dial(t, n, "")}
-			ch.first = ch.c.join(room, nil).u64("seq")
+			ch.first = ch.c.JoinSince(room, nil).U64("seq")
 			chatters = append(chatters, ch)
 		}
 	}
 	// reconnect moves a drained chatter to B or C and resumes with since.
 	reconnect := func(ch *chatter) bool {
-		closed, code := ch.c.isClosed()
+		closed, code := ch.c.Closed()
 		if !closed || code != 1001 {
 			t.Errorf("%s: connection ended with %d; want 1001", ch.name, code)
 			return false
 		}
-		ch.log = append(ch.log, messages(ch.c.snapshot(), room)...)
+		ch.log = append(ch.log, wstest.Messages(ch.c.Snapshot(), room)...)
 		last := ch.first
 		if len(ch.log) > 0 {
-			last = ch.log[len(ch.log)-1].u64("seq")
+			last = ch.log[len(ch.log)-1].U64("seq")
 		}
 		ch.moves++
 		c, err := tryDial(t, nodes[1+(ch.k+ch.moves)%2], "")
@@ -434,7 +430,7 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 			return false
 		}
 		ch.c = c
-		if j := c.join(room, &last); j["recovered"] != true {
+		if j := c.JoinSince(room, &last); j["recovered"] != true {
 			t.Errorf("%s: rejoin after drain with since %d not recovered: %v", ch.name, last, j)
 			return false
 		}
@@ -454,14 +450,14 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 				}
 				text := fmt.Sprintf("%s:%d", ch.name, i)
 				attempt++
-				res := ch.c.sendWait(room, text, fmt.Sprintf("s%d", attempt))
+				res := ch.c.SendWait(room, text, fmt.Sprintf("s%d", attempt))
 				switch {
-				case res.seq != 0:
+				case res.Seq != 0:
 					mu.Lock()
-					acked[res.seq] = text
+					acked[res.Seq] = text
 					mu.Unlock()
 					i++
-				case res.code == string(protocol.CodeUnavailable):
+				case res.Code == string(protocol.CodeUnavailable):
 					if unavailable++; unavailable > 100 {
 						t.Errorf("%s: unavailable %d times", ch.name, unavailable)
 						if !passed {
@@ -470,7 +466,7 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 						return
 					}
 					time.Sleep(10 * time.Millisecond)
-				case res.closed:
+				case res.Closed:
 					if !reconnect(ch) {
 						if !passed {
 							third.Done()
@@ -501,20 +497,20 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 		maxSeq = max(maxSeq, s)
 	}
 	for _, ch := range chatters {
-		for !ch.c.waitFor("the last message", func(envs []env) bool {
-			ms := messages(envs, room)
-			return len(ms) > 0 && ms[len(ms)-1].u64("seq") >= maxSeq
+		for !ch.c.WaitFor("the last message", func(envs []env) bool {
+			ms := wstest.Messages(envs, room)
+			return len(ms) > 0 && ms[len(ms)-1].U64("seq") >= maxSeq
 		}) {
 			if !reconnect(ch) { // drained after its last send
 				t.FailNow()
 			}
 		}
-		all := append(ch.log, messages(ch.c.snapshot(), room)...)
+		all := append(ch.log, wstest.Messages(ch.c.Snapshot(), room)...)
 		var ss []uint64
 		got := map[uint64]bool{}
 		for _, e := range all {
-			ss = append(ss, e.u64("seq"))
-			got[e.u64("seq")] = true
+			ss = append(ss, e.U64("seq"))
+			got[e.U64("seq")] = true
 		}
 		checkOrdered(t, ch.name, ss)
 		for s, text := range acked {
@@ -544,13 +540,13 @@ func TestNATSRestart(t *testing.T) {
 	b := startNode(t, ns, "gw-b", nil)
 	ca := dial(t, a, "")
 	cb := dial(t, b, "")
-	first := ca.join("r", nil).u64("seq")
-	cb.join("r", nil)
+	first := ca.JoinSince("r", nil).U64("seq")
+	cb.JoinSince("r", nil)
 	var acked []uint64
 	for i := 0; i < 5; i++ {
-		acked = append(acked, ca.sendWait("r", fmt.Sprint("before", i), fmt.Sprint("b", i)).seq)
+		acked = append(acked, ca.SendWait("r", fmt.Sprint("before", i), fmt.Sprint("b", i)).Seq)
 	}
-	cb.waitFor("before", func(envs []env) bool { return len(messages(envs, "r")) == 5 })
+	cb.WaitFor("before", func(envs []env) bool { return len(wstest.Messages(envs, "r")) == 5 })
 
 	ns.Stop()
 	waitUntil(t, "backplanes down", func() bool { return !a.bp.Up() && !b.bp.Up() })
@@ -558,12 +554,12 @@ func TestNATSRestart(t *testing.T) {
 		t.Fatalf("backplane_up = %v while NATS is down", got)
 	}
 	a.checkReadiness(t, http.StatusServiceUnavailable, "backplane down")
-	res := ca.sendWait("r", "during", "d1")
-	if res.code != string(protocol.CodeUnavailable) {
+	res := ca.SendWait("r", "during", "d1")
+	if res.Code != string(protocol.CodeUnavailable) {
 		t.Fatalf("send while NATS is down: %+v; want unavailable", res)
 	}
-	errEnv := ca.waitEnv("error", func(e env) bool { return e.str("ref") == "d1" && e.typ() == "error" })
-	if errEnv.u64("retry_after_ms") == 0 {
+	errEnv := ca.WaitEnv("error", func(e env) bool { return e.Str("ref") == "d1" && e.Type() == "error" })
+	if errEnv.U64("retry_after_ms") == 0 {
 		t.Fatalf("unavailable without retry_after_ms: %v", errEnv)
 	}
 	if errs := a.gauge(t, "chatgate_backplane_publish_errors_total"); errs < 1 {
@@ -575,37 +571,37 @@ func TestNATSRestart(t *testing.T) {
 	a.checkReadiness(t, http.StatusOK, "ok")
 	// Service resumes: sends from both sides reach both sides.
 	for i, attempt := 0, 0; i < 5; attempt++ {
-		res := cb.sendWait("r", fmt.Sprint("after", i), fmt.Sprint("a", attempt))
-		if res.code == string(protocol.CodeUnavailable) {
+		res := cb.SendWait("r", fmt.Sprint("after", i), fmt.Sprint("a", attempt))
+		if res.Code == string(protocol.CodeUnavailable) {
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
-		if res.seq == 0 {
+		if res.Seq == 0 {
 			t.Fatalf("send after restart: %+v", res)
 		}
-		acked = append(acked, res.seq)
+		acked = append(acked, res.Seq)
 		i++
 	}
 	for _, c := range []*wsClient{ca, cb} {
-		c.waitFor("all acked", func(envs []env) bool { return len(messages(envs, "r")) >= len(acked) })
-		ss := seqs(c.snapshot(), "r")
+		c.WaitFor("all acked", func(envs []env) bool { return len(wstest.Messages(envs, "r")) >= len(acked) })
+		ss := wstest.Seqs(c.Snapshot(), "r")
 		checkOrdered(t, c.node, ss)
 		if fmt.Sprint(ss) != fmt.Sprint(acked) {
 			t.Fatalf("%s got %v; want %v (no 'during' message, nothing lost)", c.node, ss, acked)
 		}
-		for _, e := range c.snapshot() {
-			if e.typ() == "ack" && e.str("ref") == "d1" {
+		for _, e := range c.Snapshot() {
+			if e.Type() == "ack" && e.Str("ref") == "d1" {
 				t.Fatal("the send made while NATS was down was acked")
 			}
 		}
 	}
 	// History survived the restart: a resume from the first join gets all.
 	late := dial(t, b, "")
-	j := late.join("r", &first)
+	j := late.JoinSince("r", &first)
 	if rec, _ := j["recovered"].(bool); !rec {
 		t.Fatalf("resume after restart: %v", j)
 	}
-	late.waitFor("replay", func(envs []env) bool { return len(messages(envs, "r")) == len(acked) })
+	late.WaitFor("replay", func(envs []env) bool { return len(wstest.Messages(envs, "r")) == len(acked) })
 }
 
 // The backplane's metrics are registered without room labels: the only
@@ -614,8 +610,8 @@ func TestMetricsRegistered(t *testing.T) {
 	ns := startNATS(t)
 	n := startNode(t, ns, "gw-a", nil)
 	c := dial(t, n, "")
-	c.join("m", nil)
-	c.sendWait("m", "x", "1")
+	c.JoinSince("m", nil)
+	c.SendWait("m", "x", "1")
 	mfs, err := n.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -647,7 +643,7 @@ func TestMetricsRegistered(t *testing.T) {
 		"chatgate_backplane_live_drops_total", "chatgate_backplane_repairs_total", "chatgate_backplane_repaired_messages_total",
 		"chatgate_backplane_repair_duration_seconds", "chatgate_backplane_repairing_rooms", "chatgate_backplane_rooms",
 	} {
-		if !slices_contains(names, want) {
+		if !slices.Contains(names, want) {
 			t.Errorf("metric %s missing; have %s", want, strings.Join(names, " "))
 		}
 	}
@@ -675,24 +671,24 @@ func TestResumeOnReplicaBehind(t *testing.T) {
 	}
 	left := &fakeSub{user: protocol.User{ID: "u_mover", Name: "mover"}}
 	ml := mustJoin(t, a, left, "quiet", nil)
-	since := left.snapshot()[0].u64("seq") // a's position: after the noise
+	since := left.Snapshot()[0].U64("seq") // a's position: after the noise
 	ml.Leave()
-	if bPos := early.snapshot()[0].u64("seq"); since <= bPos {
+	if bPos := early.Snapshot()[0].U64("seq"); since <= bPos {
 		t.Fatalf("a's joined.seq %d is not ahead of b's %d; the test needs it ahead", since, bPos)
 	}
 
 	back := &fakeSub{user: protocol.User{ID: "u_mover", Name: "mover"}}
 	mb := mustJoin(t, b, back, "quiet", &since)
-	j := back.snapshot()[0]
-	if rec, ok := j["recovered"].(bool); j.typ() != "joined" || !ok || !rec || j.u64("seq") != since {
+	j := back.Snapshot()[0]
+	if rec, ok := j["recovered"].(bool); j.Type() != "joined" || !ok || !rec || j.U64("seq") != since {
 		t.Fatalf("resume on the replica behind: %v; want joined.seq %d, recovered true", j, since)
 	}
 	res, perr := mb.Publish(ctx, "after", "r1")
 	if perr != nil {
 		t.Fatal(perr)
 	}
-	waitUntil(t, "the next message", func() bool { return len(seqs(back.snapshot(), "quiet")) >= 1 })
-	if got := seqs(back.snapshot(), "quiet"); len(got) != 1 || got[0] != res.Seq {
+	waitUntil(t, "the next message", func() bool { return len(wstest.Seqs(back.Snapshot(), "quiet")) >= 1 })
+	if got := wstest.Seqs(back.Snapshot(), "quiet"); len(got) != 1 || got[0] != res.Seq {
 		t.Fatalf("after the resume got %v; want exactly [%d]", got, res.Seq)
 	}
 
@@ -700,7 +696,7 @@ func TestResumeOnReplicaBehind(t *testing.T) {
 	bogus := since + 1_000_000
 	odd := &fakeSub{user: protocol.User{ID: "u_odd", Name: "odd"}}
 	mustJoin(t, b, odd, "quiet", &bogus)
-	if j := odd.snapshot()[0]; j["recovered"] != false || j.u64("seq") >= bogus {
+	if j := odd.Snapshot()[0]; j["recovered"] != false || j.U64("seq") >= bogus {
 		t.Fatalf("join with a since beyond the stream: %v; want recovered false below it", j)
 	}
 }

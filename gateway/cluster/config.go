@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/observe"
 )
 
@@ -38,7 +38,9 @@ const (
 	maxConsumers = 1_000_000
 )
 
-// Config tunes a Backplane. Zero values take the documented defaults.
+// Config tunes a Backplane. Zero values take the documented defaults: the
+// room settings' from broker, the others' from this package's Default*
+// (Settings makes a Config from the binary's flags).
 type Config struct {
 	// URL is one NATS URL or several, comma-separated.
 	URL string
@@ -52,10 +54,14 @@ type Config struct {
 	// so two replicas given the same name stay apart).
 	NodeID string
 
-	History  int                           // messages kept per room (MaxMsgsPerSubject, default 100)
-	MaxAge   time.Duration                 // how long the stream keeps a message (default 24h)
+	// Rooms are the room settings every broker takes: History is the
+	// stream's MaxMsgsPerSubject, MaxRooms the rooms this replica serves at
+	// once. Zero values take broker's defaults.
+	Rooms broker.Settings
+
+	MaxAge   time.Duration                 // how long the stream keeps a message (default DefaultStreamMaxAge)
 	Storage  jetstream.StorageType         // file (default) or memory
-	Replicas int                           // stream replicas (default 1)
+	Replicas int                           // stream replicas (default DefaultStreamReplicas)
 	Stream   string                        // stream name (default CHATGATE_ROOMS)
 	Observer observe.Observer              // the gateway's observer
 	Logger   *slog.Logger                  // nil discards
@@ -63,14 +69,11 @@ type Config struct {
 	Tracer   trace.TracerProvider          // nil: no spans
 	Prop     propagation.TextMapPropagator // nil: otel's global propagator
 
-	MaxRooms           int           // local rooms at once (default 100000)
-	PresenceInterval   time.Duration // presence coalescing window (default 250ms)
-	PresenceMaxMembers int           // count-only above this (default 1000)
-	PresenceSync       time.Duration // snapshot period (default 5s)
-	PresenceTTL        time.Duration // a silent replica's users expire after this (default 15s)
+	PresenceSync time.Duration // snapshot period (default DefaultPresenceSync)
+	PresenceTTL  time.Duration // a silent replica's users expire after this (default DefaultPresenceTTL)
 
-	PublishTimeout time.Duration // one send's budget for the PubAck, retries included (default 3s)
-	HealthTimeout  time.Duration // down when JetStream has not answered for this long (default 3s; probed every third of it)
+	PublishTimeout time.Duration // one send's budget: its PubAck, retries included, then its delivery on this replica (default 3s)
+	HealthTimeout  time.Duration // down when JetStream has not answered for this long (default DefaultHealthTimeout; probed every third of it)
 	ReconnectWait  time.Duration // base wait between reconnect attempts (default 1s, plus jitter)
 	SyncWait       time.Duration // how long a room's first join waits for the other replicas' members (default 250ms)
 
@@ -80,14 +83,12 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.History <= 0 {
-		c.History = 100
-	}
+	c.Rooms = c.Rooms.OrDefaults()
 	if c.MaxAge <= 0 {
-		c.MaxAge = 24 * time.Hour
+		c.MaxAge = DefaultStreamMaxAge
 	}
 	if c.Replicas <= 0 {
-		c.Replicas = 1
+		c.Replicas = DefaultStreamReplicas
 	}
 	if c.Stream == "" {
 		c.Stream = StreamName
@@ -107,26 +108,17 @@ func (c *Config) setDefaults() {
 	if c.Prop == nil {
 		c.Prop = otel.GetTextMapPropagator()
 	}
-	if c.MaxRooms <= 0 {
-		c.MaxRooms = hub.DefaultMaxRooms
-	}
-	if c.PresenceInterval <= 0 {
-		c.PresenceInterval = hub.DefaultPresenceInterval
-	}
-	if c.PresenceMaxMembers <= 0 {
-		c.PresenceMaxMembers = hub.DefaultPresenceMaxMembers
-	}
 	if c.PresenceSync <= 0 {
-		c.PresenceSync = 5 * time.Second
+		c.PresenceSync = DefaultPresenceSync
 	}
 	if c.PresenceTTL <= 0 {
-		c.PresenceTTL = 15 * time.Second
+		c.PresenceTTL = DefaultPresenceTTL
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 3 * time.Second
 	}
 	if c.HealthTimeout <= 0 {
-		c.HealthTimeout = defaultHealthTimeout
+		c.HealthTimeout = DefaultHealthTimeout
 	}
 	if c.ReconnectWait <= 0 {
 		c.ReconnectWait = time.Second
@@ -138,10 +130,6 @@ func (c *Config) setDefaults() {
 		c.liveQueue = liveQueue
 	}
 }
-
-// defaultHealthTimeout is Config.HealthTimeout's default: how long
-// JetStream may stay silent before the backplane reports down.
-const defaultHealthTimeout = 3 * time.Second
 
 // Health errors: the reason the backplane is down, as /readyz shows it.
 var (
@@ -171,8 +159,8 @@ func (c *Config) Validate() error {
 	if c.PresenceTTL > 0 && c.PresenceSync > 0 && c.PresenceTTL < 2*c.PresenceSync {
 		errs = append(errs, fmt.Errorf("cluster: presence TTL (%v) must be at least twice the presence sync period (%v)", c.PresenceTTL, c.PresenceSync))
 	}
-	if c.Replicas > 5 {
-		errs = append(errs, fmt.Errorf("cluster: stream replicas must be 1 to 5, got %d", c.Replicas))
+	if c.Replicas > maxStreamReplicas {
+		errs = append(errs, fmt.Errorf("cluster: stream replicas must be 1 to %d, got %d", maxStreamReplicas, c.Replicas))
 	}
 	return errors.Join(errs...)
 }

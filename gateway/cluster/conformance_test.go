@@ -2,31 +2,43 @@ package cluster
 
 import (
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/broker/brokertest"
+	"github.com/chatgate/chatgate/internal/natstest"
 )
 
-// TestBrokerContractOperator holds the backplane to the server API's side
-// of the broker contract (brokertest.RunOperator), with two replicas over
-// an embedded NATS server: whichever replica an API call reaches, it holds
-// for both. (The backplane queues a sender's ack after Publish returns,
-// so the members' side of the suite waits for issue 15's follow-up.)
-func TestBrokerContractOperator(t *testing.T) {
-	brokertest.RunOperator(t, brokertest.Options{
+// TestBrokerContract holds the cluster backplane to the whole broker
+// contract, the members' side and the server API's (broker.Operator):
+// two replicas over a fresh embedded NATS server per test, sharing rooms,
+// so whichever replica a member or an API call reaches, it holds for both.
+func TestBrokerContract(t *testing.T) {
+	brokertest.Run(t, brokertest.Options{
 		New: func(t *testing.T, s broker.Settings) []broker.Broker {
-			ns := startNATS(t)
-			var nodes []broker.Broker
-			var bps []*Backplane
-			for _, name := range []string{"a", "b"} {
-				cfg := testBackplaneConfig(t, ns, name)
-				cfg.History, cfg.MaxRooms = s.History, s.MaxRooms
-				cfg.PresenceInterval, cfg.PresenceMaxMembers = s.PresenceInterval, s.PresenceMaxMembers
-				bp := newBackplane(t, cfg)
-				bps = append(bps, bp)
-				nodes = append(nodes, bp)
+			ns := natstest.Start(t, "contract-nats")
+			nodes := make([]broker.Broker, 2)
+			bps := make([]*Backplane, 2)
+			for i, name := range []string{"a", "b"} {
+				cfg := Config{
+					URL:           ns.URL(),
+					NodeID:        name,
+					Rooms:         s,
+					Storage:       jetstream.MemoryStorage,
+					Logger:        testLogger(t, name),
+					PresenceSync:  200 * time.Millisecond,
+					PresenceTTL:   2 * time.Second,
+					ReconnectWait: 50 * time.Millisecond,
+				}
+				bps[i] = newBackplane(t, cfg)
+				nodes[i] = bps[i]
 			}
-			waitUntil(t, "census", func() bool { return bps[0].peers() == 1 && bps[1].peers() == 1 })
+			// Each knows the other, so a replica that starts serving a room
+			// waits for the other's members (see syncPresence), and an API
+			// call gathers the other's answer (see gather).
+			waitUntil(t, "the replicas to know each other", func() bool { return bps[0].peers() == 1 && bps[1].peers() == 1 })
 			return nodes
 		},
 		Close: func(b broker.Broker) { _ = b.(*Backplane).Close() },

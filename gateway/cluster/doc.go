@@ -1,4 +1,4 @@
-// Package cluster is chatgate's cluster backplane: a hub.Broker that lets
+// Package cluster is chatgate's cluster backplane: a broker.Broker that lets
 // several gateway replicas share rooms, history and presence through NATS.
 // JetStream stores and orders the messages; core NATS carries them live.
 //
@@ -11,11 +11,14 @@
 // Publish is a JetStream publish that expects the subject's last sequence
 // (optimistic concurrency), and records that sequence in the Chatgate-Prev
 // header, so the stored messages of a room form a chain in which every
-// message names its predecessor. The sender's ack is queued only after the
-// PubAck (the message is stored) and after this replica has delivered the
-// message to its local members, so the sender still sees its message before
-// its ack. A failed publish is never acked: the sender gets unavailable.
-// publisher.go holds the publishing side.
+// message names its predecessor. After the PubAck (the message is stored)
+// Publish waits until this replica has delivered the message to its local
+// members, the sender included, then queues the sender's ack and returns:
+// the sender sees its message, then its ack, and nothing its connection
+// queues after Publish returns (a drain's close frame) comes before them.
+// A failed publish is never acked: the sender gets unavailable, and so does
+// a send stored but not delivered here within PublishTimeout (the reply
+// lost, in effect). publisher.go holds the publishing side.
 //
 // # Live delivery
 //
@@ -73,7 +76,7 @@
 // restarted without its store, or with memory storage). That starts a new
 // epoch: every room moves to the new stream's start, counts the messages it
 // held in the lost one as a delivery gap (logged once per room), answers
-// acks still waiting for delivery with unavailable, and repairs from the
+// sends still waiting for delivery with unavailable, and repairs from the
 // new stream. A stream this replica creates starts its sequence at the
 // creation time in milliseconds x 1000 (and above every seq this replica
 // has seen), like the in-process hub's rooms: a recreated stream numbers

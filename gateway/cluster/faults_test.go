@@ -16,6 +16,7 @@ import (
 
 	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/natstest"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 // logCount passes records on to its handler and counts them by message.
@@ -71,7 +72,7 @@ func TestStreamLostOnNATSRestart(t *testing.T) {
 			logs := map[string]logCount{}
 			mut := func(name string) func(*Config) {
 				return func(c *Config) {
-					c.Storage, c.History = tc.storage, 1000
+					c.Storage, c.Rooms.History = tc.storage, 1000
 					lc := newLogCount(c.Logger.Handler())
 					logs[name] = lc
 					c.Logger = slog.New(lc)
@@ -83,7 +84,7 @@ func TestStreamLostOnNATSRestart(t *testing.T) {
 			watchers := []*wsClient{dial(t, nodes[0], "name=wa"), dial(t, nodes[1], "name=wb")}
 			members := append(slices.Clone(senders), watchers...)
 			for _, c := range members {
-				c.join(room, nil)
+				c.JoinSince(room, nil)
 			}
 
 			// phase: 0 before the restart, 1 while NATS is down, 2 once the
@@ -105,22 +106,22 @@ func TestStreamLostOnNATSRestart(t *testing.T) {
 					nBefore, nAfter, unavailable := 0, 0, 0
 					for k := 0; nAfter < perPhase; k++ {
 						text := fmt.Sprintf("s%d-%d", i, k)
-						res := c.sendWait(room, text, fmt.Sprint(k))
+						res := c.SendWait(room, text, fmt.Sprint(k))
 						p := phase.Load()
 						switch {
-						case res.seq != 0 && p == 2:
+						case res.Seq != 0 && p == 2:
 							mu.Lock()
-							after = append(after, acked{res.seq, text})
+							after = append(after, acked{res.Seq, text})
 							mu.Unlock()
 							nAfter++
-						case res.seq != 0:
+						case res.Seq != 0:
 							mu.Lock()
-							before = append(before, acked{res.seq, text})
+							before = append(before, acked{res.Seq, text})
 							mu.Unlock()
 							if nBefore++; nBefore == perPhase {
 								warmed.Done()
 							}
-						case res.code == string(protocol.CodeUnavailable):
+						case res.Code == string(protocol.CodeUnavailable):
 							if unavailable++; unavailable > 3000 {
 								t.Errorf("sender %d: unavailable %d times", i, unavailable)
 								return
@@ -153,8 +154,8 @@ func TestStreamLostOnNATSRestart(t *testing.T) {
 				missing = missing[:0]
 				for _, c := range members {
 					got := map[acked]bool{}
-					for _, e := range messages(c.snapshot(), room) {
-						got[acked{e.u64("seq"), e.str("text")}] = true
+					for _, e := range wstest.Messages(c.Snapshot(), room) {
+						got[acked{e.U64("seq"), e.Str("text")}] = true
 					}
 					n := 0
 					for _, a := range after {
@@ -163,7 +164,7 @@ func TestStreamLostOnNATSRestart(t *testing.T) {
 						}
 					}
 					if n > 0 {
-						missing = append(missing, fmt.Sprintf("%s/%s lost %d", c.node, c.userID, n))
+						missing = append(missing, fmt.Sprintf("%s/%s lost %d", c.node, c.UserID(), n))
 					}
 				}
 				if len(missing) == 0 || time.Now().After(deadline) {
@@ -179,21 +180,21 @@ func TestStreamLostOnNATSRestart(t *testing.T) {
 				texts[a.seq] = a.text
 			}
 			for _, c := range members {
-				envs := c.snapshot()
-				ss := seqs(envs, room)
-				checkOrdered(t, c.node+"/"+c.userID, ss)
-				for _, e := range messages(envs, room) {
-					if want, ok := texts[e.u64("seq")]; ok && want != e.str("text") {
-						t.Fatalf("seq %d is %q; acked as %q", e.u64("seq"), e.str("text"), want)
+				envs := c.Snapshot()
+				ss := wstest.Seqs(envs, room)
+				checkOrdered(t, c.node+"/"+c.UserID(), ss)
+				for _, e := range wstest.Messages(envs, room) {
+					if want, ok := texts[e.U64("seq")]; ok && want != e.Str("text") {
+						t.Fatalf("seq %d is %q; acked as %q", e.U64("seq"), e.Str("text"), want)
 					}
 				}
 				seen := map[uint64]bool{}
 				for _, e := range envs {
 					switch {
-					case e.typ() == "message":
-						seen[e.u64("seq")] = true
-					case e.typ() == "ack" && !seen[e.u64("seq")]:
-						t.Fatalf("%s: ack %d before its message", c.userID, e.u64("seq"))
+					case e.Type() == "message":
+						seen[e.U64("seq")] = true
+					case e.Type() == "ack" && !seen[e.U64("seq")]:
+						t.Fatalf("%s: ack %d before its message", c.UserID(), e.U64("seq"))
 					}
 				}
 			}
@@ -213,12 +214,12 @@ func TestStreamLostOnNATSRestart(t *testing.T) {
 			// A client that saw the lost stream's messages rejoins: not
 			// recovered, and the new stream's messages are replayed.
 			back := dial(t, nodes[1], "name=back")
-			j := back.join(room, &lastBefore)
+			j := back.JoinSince(room, &lastBefore)
 			if rec, ok := j["recovered"].(bool); !ok || rec {
 				t.Fatalf("rejoin with since %d from the lost stream: %v; want recovered false", lastBefore, j)
 			}
-			back.waitFor("the new stream's messages", func(envs []env) bool {
-				return len(messages(envs, room)) >= len(after)
+			back.WaitFor("the new stream's messages", func(envs []env) bool {
+				return len(wstest.Messages(envs, room)) >= len(after)
 			})
 			t.Logf("acked before the restart %d, after %d; every one of the %d delivered to all %d members; rejoin recovered=false",
 				len(before), len(after), len(after), len(members))
@@ -243,14 +244,14 @@ func TestFrozenNATSNoticed(t *testing.T) {
 	a := startNode(t, ns, "gw-a", mut)
 	b := startNode(t, ns, "gw-b", mut)
 	alice := dial(t, a, "name=alice")
-	alice.join("r", nil)
+	alice.JoinSince("r", nil)
 	watcher := dial(t, b, "name=watcher")
-	watcher.join("r", nil)
-	watcher.waitFor("alice online", func(envs []env) bool {
-		set, n := members(envs, "r")
-		return n == 2 && set[alice.userID]
+	watcher.JoinSince("r", nil)
+	watcher.WaitFor("alice online", func(envs []env) bool {
+		set, n := wstest.Members(envs, "r")
+		return n == 2 && set[alice.UserID()]
 	})
-	if res := alice.sendWait("r", "before", "b1"); res.seq == 0 {
+	if res := alice.SendWait("r", "before", "b1"); res.Seq == 0 {
 		t.Fatalf("send before the freeze: %+v", res)
 	}
 	for _, n := range []*node{a, b} {
@@ -266,13 +267,13 @@ func TestFrozenNATSNoticed(t *testing.T) {
 		if up := n.gauge(t, "chatgate_backplane_up"); up != 0 {
 			t.Fatalf("%s: chatgate_backplane_up = %v while NATS is frozen", n.name, up)
 		}
-		t.Logf("%s: not ready %v after NATS froze (health timeout %v)", n.name, took.Round(time.Millisecond), defaultHealthTimeout)
-		if limit := defaultHealthTimeout + time.Second; took > limit {
+		t.Logf("%s: not ready %v after NATS froze (health timeout %v)", n.name, took.Round(time.Millisecond), DefaultHealthTimeout)
+		if limit := DefaultHealthTimeout + time.Second; took > limit {
 			t.Fatalf("%s: not ready only %v after NATS froze; want within %v", n.name, took, limit)
 		}
 	}
 	start := time.Now()
-	if res := alice.sendWait("r", "frozen", "f1"); res.code != string(protocol.CodeUnavailable) {
+	if res := alice.SendWait("r", "frozen", "f1"); res.Code != string(protocol.CodeUnavailable) {
 		t.Fatalf("send while NATS is frozen: %+v; want unavailable", res)
 	}
 	if took := time.Since(start); took > time.Second {
@@ -280,7 +281,7 @@ func TestFrozenNATSNoticed(t *testing.T) {
 	}
 	// Stay frozen for longer than the presence TTL: alice must not leave.
 	time.Sleep(time.Until(frozen.Add(5*time.Second + time.Second)))
-	if set, _ := members(watcher.snapshot(), "r"); !set[alice.userID] {
+	if set, _ := wstest.Members(watcher.Snapshot(), "r"); !set[alice.UserID()] {
 		t.Fatal("alice expired from presence on b while NATS was frozen")
 	}
 
@@ -291,15 +292,15 @@ func TestFrozenNATSNoticed(t *testing.T) {
 		n.checkReadiness(t, http.StatusOK, "ok")
 	}
 	t.Logf("ready again %v after NATS answered again", time.Since(thawed).Round(time.Millisecond))
-	res := alice.sendWait("r", "after", "a1")
-	if res.seq == 0 {
+	res := alice.SendWait("r", "after", "a1")
+	if res.Seq == 0 {
 		t.Fatalf("send after the thaw: %+v", res)
 	}
-	watcher.waitFor("the message sent after the thaw", func(envs []env) bool {
-		return slices.Contains(seqs(envs, "r"), res.seq)
+	watcher.WaitFor("the message sent after the thaw", func(envs []env) bool {
+		return slices.Contains(wstest.Seqs(envs, "r"), res.Seq)
 	})
-	for _, e := range watcher.snapshot() {
-		if e.typ() == "presence" && slices.Contains(list(e, "left"), alice.userID) {
+	for _, e := range watcher.Snapshot() {
+		if e.Type() == "presence" && slices.Contains(e.Users("left"), alice.UserID()) {
 			t.Fatalf("alice reported left during or after the freeze: %v", e)
 		}
 	}
@@ -316,18 +317,18 @@ func TestPresenceFrozenDuringOutage(t *testing.T) {
 	a := startNode(t, ns, "gw-a", mut)
 	b := startNode(t, ns, "gw-b", mut)
 	alice := dial(t, a, "name=alice")
-	alice.join("room", nil)
+	alice.JoinSince("room", nil)
 	watcher := dial(t, b, "name=watcher")
-	watcher.join("room", nil)
+	watcher.JoinSince("room", nil)
 	aliceOnline := func() bool {
-		set, n := members(watcher.snapshot(), "room")
-		return n == 2 && set[alice.userID]
+		set, n := wstest.Members(watcher.Snapshot(), "room")
+		return n == 2 && set[alice.UserID()]
 	}
 	waitUntil(t, "alice online", aliceOnline)
 	leftFrames := func() int {
 		n := 0
-		for _, e := range watcher.snapshot() {
-			if e.typ() == "presence" && slices.Contains(list(e, "left"), alice.userID) {
+		for _, e := range watcher.Snapshot() {
+			if e.Type() == "presence" && slices.Contains(e.Users("left"), alice.UserID()) {
 				n++
 			}
 		}

@@ -11,9 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/natstest"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 // counter reads a counter of reg (summed over label values matching
@@ -91,7 +92,7 @@ func cutLive(t *testing.T, bp *Backplane, room string) (restore func()) {
 }
 
 // publishN publishes n messages through m and returns their seqs.
-func publishN(t *testing.T, m hub.Membership, n int, tag string) []uint64 {
+func publishN(t *testing.T, m broker.Membership, n int, tag string) []uint64 {
 	t.Helper()
 	var seqs []uint64
 	for i := range n {
@@ -109,9 +110,9 @@ func publishN(t *testing.T, m hub.Membership, n int, tag string) []uint64 {
 func checkExactly(t *testing.T, who string, sub *fakeSub, room string, want []uint64) {
 	t.Helper()
 	waitUntil(t, fmt.Sprintf("%s has %d messages", who, len(want)), func() bool {
-		return len(seqs(sub.snapshot(), room)) >= len(want)
+		return len(wstest.Seqs(sub.Snapshot(), room)) >= len(want)
 	})
-	if got := seqs(sub.snapshot(), room); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := wstest.Seqs(sub.Snapshot(), room); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("%s received %v; want exactly %v", who, got, want)
 	}
 }
@@ -176,23 +177,16 @@ func TestLiveGapRepaired(t *testing.T) {
 		m := mustJoin(t, b, self, room, nil)
 
 		restore := cutLive(t, b, room)
-		want := publishN(t, m, 3, "own")
+		var want []uint64
+		for i := range 3 {
+			want = append(want, publishN(t, m, 1, fmt.Sprint("own", i))...)
+			// Publish returned once the repair had delivered the message
+			// here: the sender holds it, then its ack.
+			checkOwnThenAck(t, self.Snapshot(), want)
+		}
 		restore()
 		checkExactly(t, "b's watcher", watcher, room, want)
 		checkExactly(t, "the sender", self, room, want)
-		// The sender sees each message before its ack.
-		waitUntil(t, "the acks", func() bool { return len(acks(self.snapshot())) == len(want) })
-		seen := map[uint64]bool{}
-		for _, e := range self.snapshot() {
-			switch e.typ() {
-			case "message":
-				seen[e.u64("seq")] = true
-			case "ack":
-				if !seen[e.u64("seq")] {
-					t.Fatalf("ack %d before its message", e.u64("seq"))
-				}
-			}
-		}
 		if got := counter(t, regB, "chatgate_backplane_repairs_total", "cause", "ack"); got < 1 {
 			t.Fatalf("ack repairs %v; want ≥ 1", got)
 		}
@@ -202,14 +196,26 @@ func TestLiveGapRepaired(t *testing.T) {
 	}
 }
 
-func acks(envs []env) []env {
-	var out []env
+// checkOwnThenAck fails unless envs (what a sender holds) has exactly the
+// messages want and, after each, its ack.
+func checkOwnThenAck(t *testing.T, envs []env, want []uint64) {
+	t.Helper()
+	seen := map[uint64]bool{}
+	var acked []uint64
 	for _, e := range envs {
-		if e.typ() == "ack" {
-			out = append(out, e)
+		switch e.Type() {
+		case "message":
+			seen[e.U64("seq")] = true
+		case "ack":
+			if !seen[e.U64("seq")] {
+				t.Fatalf("ack %d before its message", e.U64("seq"))
+			}
+			acked = append(acked, e.U64("seq"))
 		}
 	}
-	return out
+	if fmt.Sprint(acked) != fmt.Sprint(want) {
+		t.Fatalf("when Publish returned the sender held acks %v; want %v", acked, want)
+	}
 }
 
 // gateSub blocks in Enqueue on its first message frame until open is
@@ -222,7 +228,7 @@ type gateSub struct {
 	once    sync.Once
 }
 
-func (s *gateSub) Enqueue(f *hub.Frame) {
+func (s *gateSub) Enqueue(f *broker.Frame) {
 	if !f.Accepted.IsZero() {
 		s.once.Do(func() {
 			close(s.blocked)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,15 +14,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/chatgate/chatgate/gateway"
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/natstest"
+	"github.com/chatgate/chatgate/internal/wstest"
 	gwmetrics "github.com/chatgate/chatgate/metrics"
 )
 
@@ -60,16 +58,15 @@ func testLogger(t testing.TB, name string) *slog.Logger {
 // testBackplaneConfig suits tests: quick presence and reconnects.
 func testBackplaneConfig(t testing.TB, ns *natstest.Server, name string) Config {
 	return Config{
-		URL:              ns.URL(),
-		NodeID:           name,
-		History:          100,
-		Storage:          jetstream.FileStorage,
-		Logger:           testLogger(t, name),
-		PresenceInterval: 20 * time.Millisecond,
-		PresenceSync:     200 * time.Millisecond,
-		PresenceTTL:      2 * time.Second,
-		ReconnectWait:    50 * time.Millisecond,
-		PublishTimeout:   2 * time.Second,
+		URL:            ns.URL(),
+		NodeID:         name,
+		Rooms:          broker.Settings{History: 100, PresenceInterval: 20 * time.Millisecond},
+		Storage:        jetstream.FileStorage,
+		Logger:         testLogger(t, name),
+		PresenceSync:   200 * time.Millisecond,
+		PresenceTTL:    2 * time.Second,
+		ReconnectWait:  50 * time.Millisecond,
+		PublishTimeout: 2 * time.Second,
 	}
 }
 
@@ -106,7 +103,6 @@ func startNode(t testing.TB, ns *natstest.Server, name string, mutate func(*Conf
 	cfg.SendRate, cfg.SendBurst = 10000, 10000
 	cfg.JoinRate, cfg.JoinBurst = 10000, 10000
 	cfg.DrainDelay, cfg.DrainWindow = 0, 0
-	cfg.PresenceInterval = bcfg.PresenceInterval
 	// The gateway's own metrics share the registry, as in the binary, so
 	// chatgate_ready can be compared with /readyz.
 	obs := gwmetrics.New(reg, gwmetrics.BuildInfo{Version: "test"}, nil)
@@ -185,33 +181,15 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// ---- WebSocket test client ----
+// ---- WebSocket clients ----
 
-type env map[string]any
+type env = wstest.Env
 
-func (e env) typ() string { s, _ := e["type"].(string); return s }
-func (e env) str(k string) string {
-	s, _ := e[k].(string)
-	return s
-}
-func (e env) u64(k string) uint64 {
-	f, _ := e[k].(float64)
-	return uint64(f)
-}
-
-// wsClient reads in the background; tests wait on what it has received.
+// wsClient is a client of one node's gateway that reads in the background
+// (internal/wstest); tests wait on what it has received.
 type wsClient struct {
-	t    testing.TB
-	conn *websocket.Conn
+	*wstest.Client
 	node string
-
-	mu      sync.Mutex
-	envs    []env
-	changed chan struct{} // closed and replaced on every change
-	closed  bool
-	code    int // close code, when closed with a close frame
-	done    chan struct{}
-	userID  string
 }
 
 func dial(t testing.TB, n *node, query string) *wsClient {
@@ -224,240 +202,21 @@ func dial(t testing.TB, n *node, query string) *wsClient {
 }
 
 func tryDial(t testing.TB, n *node, query string) (*wsClient, error) {
-	d := &websocket.Dialer{HandshakeTimeout: waitTimeout, Subprotocols: []string{protocol.Subprotocol}}
+	t.Helper()
 	u := n.wsURL()
 	if query != "" {
 		u += "?" + query
 	}
-	conn, _, err := d.Dial(u, nil)
+	c, _, err := wstest.TryDial(t, u, wstest.Options{Background: true, Welcome: true, Timeout: waitTimeout})
 	if err != nil {
 		return nil, err
 	}
-	c := &wsClient{t: t, conn: conn, node: n.name, changed: make(chan struct{}), done: make(chan struct{})}
-	go c.read()
-	t.Cleanup(c.close)
-	w := c.waitEnv("welcome", func(e env) bool { return e.typ() == "welcome" })
-	u2, _ := w["user"].(map[string]any)
-	c.userID, _ = u2["id"].(string)
-	return c, nil
-}
-
-func (c *wsClient) read() {
-	defer close(c.done)
-	for {
-		_, data, err := c.conn.ReadMessage()
-		c.mu.Lock()
-		if err != nil {
-			c.closed = true
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				c.code = ce.Code
-			}
-			close(c.changed)
-			c.changed = make(chan struct{})
-			c.mu.Unlock()
-			return
-		}
-		for _, line := range bytes.Split(data, []byte{'\n'}) {
-			var e env
-			if json.Unmarshal(line, &e) == nil {
-				c.envs = append(c.envs, e)
-			}
-		}
-		close(c.changed)
-		c.changed = make(chan struct{})
-		c.mu.Unlock()
-	}
-}
-
-func (c *wsClient) close() {
-	_ = c.conn.Close()
-	<-c.done
-}
-
-func (c *wsClient) send(v any) {
-	b, _ := json.Marshal(v)
-	c.mu.Lock() // gorilla allows one writer; tests may write from several goroutines
-	defer c.mu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
-	_ = c.conn.WriteMessage(websocket.TextMessage, b)
-}
-
-// waitFor blocks until cond holds over everything received, or the
-// connection closed (ok false), or the wait times out.
-func (c *wsClient) waitFor(what string, cond func(envs []env) bool) bool {
-	c.t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		ok, closed, ch := cond(c.envs), c.closed, c.changed
-		c.mu.Unlock()
-		if ok {
-			return true
-		}
-		if closed {
-			return false
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			c.t.Fatalf("%s: timed out waiting for %s", c.node, what)
-		}
-	}
-}
-
-// waitEnv returns the first envelope matching match.
-func (c *wsClient) waitEnv(what string, match func(env) bool) env {
-	c.t.Helper()
-	var found env
-	if !c.waitFor(what, func(envs []env) bool {
-		for _, e := range envs {
-			if match(e) {
-				found = e
-				return true
-			}
-		}
-		return false
-	}) {
-		c.t.Fatalf("%s: connection closed while waiting for %s", c.node, what)
-	}
-	return found
-}
-
-func (c *wsClient) snapshot() []env {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.envs)
-}
-
-func (c *wsClient) isClosed() (bool, int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed, c.code
-}
-
-// join sends a join (with since when not nil) and returns the joined that
-// follows it.
-func (c *wsClient) join(room string, since *uint64) env {
-	c.t.Helper()
-	n := len(c.snapshot())
-	msg := map[string]any{"type": "join", "room": room}
-	if since != nil {
-		msg["since"] = *since
-	}
-	c.send(msg)
-	return c.waitEnv("joined "+room, func(e env) bool {
-		return e.typ() == "joined" && e.str("room") == room && c.index(e) >= n
-	})
-}
-
-// index finds e (by identity) in the received envelopes.
-func (c *wsClient) index(e env) int {
-	for i, x := range c.envs {
-		if fmt.Sprintf("%p", x) == fmt.Sprintf("%p", e) {
-			return i
-		}
-	}
-	return -1
-}
-
-// result of one send: the ack's seq, or the error code.
-type sendResult struct {
-	seq    uint64
-	code   string
-	closed bool
-}
-
-// sendWait sends text with ref and waits for its ack or error.
-func (c *wsClient) sendWait(room, text, ref string) sendResult {
-	c.t.Helper()
-	c.send(map[string]any{"type": "send", "room": room, "text": text, "ref": ref})
-	var res sendResult
-	ok := c.waitFor("ack "+ref, func(envs []env) bool {
-		for _, e := range envs {
-			if e.str("ref") != ref {
-				continue
-			}
-			switch e.typ() {
-			case "ack":
-				res.seq = e.u64("seq")
-				return true
-			case "error":
-				res.code = e.str("code")
-				return true
-			}
-		}
-		return false
-	})
-	res.closed = !ok
-	return res
-}
-
-// messages returns the room's message envelopes received, in order.
-func messages(envs []env, room string) []env {
-	var out []env
-	for _, e := range envs {
-		if e.typ() == "message" && e.str("room") == room {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// seqs lists the message seqs of room in envs.
-func seqs(envs []env, room string) []uint64 {
-	var out []uint64
-	for _, e := range messages(envs, room) {
-		out = append(out, e.u64("seq"))
-	}
-	return out
-}
-
-// members applies joined and presence frames of room as the protocol
-// says: the member set and online count as of the latest frame.
-func members(envs []env, room string) (map[string]bool, int) {
-	set := map[string]bool{}
-	online := 0
-	for _, e := range envs {
-		if e.str("room") != room {
-			continue
-		}
-		switch e.typ() {
-		case "joined":
-			set = map[string]bool{}
-			for _, m := range list(e, "members") {
-				set[m] = true
-			}
-			online = int(e.u64("online"))
-		case "presence":
-			for _, m := range list(e, "joined") {
-				set[m] = true
-			}
-			for _, m := range list(e, "left") {
-				delete(set, m)
-			}
-			online = int(e.u64("online"))
-		}
-	}
-	return set, online
-}
-
-func list(e env, k string) []string {
-	var ids []string
-	xs, _ := e[k].([]any)
-	for _, x := range xs {
-		if m, ok := x.(map[string]any); ok {
-			id, _ := m["id"].(string)
-			ids = append(ids, id)
-		}
-	}
-	return ids
+	return &wsClient{Client: c, node: n.name}, nil
 }
 
 // ---- a broker-level subscriber ----
 
-// fakeSub is a hub.Subscriber with a fixed user that records frames.
+// fakeSub is a broker.Subscriber with a fixed user that records frames.
 type fakeSub struct {
 	user protocol.User
 	mu   sync.Mutex
@@ -465,20 +224,20 @@ type fakeSub struct {
 }
 
 func (s *fakeSub) User() protocol.User { return s.user }
-func (s *fakeSub) Enqueue(f *hub.Frame) {
+func (s *fakeSub) Enqueue(f *broker.Frame) {
 	var e env
 	_ = json.Unmarshal(f.Data, &e)
 	s.mu.Lock()
 	s.envs = append(s.envs, e)
 	s.mu.Unlock()
 }
-func (s *fakeSub) snapshot() []env {
+func (s *fakeSub) Snapshot() []env {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.envs)
 }
 
-func mustJoin(t testing.TB, bp *Backplane, sub hub.Subscriber, room string, since *uint64) hub.Membership {
+func mustJoin(t testing.TB, bp *Backplane, sub broker.Subscriber, room string, since *uint64) broker.Membership {
 	t.Helper()
 	m, perr := bp.Join(sub, room, since)
 	if perr != nil {

@@ -3,13 +3,13 @@ package cluster
 import (
 	"context"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
 // join adds sub and queues joined (+ the replay after since). ok is false
 // when the room was torn down and the caller must look it up again.
-func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *protocol.Error) {
+func (r *room) join(sub broker.Subscriber, since *uint64) (broker.Membership, bool, *protocol.Error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -31,9 +31,9 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 		r.addLocked(m)
 	}
 	joinSeq, lastMsg, floor, ep := r.lastSeq, r.lastMsg, r.floor, r.epoch
-	online, members := r.pres.joinerView(sub.User().ID, r.bp.cfg.PresenceMaxMembers)
+	online, members := r.pres.joinerView(sub.User().ID, r.bp.cfg.Rooms.PresenceMaxMembers)
 	if since == nil {
-		sub.Enqueue(&hub.Frame{Data: protocol.Joined(r.name, joinSeq, online, members, nil)})
+		sub.Enqueue(&broker.Frame{Data: protocol.Joined(r.name, joinSeq, online, members, nil)})
 		r.mu.Unlock()
 		return &membership{r: r, m: m}, true, nil
 	}
@@ -83,10 +83,10 @@ func (r *room) join(sub hub.Subscriber, since *uint64) (hub.Membership, bool, *p
 	r.mu.Unlock()
 	// The member is still buffering, so nothing else of this room reaches
 	// sub until release: joined, then the replay, then the held frames.
-	sub.Enqueue(&hub.Frame{Data: protocol.Joined(r.name, joinSeq, online, members, &recovered)})
+	sub.Enqueue(&broker.Frame{Data: protocol.Joined(r.name, joinSeq, online, members, &recovered)})
 	last := *since
 	for _, st := range replay {
-		sub.Enqueue(&hub.Frame{Data: st.data, Replay: true})
+		sub.Enqueue(&broker.Frame{Data: st.data, Replay: true})
 		last = st.seq
 	}
 	if len(replay) > 0 {

@@ -19,7 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -30,7 +30,7 @@ type countSub struct {
 }
 
 func (s countSub) User() protocol.User { return s.user }
-func (s countSub) Enqueue(f *hub.Frame) {
+func (s countSub) Enqueue(f *broker.Frame) {
 	if !f.Accepted.IsZero() {
 		s.n.Add(1)
 	}
@@ -67,7 +67,7 @@ func TestMeasureReplicaLimits(t *testing.T) {
 	var got atomic.Int64
 	g0 := runtime.NumGoroutine()
 	start := time.Now()
-	ms := make([]hub.Membership, rooms)
+	ms := make([]broker.Membership, rooms)
 	for i := range rooms {
 		ms[i] = mustJoin(t, a, countSub{protocol.User{ID: "u_a" + strconv.Itoa(i)}, &got}, fmt.Sprintf("room-%d", i), nil)
 	}
@@ -125,7 +125,7 @@ func TestMeasureReplicaLimits(t *testing.T) {
 	hotB := mustJoin(t, b, countSub{protocol.User{ID: "u_hot_b"}, &got}, "hot", nil)
 	var wg sync.WaitGroup
 	start = time.Now()
-	for _, m := range []hub.Membership{hotA, hotA, hotB, hotB} {
+	for _, m := range []broker.Membership{hotA, hotA, hotB, hotB} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -259,7 +259,7 @@ func TestMeasureServedRoomCost(t *testing.T) {
 
 	var got atomic.Int64
 	joins := make([]time.Duration, 0, rooms*replicas)
-	first := make([]hub.Membership, rooms)
+	first := make([]broker.Membership, rooms)
 	for i, bp := range bps {
 		for k := range rooms {
 			start := time.Now()

@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -26,6 +26,10 @@ const (
 	// (its sender is the system sender named by Chatgate-Name). Members'
 	// sends never carry it.
 	hdrSystem = "Chatgate-System"
+	// hdrStart marks a message published when the stream held no message
+	// of the room (the publish expected the subject to be empty): it starts
+	// the room's chain, and its Chatgate-Prev is the floor (see chain.go).
+	hdrStart = "Chatgate-Start"
 )
 
 // stored is one message of a room, live or read from the stream, encoded
@@ -45,6 +49,7 @@ func decode(room string, seq uint64, h nats.Header, text []byte) stored {
 	if p := h.Get(hdrPrev); p != "" {
 		if v, err := strconv.ParseUint(p, 10, 64); err == nil {
 			st.prev, st.hasPrev = v, true
+			st.start = h.Get(hdrStart) == "1"
 		}
 	}
 	if h.Get(hdrSystem) != "" {
@@ -80,8 +85,8 @@ func parseLive(room string, msg *nats.Msg, at time.Time) (liveMsg, bool) {
 
 // frame is st as a frame for the members, accepted at now, with the deliver
 // span of a sampled trace (nil otherwise; the caller ends it).
-func (bp *Backplane) frame(st *stored, now time.Time) (*hub.Frame, trace.Span) {
-	f := &hub.Frame{Data: st.data, Accepted: now}
+func (bp *Backplane) frame(st *stored, now time.Time) (*broker.Frame, trace.Span) {
+	f := &broker.Frame{Data: st.data, Accepted: now}
 	ctx := bp.cfg.Prop.Extract(context.Background(), headerCarrier(st.hdr))
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsSampled() {

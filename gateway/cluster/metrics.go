@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer, bp *Backplane) *metrics {
 		publishDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "backplane_publish_duration_seconds",
 			Help: "Time from accepting a send to its JetStream PubAck (the message is stored), retries included; successful publishes only.", Buckets: publishBuckets}),
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "backplane_publish_errors_total",
-			Help: "Sends that could not be stored in the stream (answered with unavailable)."}),
+			Help: "Sends answered with unavailable: not stored in the stream, or stored but not delivered on this replica within the publish timeout or before the stream was lost."}),
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "backplane_publish_conflicts_total",
 			Help: "Publish attempts refused because another replica had just stored a message in the same room (each is retried)."}),
 		gaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "backplane_delivery_gaps_total",

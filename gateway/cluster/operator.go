@@ -74,14 +74,21 @@ type roomCount struct {
 
 // ---- publish ----
 
-// PublishSystem implements broker.Operator.
+// PublishSystem implements broker.Operator. It follows a member's Publish:
+// the message is stored through the room's publisher, then, when this
+// replica serves the room, PublishSystem waits until this replica has
+// delivered it to the room's members (systemDelivered). The whole call is
+// bounded by the send's budget (PublishTimeout). A room this replica does
+// not serve has no member here to wait for.
 func (bp *Backplane) PublishSystem(ctx context.Context, name, sender, text string) (broker.Published, *protocol.Error) {
 	if !protocol.ValidRoom(name) {
 		return broker.Published{}, protocol.InvalidRoomError()
 	}
 	if bp.closed.Load() {
-		return broker.Published{}, protocol.ShuttingDownError()
+		return broker.Published{}, shuttingDown()
 	}
+	ctx, cancel := context.WithTimeout(ctx, bp.cfg.PublishTimeout)
+	defer cancel()
 	p, r := bp.systemPublisher(name)
 	seq, ep, err := p.publish(ctx, protocol.User{ID: protocol.SystemSenderID, Name: sender}, text, true)
 	if err != nil {
@@ -89,16 +96,16 @@ func (bp *Backplane) PublishSystem(ctx context.Context, name, sender, text strin
 		bp.log.Debug("system publish failed", "err", err)
 		return broker.Published{}, unavailable("the message was not stored; send it again")
 	}
-	n := 0
-	moved := bp.epoch.Load() != ep
-	if r != nil {
-		r.mu.Lock()
-		moved, n = r.epoch != ep, len(r.members)
-		r.mu.Unlock()
+	if r == nil {
+		if bp.epoch.Load() != ep {
+			bp.met.publishErrors.Inc()
+			return broker.Published{}, errLostWithStream()
+		}
+		return broker.Published{Seq: seq}, nil
 	}
-	if moved {
-		bp.met.publishErrors.Inc()
-		return broker.Published{}, unavailable("the stream changed while the message was stored; send it again")
+	n, perr := r.systemDelivered(ctx, seq, ep)
+	if perr != nil {
+		return broker.Published{}, perr
 	}
 	return broker.Published{Seq: seq, Recipients: n}, nil
 }

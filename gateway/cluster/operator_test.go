@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/wstest"
 )
 
 // The backplane's own side of the server API beyond the conformance suite:
@@ -64,7 +65,7 @@ func TestSystemPublishFromAReplicaNotServing(t *testing.T) {
 	slices.Sort(want)
 	checkExactly(t, "the watcher on a", watcher, room, want)
 	system := 0
-	for _, e := range messages(watcher.snapshot(), room) {
+	for _, e := range wstest.Messages(watcher.Snapshot(), room) {
 		if e["system"] == true {
 			system++
 			if from, _ := e["from"].(map[string]any); from["id"] != protocol.SystemSenderID || from["name"] != "Ops" {

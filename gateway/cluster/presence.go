@@ -34,7 +34,7 @@ type presenceMsg struct {
 	K string          `json:"k"`
 	U []protocol.User `json:"u,omitempty"`
 	// S, in a snap, is the seq of the room's last message the sender has
-	// delivered: a replica behind it checks the stream (see room.hint).
+	// delivered: a replica behind it checks the stream (see room.hintLocked).
 	S uint64 `json:"s,omitempty"`
 }
 
@@ -96,6 +96,10 @@ func (o *outbound) run(bp *Backplane) {
 func (r *room) onPresence(msg *nats.Msg) {
 	var pm presenceMsg
 	if json.Unmarshal(msg.Data, &pm) != nil || pm.R == r.bp.id || pm.R == "" {
+		return
+	}
+	if pm.K == kindTyping {
+		r.onTyping(pm) // typing.go
 		return
 	}
 	r.mu.Lock()
@@ -337,7 +341,7 @@ func (bp *Backplane) syncPresence(r *room) {
 }
 
 // onYield applies another replica's request to hold new messages of a
-// room briefly (see room.publish).
+// room briefly (see publisher.publish).
 func (bp *Backplane) onYield(msg *nats.Msg) {
 	var pm presenceMsg
 	if json.Unmarshal(msg.Data, &pm) != nil || pm.R == bp.id || pm.K != kindYield {

@@ -3,7 +3,7 @@ package cluster
 import (
 	"time"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -18,7 +18,7 @@ type presenceView struct {
 	local   map[string]*userCount   // user id → this replica's connections of it
 	remote  map[string]*replicaView // replica id → its users
 	present map[string]*presentUser // user id → the union
-	changes hub.PresenceChanges
+	changes broker.PresenceChanges
 }
 
 type userCount struct {
@@ -129,13 +129,14 @@ func (v *presenceView) joinerView(self string, maxListed int) (int, []protocol.U
 	for _, p := range v.present {
 		members = append(members, p.user)
 	}
-	hub.SortUsers(members)
+	broker.SortUsers(members)
 	return online, members
 }
 
-// take returns the next presence frame's changes (see hub.PresenceChanges).
-func (v *presenceView) take(maxListed int) (joined, left []protocol.User, changed bool) {
-	return v.changes.Take(v.isPresent, len(v.present) <= maxListed)
+// frame takes the room's next presence frame, nil when nothing changed (see
+// broker.PresenceChanges).
+func (v *presenceView) frame(room string, maxListed int) *broker.Frame {
+	return v.changes.Frame(room, v.isPresent, len(v.present), maxListed)
 }
 
 // apply folds another replica's join, leave, snap or bye into the view.

@@ -18,8 +18,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
+	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
 // yieldWindow is how long a replica holds new messages of a room after a
@@ -54,63 +55,175 @@ func (p *publisher) yieldFor(d time.Duration) {
 	p.yieldUntil.Store(time.Now().Add(d).UnixNano())
 }
 
-// Publish stores the message in the stream, then queues the ack once this
-// replica has delivered it. Nothing is acked unless stored.
-func (ms *membership) Publish(ctx context.Context, text, ref string) (hub.Published, *protocol.Error) {
+// Publish stores the message in the stream, waits until this replica has
+// delivered it (so the sender's own message is queued to the sender), then
+// queues the ack and returns: the broker contract's order (see package
+// broker). Nothing is acked unless stored. The wait is bounded by the
+// send's budget (PublishTimeout, from the start of Publish), by a change
+// of stream and by Close; a send stored but not delivered here within
+// them is answered unavailable, like a send whose PubAck was lost.
+func (ms *membership) Publish(ctx context.Context, text, ref string) (broker.Published, *protocol.Error) {
 	r, bp := ms.r, ms.r.bp
+	ctx, cancel := context.WithTimeout(ctx, bp.cfg.PublishTimeout)
+	defer cancel()
 	r.mu.Lock()
 	joined := r.index[ms.m.sub] == ms.m && !r.closed
 	n := len(r.members)
 	r.mu.Unlock()
 	if !joined {
-		return hub.Published{}, &protocol.Error{Code: protocol.CodeNotJoined, Message: "not joined to room " + r.name, Ref: ref}
+		return broker.Published{}, protocol.NotJoinedError(r.name, ref)
 	}
 	seq, ep, err := r.pub.publish(ctx, ms.m.sub.User(), text, false)
 	if err != nil {
 		bp.met.publishErrors.Inc()
 		bp.log.Debug("publish failed", "err", err)
-		e := unavailable("the message was not stored; send it again")
-		e.Ref = ref
-		return hub.Published{}, e
+		return broker.Published{}, withRef(unavailable("the message was not stored; send it again"), ref)
 	}
-	ack := protocol.Ack(ref, r.name, seq)
+	if perr := r.ackDelivered(ctx, ms.m, seq, ep, ref); perr != nil {
+		return broker.Published{}, perr
+	}
+	return broker.Published{Seq: seq, Recipients: n}, nil
+}
+
+// ownSend is a send of this replica, stored, waiting for this replica to
+// deliver it.
+type ownSend struct {
+	seq  uint64
+	at   time.Time     // when the PubAck came
+	done chan struct{} // closed once delivered, or when the room moves or closes
+}
+
+// ackDelivered waits until this replica has delivered seq (published by m
+// in epoch ep) to the room's members, m included, then queues m's ack. A
+// message a delivery gap skipped (gone from the stream before this replica
+// could deliver it, counted and logged) is acked too: it was stored, and the
+// gap is every local member's.
+func (r *room) ackDelivered(ctx context.Context, m *member, seq, ep uint64, ref string) *protocol.Error {
 	r.mu.Lock()
-	moved := r.epoch != ep
+	r.awaitDeliveryLocked(ctx, seq, ep)
+	var perr *protocol.Error
 	switch {
-	case moved || r.index[ms.m.sub] != ms.m:
-	case r.lastSeq >= seq:
-		r.sendLocked(ms.m, &hub.Frame{Data: ack}, 0)
-	default:
-		// Wait for the live message (or a repair, see auditLocked).
-		a := pendingAck{seq: seq, mem: ms.m, ref: ref, data: ack, at: time.Now()}
-		i, _ := slices.BinarySearchFunc(r.acks, seq, func(a pendingAck, s uint64) int { return cmp.Compare(a.seq, s) })
-		r.acks = slices.Insert(r.acks, i, a)
-	}
-	r.mu.Unlock()
-	if moved {
+	case r.epoch != ep:
 		// Stored in a stream the room has left (lost, or replaced while
 		// the PubAck was on its way): it may never be delivered.
-		bp.met.publishErrors.Inc()
-		e := unavailable("the stream changed while the message was stored; send it again")
-		e.Ref = ref
-		return hub.Published{}, e
+		perr = errLostWithStream()
+	case r.index[m.sub] != m:
+		perr = protocol.NotJoinedError(r.name, ref)
+	case r.lastSeq >= seq:
+		r.sendLocked(m, &broker.Frame{Data: protocol.Ack(ref, r.name, seq)}, 0)
+	case r.closed:
+		perr = shuttingDown()
+	default:
+		perr = errNotDeliveredInTime()
 	}
-	return hub.Published{Seq: seq, Recipients: n}, nil
+	r.mu.Unlock()
+	if perr == nil {
+		return nil
+	}
+	if perr.Code == protocol.CodeUnavailable {
+		r.bp.met.publishErrors.Inc()
+	}
+	return withRef(perr, ref)
+}
+
+// systemDelivered waits until this replica has delivered the server API's
+// system message seq (published in epoch ep) to the room's members, as a
+// member's Publish waits before its ack (the broker contract): what the
+// API call does next on this replica, a disconnect say, then comes after
+// the message. It returns how many members it was queued to. A room that
+// closed meanwhile (its last member left) had nobody left to deliver to:
+// the message is stored all the same.
+func (r *room) systemDelivered(ctx context.Context, seq, ep uint64) (int, *protocol.Error) {
+	r.mu.Lock()
+	r.awaitDeliveryLocked(ctx, seq, ep)
+	var n int
+	var perr *protocol.Error
+	switch {
+	case r.epoch != ep:
+		perr = errLostWithStream()
+	case r.lastSeq >= seq:
+		n = len(r.members)
+	case r.closed:
+	default:
+		perr = errNotDeliveredInTime()
+	}
+	r.mu.Unlock()
+	if perr != nil {
+		r.bp.met.publishErrors.Inc()
+	}
+	return n, perr
+}
+
+// awaitDeliveryLocked waits until this replica has delivered seq,
+// published in epoch ep, the room moves to another stream or closes, or
+// ctx ends. r.mu is held on entry and on return, released while waiting.
+func (r *room) awaitDeliveryLocked(ctx context.Context, seq, ep uint64) {
+	if r.lastSeq >= seq || r.epoch != ep || r.closed {
+		return
+	}
+	w := &ownSend{seq: seq, at: time.Now(), done: make(chan struct{})}
+	i, _ := slices.BinarySearchFunc(r.sends, seq, func(s *ownSend, seq uint64) int { return cmp.Compare(s.seq, seq) })
+	r.sends = slices.Insert(r.sends, i, w)
+	r.mu.Unlock()
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	if i := slices.Index(r.sends, w); i >= 0 {
+		r.sends = slices.Delete(r.sends, i, i+1)
+	}
+}
+
+func errLostWithStream() *protocol.Error {
+	return unavailable("the message was lost with the NATS stream before it was delivered; send it again")
+}
+
+func errNotDeliveredInTime() *protocol.Error {
+	return unavailable("the message was stored but not delivered in time; it may still arrive: look for it before sending it again")
+}
+
+// deliveredLocked wakes the sends of this replica that the room's delivery
+// has reached (their seq is at or below its position).
+func (r *room) deliveredLocked() {
+	i := 0
+	for ; i < len(r.sends) && r.sends[i].seq <= r.lastSeq; i++ {
+		close(r.sends[i].done)
+	}
+	if i > 0 {
+		clear(r.sends[:i])
+		r.sends = r.sends[i:]
+	}
+}
+
+// releaseSendsLocked wakes every waiting send: the room moved to another
+// stream or closed.
+func (r *room) releaseSendsLocked() int {
+	n := len(r.sends)
+	for _, w := range r.sends {
+		close(w.done)
+	}
+	clear(r.sends)
+	r.sends = r.sends[:0]
+	return n
+}
+
+func withRef(e *protocol.Error, ref string) *protocol.Error {
+	e.Ref = ref
+	return e
 }
 
 // publish stores one message (a system message, from the server API, when
 // system) and returns its stream seq and the room's epoch it was published
-// in. It expects the subject's last seq to be what this replica believes;
-// when another replica got there first, it refreshes that from the stream
-// and tries again, a few times.
+// in, within ctx (the send's budget). It expects the subject's last seq to
+// be what this replica believes; when another replica got there first, it
+// refreshes that from the stream and tries again, a few times.
 func (p *publisher) publish(ctx context.Context, from protocol.User, text string, system bool) (uint64, uint64, error) {
 	r, bp := p.r, p.bp
 	if !bp.Up() {
 		return 0, 0, errUnavailable
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, bp.cfg.PublishTimeout)
-	defer cancel()
 	ctx, span := bp.tracer.Start(ctx, "chatgate.backplane.publish", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "send")))
 	defer span.End()
@@ -123,7 +236,7 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 	// that keeps losing asks the others to yield (see below); honour such
 	// a request before a new message (not before a retry).
 	if yield := time.Until(time.Unix(0, p.yieldUntil.Load())); yield > 0 {
-		sleepCtx(ctx, yield)
+		ctxsleep.Sleep(ctx, yield)
 	}
 	var known, floor, ep uint64
 	if r != nil {
@@ -158,7 +271,9 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		msg.Header.Set(hdrTS, ts)
 		prev := p.expect
 		if prev == 0 {
+			// Expecting an empty subject: this message starts the chain.
 			prev = floor
+			msg.Header.Set(hdrStart, "1")
 		}
 		msg.Header.Set(hdrPrev, strconv.FormatUint(prev, 10))
 		bp.cfg.Prop.Inject(ctx, headerCarrier(msg.Header))
@@ -189,7 +304,7 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		if try%4 == 1 {
 			bp.out.push(yieldPrefix+p.name, "", presenceMsg{R: bp.id, K: kindYield})
 		}
-		if try >= 4 && !sleepCtx(ctx, backoff(try-4, 50*time.Microsecond, time.Millisecond)) {
+		if try >= 4 && !ctxsleep.Sleep(ctx, backoff(try-4, 50*time.Microsecond, time.Millisecond)) {
 			break
 		}
 	}
@@ -234,15 +349,4 @@ func wrongLastSeq(err error) (uint64, bool) {
 	_, num, _ := strings.Cut(apiErr.Description, "wrong last sequence: ")
 	last, _ := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
 	return last, true
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

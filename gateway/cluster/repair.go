@@ -169,8 +169,8 @@ func (r *room) auditLocked(now time.Time) {
 	case rs.parked:
 		r.startRepairLocked(causeResync, 0)
 	case rs.active:
-	case len(r.acks) > 0 && now.Sub(r.acks[0].at) >= auditAfter:
-		r.startRepairLocked(causeAck, r.acks[len(r.acks)-1].seq)
+	case len(r.sends) > 0 && now.Sub(r.sends[0].at) >= auditAfter:
+		r.startRepairLocked(causeAck, r.sends[len(r.sends)-1].seq)
 	case rs.hint > r.lastSeq && now.Sub(rs.hintAt) >= auditAfter:
 		r.startRepairLocked(causeHint, rs.hint)
 		rs.hint = 0

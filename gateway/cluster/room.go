@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -47,18 +47,19 @@ type room struct {
 	// where a new stream starts, after a move); see chain.go.
 	floor   uint64
 	members []*member
-	index   map[hub.Subscriber]*member
+	index   map[broker.Subscriber]*member
 	pres    presenceView
+	typing  broker.TypingGate // typing.go
 	// presenceTmr sends the coalesced presence changes.
-	presenceTmr *time.Timer
-	// acks waits for this replica to deliver a published message before
-	// the sender's ack is queued; in seq order.
-	acks []pendingAck
-	rep  repairState
+	presenceTmr broker.PresenceTimer
+	// sends are this replica's stored sends waiting for their delivery
+	// here (Publish queues the ack after it); in seq order.
+	sends []*ownSend
+	rep   repairState
 }
 
 type member struct {
-	sub       hub.Subscriber
+	sub       broker.Subscriber
 	buffering bool       // joining with since: live frames wait in buf
 	buf       []bufFrame // guarded by the room's mu
 	// skipTo: the member already has the room's messages up to this seq
@@ -68,16 +69,8 @@ type member struct {
 }
 
 type bufFrame struct {
-	f   *hub.Frame
+	f   *broker.Frame
 	seq uint64 // 0 for frames that are not messages
-}
-
-type pendingAck struct {
-	seq  uint64
-	mem  *member
-	ref  string
-	data []byte
-	at   time.Time // when the PubAck came
 }
 
 func newRoom(bp *Backplane, name string) *room {
@@ -87,10 +80,11 @@ func newRoom(bp *Backplane, name string) *room {
 		subject: roomPrefix + name,
 		ready:   make(chan struct{}),
 		slot:    int(fnv32(name) % snapSlots),
-		index:   make(map[hub.Subscriber]*member),
+		index:   make(map[broker.Subscriber]*member),
 		pres:    newPresenceView(),
 	}
 	r.pub = publisher{bp: bp, name: name, subject: r.subject, r: r}
+	r.presenceTmr.Init(&r.mu, &bp.timers, bp.cfg.Rooms.PresenceInterval, func() bool { return r.closed }, r.flushPresenceLocked)
 	// Live messages are held until setup knows where the room stands.
 	r.rep.active, r.rep.setup = true, true
 	return r
@@ -147,7 +141,7 @@ func (r *room) setup() error {
 }
 
 // sendLocked queues f to m, or holds it while m is joining with since.
-func (r *room) sendLocked(m *member, f *hub.Frame, seq uint64) {
+func (r *room) sendLocked(m *member, f *broker.Frame, seq uint64) {
 	if seq != 0 && seq <= m.skipTo {
 		return // the member had it before it joined here
 	}
@@ -159,8 +153,8 @@ func (r *room) sendLocked(m *member, f *hub.Frame, seq uint64) {
 }
 
 // deliverLocked hands the room's next message to every local member, then
-// queues the acks of this replica's sends it completes. at is when the
-// message reached this replica.
+// wakes the sends of this replica it completes (their Publish queues the
+// ack). at is when the message reached this replica.
 func (r *room) deliverLocked(st *stored, at time.Time) {
 	bp := r.bp
 	start := time.Now()
@@ -171,17 +165,7 @@ func (r *room) deliverLocked(st *stored, at time.Time) {
 		r.sendLocked(m, f, st.seq)
 	}
 	n := len(r.members)
-	i := 0
-	for ; i < len(r.acks) && r.acks[i].seq <= st.seq; i++ {
-		a := r.acks[i]
-		if r.index[a.mem.sub] == a.mem {
-			r.sendLocked(a.mem, &hub.Frame{Data: a.data}, 0)
-		}
-	}
-	if i > 0 {
-		clear(r.acks[:i])
-		r.acks = r.acks[i:]
-	}
+	r.deliveredLocked()
 	bp.obs.Fanout(n, time.Since(start))
 	if span != nil {
 		span.SetAttributes(attribute.Int("chatgate.recipients", n))
@@ -192,8 +176,8 @@ func (r *room) deliverLocked(st *stored, at time.Time) {
 // moveTo moves the room onto a new stream (epoch ep) whose messages start
 // after pos; above says no position of the old stream lies above pos. The
 // messages the room held in the old stream are gone: that is one gap,
-// counted and logged, and sends whose ack waited for their delivery are
-// answered unavailable. The room then repairs from the new stream. ok is
+// counted and logged, and sends waiting for their delivery are answered
+// unavailable. The room then repairs from the new stream. ok is
 // false when the room was torn down or already moved.
 func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok bool) {
 	bp := r.bp
@@ -203,7 +187,7 @@ func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok boo
 		return false, 0, false
 	}
 	onNew := above && r.lastSeq > pos // already delivering from the new stream
-	gap = !onNew && (r.lastMsg > r.floor || len(r.acks) > 0)
+	gap = !onNew && (r.lastMsg > r.floor || len(r.sends) > 0)
 	lastMsg := r.lastMsg
 	r.epoch = ep
 	if !onNew {
@@ -213,16 +197,7 @@ func (r *room) moveTo(ep, pos uint64, above bool) (gap bool, unacked int, ok boo
 	for _, m := range r.members {
 		m.skipTo = 0 // positions of the old stream
 	}
-	unacked = len(r.acks)
-	for _, a := range r.acks {
-		if r.index[a.mem.sub] == a.mem {
-			e := unavailable("the message was lost with the NATS stream before it was delivered; send it again")
-			e.Ref = a.ref
-			r.sendLocked(a.mem, &hub.Frame{Data: protocol.ErrorEnvelope(e)}, 0)
-		}
-	}
-	clear(r.acks)
-	r.acks = r.acks[:0]
+	unacked = r.releaseSendsLocked() // their Publish answers unavailable
 	r.dropHeldLocked()
 	r.startRepairLocked(causeResync, 0)
 	r.mu.Unlock()
@@ -274,27 +249,18 @@ func (r *room) emptyLocked() bool { return len(r.members) == 0 && !r.closed }
 // armPresenceLocked schedules the next presence frame, at most one per
 // PresenceInterval.
 func (r *room) armPresenceLocked() {
-	if r.presenceTmr == nil && !r.closed {
-		r.bp.timers.Add(1)
-		r.presenceTmr = time.AfterFunc(r.bp.cfg.PresenceInterval, r.flushPresence)
+	if !r.closed {
+		r.presenceTmr.ArmLocked()
 	}
 }
 
-// flushPresence sends the coalesced presence changes as one frame to every
-// member.
-func (r *room) flushPresence() {
-	defer r.bp.timers.Done()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.presenceTmr = nil
-	if r.closed {
+// flushPresenceLocked sends the coalesced presence changes as one frame
+// to every member (presenceTmr runs it at most once per PresenceInterval).
+func (r *room) flushPresenceLocked() {
+	f := r.pres.frame(r.name, r.bp.cfg.Rooms.PresenceMaxMembers)
+	if f == nil {
 		return
 	}
-	joined, left, changed := r.pres.take(r.bp.cfg.PresenceMaxMembers)
-	if !changed {
-		return
-	}
-	f := &hub.Frame{Data: protocol.Presence(r.name, joined, left, r.pres.online())}
 	for _, m := range r.members {
 		r.sendLocked(m, f, 0)
 	}
@@ -319,10 +285,7 @@ func (r *room) close() {
 }
 
 func (r *room) stopTimersLocked() {
-	if r.presenceTmr != nil && r.presenceTmr.Stop() {
-		r.presenceTmr = nil
-		r.bp.timers.Done()
-	}
+	r.presenceTmr.StopLocked()
 	if r.rep.retry != nil && r.rep.retry.Stop() {
 		r.rep.retry = nil
 		r.bp.timers.Done()
@@ -336,13 +299,14 @@ func (r *room) teardown() {
 	r.closed = true
 	r.stopTimersLocked()
 	r.dropHeldLocked()
+	r.releaseSendsLocked()
 	r.mu.Unlock()
 	if r.live != nil {
 		_ = r.live.Unsubscribe()
 	}
 }
 
-// membership implements hub.Membership.
+// membership implements broker.Membership.
 type membership struct {
 	r *room
 	m *member

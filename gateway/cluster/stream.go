@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
 // ensureLoop checks, creates or updates the stream after every (re)connect
@@ -119,7 +121,7 @@ func (bp *Backplane) streamConfig() jetstream.StreamConfig {
 		Description:       "chatgate room messages, one subject per room",
 		Subjects:          []string{streamSubjects},
 		Retention:         jetstream.LimitsPolicy,
-		MaxMsgsPerSubject: int64(bp.cfg.History),
+		MaxMsgsPerSubject: int64(bp.cfg.Rooms.History),
 		MaxAge:            bp.cfg.MaxAge,
 		Storage:           bp.cfg.Storage,
 		Replicas:          bp.cfg.Replicas,
@@ -247,16 +249,7 @@ func (bp *Backplane) healthLoop() {
 }
 
 // sleep waits d or until Close; it reports false on Close.
-func (bp *Backplane) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-bp.quit:
-		return false
-	}
-}
+func (bp *Backplane) sleep(d time.Duration) bool { return ctxsleep.Sleep(bp.life, d) }
 
 // backoff is an exponential delay with full jitter between base and max.
 func backoff(attempt int, base, maxD time.Duration) time.Duration {

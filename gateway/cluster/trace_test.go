@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -21,7 +21,7 @@ type traceSub struct {
 	ids []trace.TraceID
 }
 
-func (s *traceSub) Enqueue(f *hub.Frame) {
+func (s *traceSub) Enqueue(f *broker.Frame) {
 	if !f.Accepted.IsZero() {
 		s.mu.Lock()
 		s.ids = append(s.ids, f.TraceID)

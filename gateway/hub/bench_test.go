@@ -15,7 +15,7 @@ import (
 type countSub struct {
 	user protocol.User
 	n    atomic.Int64
-	last atomic.Pointer[Frame]
+	last atomic.Pointer[broker.Frame]
 }
 
 func (s *countSub) User() protocol.User { return s.user }
@@ -26,12 +26,12 @@ func (s *countSub) Enqueue(f *broker.Frame) {
 
 // roomWith builds a hub with one room holding n counting members and
 // returns the membership of the first one.
-func roomWith(tb testing.TB, n int) (*Hub, Membership, []*countSub) {
+func roomWith(tb testing.TB, n int) (*Hub, broker.Membership, []*countSub) {
 	tb.Helper()
 	// No presence frame within a test or benchmark: only broadcasts count.
 	h := New(Config{SeqBase: zeroSeqBase, PresenceMaxMembers: 1 << 20, PresenceInterval: time.Hour})
 	subs := make([]*countSub, n)
-	var first Membership
+	var first broker.Membership
 	for i := range subs {
 		subs[i] = &countSub{user: protocol.User{ID: fmt.Sprint("u", i), Name: "user"}}
 		m, err := h.Join(subs[i], "bench", nil)

@@ -17,7 +17,6 @@ func TestBrokerContract(t *testing.T) {
 			t.Cleanup(h.Close)
 			return []broker.Broker{h}
 		},
-		Close:             func(b broker.Broker) { b.(*Hub).Close() },
-		SinceZeroRecovers: true,
+		Close: func(b broker.Broker) { b.(*Hub).Close() },
 	})
 }

@@ -75,24 +75,18 @@ func (c *Config) SetRooms(s broker.Settings) {
 	c.PresenceInterval, c.PresenceMaxMembers = s.PresenceInterval, s.PresenceMaxMembers
 }
 
+// rooms is the room settings c holds.
+func (c *Config) rooms() broker.Settings {
+	return broker.Settings{History: c.History, MaxRooms: c.MaxRooms, PresenceInterval: c.PresenceInterval, PresenceMaxMembers: c.PresenceMaxMembers}
+}
+
 // TimeSeqBase is the default Config.SeqBase.
 func TimeSeqBase(now time.Time) uint64 { return uint64(now.UnixMilli()) * 1000 }
 
 func (c *Config) setDefaults() {
-	if c.History <= 0 {
-		c.History = broker.DefaultHistory
-	}
+	c.SetRooms(c.rooms().OrDefaults())
 	if c.RoomTTL <= 0 {
 		c.RoomTTL = DefaultRoomTTL
-	}
-	if c.MaxRooms <= 0 {
-		c.MaxRooms = broker.DefaultMaxRooms
-	}
-	if c.PresenceInterval <= 0 {
-		c.PresenceInterval = broker.DefaultPresenceInterval
-	}
-	if c.PresenceMaxMembers <= 0 {
-		c.PresenceMaxMembers = broker.DefaultPresenceMaxMembers
 	}
 	if c.Observer == nil {
 		c.Observer = observe.Nop{}

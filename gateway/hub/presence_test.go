@@ -150,13 +150,13 @@ func TestPresenceAtMostOneFramePerInterval(t *testing.T) {
 func TestPresenceCancellation(t *testing.T) {
 	tests := []struct {
 		name       string
-		run        func(t *testing.T, h *Hub, x *fakeSub, mx Membership)
+		run        func(t *testing.T, h *Hub, x *fakeSub, mx broker.Membership)
 		wantJoined []string
 		wantLeft   []string
 	}{
 		{
 			name: "new user joins and leaves",
-			run: func(t *testing.T, h *Hub, _ *fakeSub, _ Membership) {
+			run: func(t *testing.T, h *Hub, _ *fakeSub, _ broker.Membership) {
 				m := mustJoin(t, h, newSub("y"), "r", nil)
 				time.Sleep(interval / 2)
 				m.Leave()
@@ -164,7 +164,7 @@ func TestPresenceCancellation(t *testing.T) {
 		},
 		{
 			name: "member leaves and rejoins",
-			run: func(t *testing.T, h *Hub, x *fakeSub, mx Membership) {
+			run: func(t *testing.T, h *Hub, x *fakeSub, mx broker.Membership) {
 				mx.Leave()
 				time.Sleep(interval / 2)
 				mustJoin(t, h, x, "r", nil)
@@ -172,7 +172,7 @@ func TestPresenceCancellation(t *testing.T) {
 		},
 		{
 			name: "new user joins, leaves and joins again",
-			run: func(t *testing.T, h *Hub, _ *fakeSub, _ Membership) {
+			run: func(t *testing.T, h *Hub, _ *fakeSub, _ broker.Membership) {
 				y := newSub("y")
 				mustJoin(t, h, y, "r", nil).Leave()
 				mustJoin(t, h, y, "r", nil)
@@ -181,7 +181,7 @@ func TestPresenceCancellation(t *testing.T) {
 		},
 		{
 			name: "member leaves, rejoins and leaves",
-			run: func(t *testing.T, h *Hub, x *fakeSub, mx Membership) {
+			run: func(t *testing.T, h *Hub, x *fakeSub, mx broker.Membership) {
 				mx.Leave()
 				mustJoin(t, h, x, "r", nil).Leave()
 			},

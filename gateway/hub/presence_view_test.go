@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/chatgate/chatgate/gateway/broker"
 )
 
 // memberView applies a subscriber's joined and presence frames the way a
@@ -48,22 +50,22 @@ func onlineIDs(h *Hub, room string) []string {
 func TestPresenceJoinerConverges(t *testing.T) {
 	tests := []struct {
 		name string
-		run  func(t *testing.T, h *Hub, x *fakeSub, mx Membership, joiner *fakeSub)
+		run  func(t *testing.T, h *Hub, x *fakeSub, mx broker.Membership, joiner *fakeSub)
 	}{
-		{"user joins, newcomer sees it, user leaves", func(t *testing.T, h *Hub, _ *fakeSub, _ Membership, joiner *fakeSub) {
+		{"user joins, newcomer sees it, user leaves", func(t *testing.T, h *Hub, _ *fakeSub, _ broker.Membership, joiner *fakeSub) {
 			y := newSub("y")
 			my := mustJoin(t, h, y, "r", nil)
 			mustJoin(t, h, joiner, "r", nil)
 			time.Sleep(interval / 4)
 			my.Leave()
 		}},
-		{"member leaves, newcomer sees it gone, member returns", func(t *testing.T, h *Hub, x *fakeSub, mx Membership, joiner *fakeSub) {
+		{"member leaves, newcomer sees it gone, member returns", func(t *testing.T, h *Hub, x *fakeSub, mx broker.Membership, joiner *fakeSub) {
 			mx.Leave()
 			mustJoin(t, h, joiner, "r", nil)
 			time.Sleep(interval / 4)
 			mustJoin(t, h, x, "r", nil)
 		}},
-		{"newcomer arrives before the change", func(t *testing.T, h *Hub, x *fakeSub, mx Membership, joiner *fakeSub) {
+		{"newcomer arrives before the change", func(t *testing.T, h *Hub, x *fakeSub, mx broker.Membership, joiner *fakeSub) {
 			mustJoin(t, h, joiner, "r", nil)
 			mx.Leave()
 			mustJoin(t, h, x, "r", nil)

@@ -30,9 +30,11 @@ type room struct {
 	// users counts each user's connections in the room: presence is per
 	// user, so a user with several tabs is online once.
 	users map[string]*userCount
-	// presence holds the presence changes since the last presence frame.
+	// presence holds the presence changes since the last presence frame,
+	// which presenceTmr sends.
 	presence    broker.PresenceChanges
-	presenceTmr *time.Timer
+	typing      broker.TypingGate // typing.go
+	presenceTmr broker.PresenceTimer
 	expiryTmr   *time.Timer
 	expiryArmed bool
 	emptySince  time.Time
@@ -45,7 +47,7 @@ type userCount struct {
 
 func newRoom(h *Hub, name string) *room {
 	base := h.cfg.SeqBase(time.Now())
-	return &room{
+	r := &room{
 		name:       name,
 		hub:        h,
 		hist:       newHistory(h.cfg.History, base),
@@ -54,6 +56,8 @@ func newRoom(h *Hub, name string) *room {
 		emptySince: time.Now(),
 		seq:        base,
 	}
+	r.presenceTmr.Init(&r.mu, &h.timers, h.cfg.PresenceInterval, func() bool { return r.closed }, r.flushPresenceLocked)
+	return r
 }
 
 // join adds sub and queues joined + replay. ok is false if the room was
@@ -165,41 +169,28 @@ func (r *room) armExpiryLocked() {
 }
 
 func (r *room) armPresenceLocked() {
-	if r.presenceTmr != nil || r.hub.closed.Load() {
-		return
+	if !r.hub.closed.Load() {
+		r.presenceTmr.ArmLocked()
 	}
-	r.hub.timers.Add(1)
-	r.presenceTmr = time.AfterFunc(r.hub.cfg.PresenceInterval, r.flushPresence)
 }
 
 // stopTimersLocked cancels armed timers; a timer already firing finishes on
 // its own and sees closed.
 func (r *room) stopTimersLocked() {
-	if r.presenceTmr != nil && r.presenceTmr.Stop() {
-		r.presenceTmr = nil
-		r.hub.timers.Done()
-	}
+	r.presenceTmr.StopLocked()
 	if r.expiryArmed && r.expiryTmr.Stop() {
 		r.expiryArmed = false
 		r.hub.timers.Done()
 	}
 }
 
-// flushPresence sends the coalesced presence changes as one frame to every
-// member. It runs at most once per PresenceInterval per room.
-func (r *room) flushPresence() {
-	defer r.hub.timers.Done()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.presenceTmr = nil
-	if r.closed {
+// flushPresenceLocked sends the coalesced presence changes as one frame
+// to every member (presenceTmr runs it at most once per PresenceInterval).
+func (r *room) flushPresenceLocked() {
+	f := r.presence.Frame(r.name, r.isPresent, len(r.users), r.hub.cfg.PresenceMaxMembers)
+	if f == nil {
 		return
 	}
-	joined, left, changed := r.presence.Take(r.isPresent, len(r.users) <= r.hub.cfg.PresenceMaxMembers)
-	if !changed {
-		return
-	}
-	f := &broker.Frame{Data: protocol.Presence(r.name, joined, left, len(r.users))}
 	for _, s := range r.members {
 		s.Enqueue(f)
 	}

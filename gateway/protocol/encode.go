@@ -12,11 +12,13 @@ import (
 // trailing newline; the writer joins several with '\n' into one text frame.
 
 type welcomeFrame struct {
-	Type   string `json:"type"`
-	Conn   string `json:"conn"`
-	User   User   `json:"user"`
-	Node   string `json:"node"`
-	Limits Limits `json:"limits"`
+	Type     string      `json:"type"`
+	Conn     string      `json:"conn"`
+	User     User        `json:"user"`
+	Node     string      `json:"node"`
+	Limits   Limits      `json:"limits"`
+	Features []string    `json:"features,omitempty"`
+	Guest    *GuestGrant `json:"guest,omitempty"`
 }
 
 type joinedFrame struct {
@@ -110,7 +112,29 @@ func mustMarshal(v any) []byte {
 
 // Welcome is the first frame on every connection.
 func Welcome(conn string, user User, node string, limits Limits) []byte {
-	return mustMarshal(welcomeFrame{Type: "welcome", Conn: conn, User: user, Node: node, Limits: limits})
+	return WelcomeWith(conn, user, node, limits, WelcomeExtras{})
+}
+
+// WelcomeExtras are the optional parts of welcome.
+type WelcomeExtras struct {
+	// Features lists the optional envelope types the gateway handles
+	// (FeatureTyping); omitted when none.
+	Features []string
+	// Guest is an anonymous user's resumable identity; nil with --auth
+	// jwt or without guest credentials.
+	Guest *GuestGrant
+}
+
+// GuestGrant carries a guest credential: offered back as the subprotocol
+// "guest.<credential>" on a reconnect, it makes the client the same guest
+// (docs/protocol.md, "Guest identity").
+type GuestGrant struct {
+	Credential string `json:"credential"`
+}
+
+// WelcomeWith is Welcome with its optional parts.
+func WelcomeWith(conn string, user User, node string, limits Limits, x WelcomeExtras) []byte {
+	return mustMarshal(welcomeFrame{Type: "welcome", Conn: conn, User: user, Node: node, Limits: limits, Features: x.Features, Guest: x.Guest})
 }
 
 // Joined confirms a join. members is nil in count-only (large room) mode.

@@ -87,7 +87,7 @@ func Decode(data []byte, maxText int) (Inbound, *Error) {
 		return Inbound{}, &Error{Code: code, Message: msg, Ref: in.Ref}
 	}
 	switch in.Type {
-	case TypeJoin, TypeLeave, TypeSend:
+	case TypeJoin, TypeLeave, TypeSend, TypeTyping:
 	case "":
 		return fail(CodeBadRequest, "missing type")
 	default:

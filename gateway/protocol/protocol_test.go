@@ -59,6 +59,13 @@ func TestDecode(t *testing.T) {
 			want: protocol.Inbound{Type: "leave", Room: "r"}},
 		{name: "surrounding whitespace", in: " \n{\"type\":\"leave\",\"room\":\"r\"}\t ",
 			want: protocol.Inbound{Type: "leave", Room: "r"}},
+		{name: "typing", in: `{"type":"typing","room":"lobby"}`,
+			want: protocol.Inbound{Type: "typing", Room: "lobby"}},
+		{name: "typing with ref", in: `{"type":"typing","room":"lobby","ref":"t1"}`,
+			want: protocol.Inbound{Type: "typing", Room: "lobby", Ref: "t1"}},
+		{name: "typing without room", in: `{"type":"typing","ref":"t2"}`, wantErr: protocol.CodeInvalidRoom, wantRef: "t2"},
+		{name: "typing with text", in: `{"type":"typing","room":"r","text":"hi"}`, wantErr: protocol.CodeBadRequest},
+		{name: "typing with since", in: `{"type":"typing","room":"r","since":1}`, wantErr: protocol.CodeBadRequest},
 
 		// since only on join.
 		{name: "since on send", in: `{"type":"send","room":"r","text":"hi","ref":"s1","since":3}`,
@@ -229,6 +236,13 @@ func TestEncoders(t *testing.T) {
 		{"welcome",
 			protocol.Welcome("c1", alice, "n1", protocol.Limits{SendPerSec: 10, SendBurst: 20, MaxTextBytes: 4096, MaxRooms: 16, QueueBytes: 1 << 20, WriteTimeoutMs: 5000, SharedSendPerSec: 20, SharedSendBurst: 40}),
 			`{"type":"welcome","conn":"c1","user":{"id":"u1","name":"alice"},"node":"n1","limits":{"send_per_sec":10,"send_burst":20,"max_text_bytes":4096,"max_rooms":16,"queue_bytes":1048576,"write_timeout_ms":5000,"shared_send_per_sec":20,"shared_send_burst":40}}`},
+		{"welcome with features and a guest credential",
+			protocol.WelcomeWith("c1", alice, "n1", protocol.Limits{SendPerSec: 10, SendBurst: 20}, protocol.WelcomeExtras{
+				Features: []string{protocol.FeatureTyping}, Guest: &protocol.GuestGrant{Credential: "g1.k.c.m"}}),
+			`{"type":"welcome","conn":"c1","user":{"id":"u1","name":"alice"},"node":"n1","limits":{"send_per_sec":10,"send_burst":20,"max_text_bytes":0,"max_rooms":0,"queue_bytes":0,"write_timeout_ms":0,"shared_send_per_sec":0,"shared_send_burst":0},"features":["typing"],"guest":{"credential":"g1.k.c.m"}}`},
+		{"typing",
+			protocol.Typing("lobby", alice),
+			`{"type":"typing","room":"lobby","from":{"id":"u1","name":"alice"}}`},
 		{"joined with members and recovered",
 			protocol.Joined("lobby", 41, 2, []protocol.User{alice, bob}, &tru),
 			`{"type":"joined","room":"lobby","seq":41,"online":2,"members":[{"id":"u1","name":"alice"},{"id":"u2","name":"bob"}],"recovered":true}`},

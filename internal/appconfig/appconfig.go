@@ -1,8 +1,8 @@
 // Package appconfig composes the chatgate binary's configuration from the
 // settings each package owns: the gateway's (gateway.Config), the room
 // settings every broker takes (broker.Settings), the in-process hub's own
-// (hub.Settings), the cluster backplane's (Cluster, below) and the log
-// settings (logging.Config). Each part has its defaults, its flags and its
+// (hub.Settings), the cluster backplane's (cluster.Settings), the server
+// API's (api.Config) and the log settings (logging.Config). Each part has its defaults, its flags and its
 // Validate in its own package; this package puts them on one flag set,
 // reads the CHATGATE_* environment for the flags not given, and validates
 // the whole. cmd/chatgate uses it, and so do the k8s tests that check the
@@ -19,6 +19,7 @@ import (
 	"github.com/chatgate/chatgate/gateway/api"
 	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/broker"
+	"github.com/chatgate/chatgate/gateway/cluster"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/internal/logging"
 )
@@ -28,7 +29,7 @@ type Config struct {
 	Gateway gateway.Config
 	Rooms   broker.Settings
 	Hub     hub.Settings
-	Cluster Cluster
+	Cluster cluster.Settings
 	API     api.Config
 	Log     logging.Config
 }
@@ -40,7 +41,7 @@ func Default() Config {
 		Gateway: gateway.DefaultConfig(),
 		Rooms:   broker.DefaultSettings(),
 		Hub:     hub.DefaultSettings(),
-		Cluster: DefaultCluster(),
+		Cluster: cluster.DefaultSettings(),
 		API:     api.DefaultConfig(),
 		Log:     logging.DefaultConfig(),
 	}

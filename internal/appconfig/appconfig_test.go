@@ -209,18 +209,18 @@ func TestConfigApplyEnvErrors(t *testing.T) {
 	}
 }
 
-// Every setting of every part (the fields of Config's parts, but the
-// gateway's deprecated ones) is set by exactly one flag, every flag has a
-// help line, and every flag can be set from its CHATGATE_* variable.
+// Every setting of every part (the fields of Config's parts) is set by
+// exactly one flag, every flag has a help line, and every flag can be set
+// from its CHATGATE_* variable.
 func TestEverySettingHasFlagAndEnv(t *testing.T) {
-	deprecated := map[string]bool{"Gateway.PresenceInterval": true, "Gateway.LogFormat": true, "Gateway.LogLevel": true}
 	base := Default()
 	probe := flag.NewFlagSet("probe", flag.ContinueOnError)
 	probe.SetOutput(io.Discard)
 	probeCfg := base
 	probeCfg.RegisterFlags(probe)
 
-	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8", "memory", "true"}
+	// A bool flag is set to whichever of true and false is not its default.
+	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8", "memory", "true", "false"}
 	fieldOf := map[string]string{} // Part.Field -> flag
 	probe.VisitAll(func(f *flag.Flag) {
 		if len(f.Usage) < 20 {
@@ -247,7 +247,7 @@ func TestEverySettingHasFlagAndEnv(t *testing.T) {
 		fieldOf[changed[0]] = f.Name
 	})
 	for _, name := range settingNames() {
-		if _, ok := fieldOf[name]; !ok && !deprecated[name] {
+		if _, ok := fieldOf[name]; !ok {
 			t.Errorf("%s has no flag (or no env fallback)", name)
 		}
 	}

@@ -1,6 +1,4 @@
 // Package ctxsleep is chatgate's one sleep that a context can cut short.
-// (gateway/cluster still has a copy of its own; the follow-up of issue 15
-// that reworks cluster switches it to this one.)
 package ctxsleep
 
 import (

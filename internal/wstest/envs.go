@@ -74,10 +74,16 @@ type SendResult struct {
 }
 
 // SendWait sends text to room with ref and waits for the ack or error
-// that carries ref.
+// that carries ref. A connection the server is closing may refuse the
+// write: then SendWait waits for the connection to end and reports Closed.
 func (c *Client) SendWait(room, text, ref string) SendResult {
 	c.t.Helper()
-	c.Send(map[string]any{"type": "send", "room": room, "text": text, "ref": ref})
+	if err := c.TrySend(map[string]any{"type": "send", "room": room, "text": text, "ref": ref}); err != nil {
+		if c.await(func() bool { return false }) == ErrTimeout {
+			c.t.Fatalf("the write of %s failed (%v) and the connection did not end", ref, err)
+		}
+		return SendResult{Closed: true}
+	}
 	var res SendResult
 	ok := c.WaitFor("the answer to "+ref, func(envs []Env) bool {
 		for _, e := range envs {

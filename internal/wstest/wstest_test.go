@@ -108,3 +108,16 @@ func TestWaits(t *testing.T) {
 		t.Fatalf("TryNext with nothing coming: %v; want ErrTimeout", err)
 	}
 }
+
+// A send on a connection the server has closed (a client racing a drain)
+// reports Closed instead of failing the test.
+func TestSendWaitOnClosedConnection(t *testing.T) {
+	u := script(t, websocket.CloseGoingAway, `{"type":"welcome","user":{"id":"u1"}}`)
+	c := Dial(t, u, Options{Background: true, Welcome: true, Timeout: 5 * time.Second})
+	if code := c.WaitClosed(); code != websocket.CloseGoingAway {
+		t.Fatalf("closed with %d; want %d", code, websocket.CloseGoingAway)
+	}
+	if r := c.SendWait("r", "x", "a"); !r.Closed || r.Seq != 0 || r.Code != "" {
+		t.Fatalf("SendWait on a closed connection: %+v; want Closed", r)
+	}
+}

@@ -32,7 +32,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/hub"
+	"github.com/chatgate/chatgate/internal/logging"
 	"github.com/chatgate/chatgate/web"
 )
 
@@ -166,22 +168,21 @@ func testConfig(node string) gateway.Config {
 	cfg.DrainWindow = 300 * time.Millisecond
 	cfg.ShutdownTimeout = 15 * time.Second
 	cfg.DrainRetryMax = time.Second
-	cfg.LogFormat = "json"
-	cfg.LogLevel = "debug"
 	return cfg
 }
 
 // startGateway runs a gateway until the test ends (or stop/drain is called).
 // If cfg.Addr names a port that is still taken, it retries until it binds.
-// A nil broker gives the gateway its own in-process hub; gateways given the
-// same hub behave like replicas sharing a backplane.
-func startGateway(t *testing.T, cfg gateway.Config, logName string, broker hub.Broker) *gw {
+// A nil broker gives the gateway an in-process hub of its own; gateways given
+// the same hub behave like replicas sharing a backplane.
+func startGateway(t *testing.T, cfg gateway.Config, logName string, b broker.Broker) *gw {
 	t.Helper()
-	return startGatewayWith(t, cfg, logName, gateway.Options{Broker: broker})
+	return startGatewayWith(t, cfg, logName, gateway.Options{Broker: b})
 }
 
 // startGatewayWith is startGateway with more Options (an Observer, say);
-// the logger and the web handler are filled in.
+// the logger (JSON at debug level, to logName), the web handler and, when
+// opts.Broker is nil, an in-process hub of its own are filled in.
 func startGatewayWith(t *testing.T, cfg gateway.Config, logName string, opts gateway.Options) *gw {
 	t.Helper()
 	requireBrowser(t) // every test here needs one: skip before starting anything
@@ -190,9 +191,15 @@ func startGatewayWith(t *testing.T, cfg gateway.Config, logName string, opts gat
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logFile.Close() })
+	if opts.Broker == nil {
+		h := hub.New(hub.Config{Observer: opts.Observer})
+		t.Cleanup(h.Close) // after the gateway's stop, registered below
+		opts.Broker = h
+	}
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		opts.Logger, opts.Web = gateway.NewLogger(cfg, logFile), web.Handler()
+		opts.Logger = logging.New(logging.Config{Format: "json", Level: "debug"}, logFile)
+		opts.Web = web.Handler()
 		srv, err := gateway.New(cfg, opts)
 		if err != nil {
 			t.Fatalf("gateway.New: %v", err)

@@ -12,13 +12,13 @@
 // It checks what a connection relies on whatever serves it: per-room
 // ordering, the sender's own message and then its ack queued before
 // Publish returns, the replay seam of a join with since, the recovered
-// flag, presence convergence, leave, the room limits and closing while
-// messages are being published; and the server API's side
-// (broker.Operator): system messages in the room's one order, history,
+// flag, presence convergence, leave, the room limits, closing while
+// messages are being published and typing indicators; and the server API's
+// side (broker.Operator): system messages in the room's one order, history,
 // presence and the active rooms as members see them, bans that hold
-// against racing joins, and disconnects that reach every replica. The suite spreads members over every
-// broker New returns (replicas sharing rooms), so the cross-replica
-// guarantees are checked too.
+// against racing joins, and disconnects that reach every replica. The
+// suite spreads members over every broker New returns (replicas sharing
+// rooms), so the cross-replica guarantees are checked too.
 package brokertest
 
 import (
@@ -41,45 +41,27 @@ type Options struct {
 	// Close shuts b down: joins afterwards fail with code unavailable. It
 	// must be safe to call again (from New's cleanup).
 	Close func(b broker.Broker)
-	// SinceZeroRecovers says the broker answers since 0 with recovered
-	// true while its history holds the room's whole life, as the
-	// in-process hub does; a broker that cannot know (the cluster
-	// backplane's stream does not number from 0) answers false. See
-	// docs/protocol.md, "recovered".
-	SinceZeroRecovers bool
 	// Wait bounds every wait for a frame (default 10s).
 	Wait time.Duration
 }
 
-// Run runs the suite.
+// Run runs the suite: the members' side of the contract, then the server
+// API's.
 func Run(t *testing.T, o Options) {
-	run(t, o, append(memberCases, operatorCases...))
-}
-
-// RunOperator runs only the server API's side of the suite (the
-// broker.Operator cases), for a broker that does not meet the rest of the
-// contract yet: the cluster backplane queues a sender's ack after Publish
-// returns (issue 15's follow-up brings it to the whole suite). The
-// operator cases never rely on that point.
-func RunOperator(t *testing.T, o Options) {
-	run(t, o, operatorCases)
-}
-
-type testCase struct {
-	name string
-	fn   func(t *testing.T, o *Options)
-}
-
-func run(t *testing.T, o Options, tests []testCase) {
 	if o.New == nil || o.Close == nil {
 		t.Fatal("brokertest: Options.New and Options.Close are required")
 	}
 	if o.Wait <= 0 {
 		o.Wait = 10 * time.Second
 	}
-	for _, tc := range tests {
+	for _, tc := range slices.Concat(memberCases, operatorCases) {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &o) })
 	}
+}
+
+type testCase struct {
+	name string
+	fn   func(t *testing.T, o *Options)
 }
 
 var (
@@ -94,6 +76,9 @@ var (
 		{"Leave", testLeave},
 		{"RoomLimits", testRoomLimits},
 		{"CloseDuringPublish", testCloseDuringPublish},
+		{"TypingRelayed", testTypingRelayed},
+		{"TypingCoalesced", testTypingCoalesced},
+		{"TypingCountOnly", testTypingCountOnly},
 	}
 	operatorCases = []testCase{
 		{"SystemPublish", testSystemPublish},

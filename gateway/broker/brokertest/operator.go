@@ -32,22 +32,6 @@ func operator(t testing.TB, b broker.Broker) broker.Operator {
 // outlive a test (a shared store).
 func uniqueRoom(prefix string) string { return prefix + "-" + strconv.Itoa(rand.IntN(1<<30)) }
 
-// settled publishes text as s and waits until s holds its message and
-// then its ack, without relying on them being queued when Publish returns
-// (the operator cases run on brokers that queue the ack later).
-func settled(t testing.TB, m broker.Membership, s *sub, room, text string) broker.Published {
-	t.Helper()
-	ref := "settled-" + strconv.Itoa(rand.IntN(1<<30))
-	p, perr := m.Publish(context.Background(), text, ref)
-	if perr != nil {
-		t.Fatalf("publish %q as %s: %v", text, s.user.ID, perr)
-	}
-	s.waitFor(t, "its message and ack", func(envs []env) bool {
-		return checkOwnDelivery(envs, room, text, ref, p.Seq) == nil
-	})
-	return p
-}
-
 // eventually polls check until it returns nil or the suite's wait is over.
 // The cluster's replicas learn of a ban or a member a network hop later.
 func eventually(t testing.TB, o *Options, what string, check func() error) {
@@ -67,8 +51,10 @@ func eventually(t testing.TB, o *Options, what string, check func() error) {
 
 // testSystemPublish: system messages published through every node, while
 // members publish too, reach every member once, in the room's one order,
-// marked as the system sender's, with the seq PublishSystem returned; a
-// room with no member keeps them for a later join with since.
+// marked as the system sender's, with the seq PublishSystem returned; when
+// PublishSystem returns, the members on the node it was called on already
+// hold the message; a room with no member keeps them for a later join with
+// since.
 func testSystemPublish(t *testing.T, o *Options) {
 	nodes := build(t, o, settings())
 	room := uniqueRoom("system")
@@ -91,6 +77,19 @@ func testSystemPublish(t *testing.T, o *Options) {
 				return
 			}
 			sysSeqs[n] = p.Seq
+			local := 0
+			for i, s := range subs {
+				if i%len(nodes) != n%len(nodes) {
+					continue // another node's member: it gets the message later
+				}
+				local++
+				if !slices.ContainsFunc(messages(s.snapshot(), room), func(e env) bool { return e.Seq == p.Seq && e.System }) {
+					t.Errorf("PublishSystem %d returned seq %d before %s, a member on the node it was called on, held the message", n, p.Seq, s.user.ID)
+				}
+			}
+			if p.Recipients != local {
+				t.Errorf("PublishSystem %d: Recipients %d; want the node's %d members", n, p.Recipients, local)
+			}
 		}
 	})
 	wg.Go(func() {
@@ -178,7 +177,7 @@ func testHistory(t *testing.T, o *Options) {
 			sent = append(sent, p.Seq)
 			continue
 		}
-		sent = append(sent, settled(t, m, s, room, "msg "+strconv.Itoa(n)).Seq)
+		sent = append(sent, mustPublish(t, m, s, room, "msg "+strconv.Itoa(n), "h"+strconv.Itoa(n)).Seq)
 	}
 	received := messages(s.waitFor(t, "every message", func(envs []env) bool { return len(messages(envs, room)) == len(sent) }), room)
 	raw := func(seqs []uint64) []string {
@@ -203,6 +202,7 @@ func testHistory(t *testing.T, o *Options) {
 		{"after since, limited", &sent[2], 2, sent[3:5], true, true},
 		{"after since, the rest", &sent[2], 100, sent[3:], true, false},
 		{"since the latest", &sent[7], 100, nil, true, false},
+		{"since 0, the room's whole life", new(uint64), 100, sent, true, false},
 	}
 	for i, node := range nodes {
 		op := operator(t, node)
@@ -245,7 +245,7 @@ func testHistoryRecovered(t *testing.T, o *Options) {
 	m := join(t, nodes[0], s, room, nil)
 	var sent []uint64
 	for n := range 6 {
-		sent = append(sent, settled(t, m, s, room, strconv.Itoa(n)).Seq)
+		sent = append(sent, mustPublish(t, m, s, room, strconv.Itoa(n), "h"+strconv.Itoa(n)).Seq)
 	}
 	h, perr := operator(t, nodes[len(nodes)-1]).History(context.Background(), room, &sent[0], 100)
 	if perr != nil {
