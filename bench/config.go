@@ -29,6 +29,12 @@ const (
 	ProtoRaw      = "raw"
 )
 
+// How senders send (--via).
+const (
+	ViaWS  = "ws"  // a send envelope on the sender's own WebSocket
+	ViaAPI = "api" // a publish through the gateway's server API (docs/api.md)
+)
+
 // Hard bounds that keep every run finite whatever the flags say.
 const (
 	maxDuration = time.Hour
@@ -44,14 +50,18 @@ type Config struct {
 	Proto    string
 
 	// Traffic.
-	Conns    int     // members (all rooms together); connections for connect
-	Rooms    int     // rooms the members are spread over
-	Senders  int     // senders per room, taken from its members
-	Rate     float64 // messages per second per sender
-	Size     int     // text bytes per message
-	Duration time.Duration
-	Messages int // messages per sender; 0 = as many as Duration allows
-	Settle   time.Duration
+	Via string // ViaWS or ViaAPI
+	// APIURL and APIKeyFile reach the server API (--via api).
+	APIURL     string
+	APIKeyFile string
+	Conns      int     // members (all rooms together); connections for connect
+	Rooms      int     // rooms the members are spread over
+	Senders    int     // senders per room, taken from its members
+	Rate       float64 // messages per second per sender
+	Size       int     // text bytes per message
+	Duration   time.Duration
+	Messages   int // messages per sender; 0 = as many as Duration allows
+	Settle     time.Duration
 
 	// Connections.
 	ConnectRate      float64 // connections per second (connect, churn; throttles the others' setup when set)
@@ -156,6 +166,8 @@ func DefaultConfig() Config {
 		Scenario:         ScenarioFanout,
 		URLs:             []string{"ws://127.0.0.1:8080/ws"},
 		Proto:            ProtoChatgate,
+		Via:              ViaWS,
+		APIURL:           "http://127.0.0.1:8081",
 		Conns:            100,
 		Rooms:            1,
 		Senders:          1,
@@ -196,6 +208,23 @@ func (c *Config) Validate() error {
 	}
 	if len(c.URLs) == 0 {
 		bad("--url is required")
+	}
+	switch c.Via {
+	case ViaWS:
+	case ViaAPI:
+		switch {
+		case c.Proto != ProtoChatgate:
+			bad("--via api needs --proto chatgate: only chatgate has a server API")
+		case c.Scenario == ScenarioConnect || c.Scenario == ScenarioChurn:
+			bad("--via api: the %s scenario sends nothing", c.Scenario)
+		case c.APIKeyFile == "":
+			bad("--via api needs --api-key-file (the gateway's --api-keys-file has the key, with the publish scope)")
+		}
+		if err := checkAPIURL(c.APIURL, c.AllowRemote); err != nil {
+			bad("--api-url %s: %v", c.APIURL, err)
+		}
+	default:
+		bad("--via must be ws or api, got %q", c.Via)
 	}
 	for _, u := range c.URLs {
 		if err := checkURL(u, c.AllowRemote); err != nil {
@@ -363,6 +392,7 @@ func checkURL(raw string, allowRemote bool) error {
 
 // checkHost refuses servers off this machine unless allowRemote: a load
 // test sends a lot of traffic, and by default only to loopback.
+// (checkAPIURL is the same for the server API's http(s) URL.)
 func checkHost(host string, allowRemote bool) error {
 	if allowRemote {
 		return nil
@@ -415,4 +445,13 @@ func ParseSourceIPs(v string) ([]net.IP, error) {
 
 func ipv4ToUint(ip net.IP) uint32 {
 	return uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
+}
+
+// checkAPIURL checks --api-url: http(s), on loopback unless allowRemote.
+func checkAPIURL(raw string, allowRemote bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("want http(s)://host:port")
+	}
+	return checkHost(u.Hostname(), allowRemote)
 }

@@ -49,6 +49,16 @@ func TestParseArgs(t *testing.T) {
 				t.Fatalf("drain at %v", c.DrainAt)
 			}
 		}},
+		{"via api", []string{"rooms", "--conns", "10", "--rooms", "2", "--via", "api", "--api-key-file", "/run/key", "--api-url", "http://localhost:9081"}, "", func(t *testing.T, c Config) {
+			if c.Via != ViaAPI || c.APIURL != "http://localhost:9081" || c.APIKeyFile != "/run/key" {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{"via api without a key", []string{"--via", "api"}, "--via api needs --api-key-file", nil},
+		{"via api with raw", []string{"--via", "api", "--api-key-file", "k", "--proto", "raw"}, "--via api needs --proto chatgate", nil},
+		{"via api to a remote api", []string{"--via", "api", "--api-key-file", "k", "--api-url", "http://10.0.0.9:8081"}, "not a loopback address", nil},
+		{"via api, api url not http", []string{"--via", "api", "--api-key-file", "k", "--api-url", "ws://127.0.0.1:8081"}, "want http(s)", nil},
+		{"via nonsense", []string{"--via", "carrier-pigeon"}, "--via must be ws or api", nil},
 		{"remote refused", []string{"--url", "ws://10.1.2.3:8080/ws"}, "not a loopback address", nil},
 		{"remote metrics refused", []string{"--server-metrics", "http://192.168.1.1:9090/metrics"}, "not a loopback address", nil},
 		{"remote source refused", []string{"--source-ips", "10.0.0.1"}, "not a loopback address", nil},

@@ -10,10 +10,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/api"
 	"github.com/chatgate/chatgate/gateway/hub"
 	"github.com/chatgate/chatgate/gateway/observe"
 )
@@ -88,6 +90,68 @@ func TestEndToEndFanout(t *testing.T) {
 		t.Fatalf("connections %+v, %d timeline points", res.Connections, len(res.Timeline))
 	}
 	checkHTML(t, report)
+}
+
+// TestEndToEndViaAPI: with --via api the senders publish through the
+// server API; every member, the senders included, gets every message once
+// and in order, each publish's answer is its ack, and the API counted
+// every publish.
+func TestEndToEndViaAPI(t *testing.T) {
+	h := newHub(t, nil)
+	_, url := startGateway(t, gatewayConfig(), gateway.Options{Broker: h})
+	dir := t.TempDir()
+	const key = "bench-0123456789abcdef0123456789abcdef"
+	keys, keyFile := filepath.Join(dir, "keys.json"), filepath.Join(dir, "key")
+	if err := os.WriteFile(keys, []byte(`{"keys":[{"name":"bench","key":"`+key+`","scopes":["publish"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	acfg := api.DefaultConfig()
+	acfg.Addr, acfg.KeysFile, acfg.Rate, acfg.Burst = "127.0.0.1:0", keys, 10000, 10000
+	counts := &apiCounts{}
+	ah, err := api.New(acfg, api.Deps{Broker: h, MaxTextBytes: 4096, Metrics: counts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(ah)
+	t.Cleanup(func() { ts.Close(); ah.Close() })
+
+	cfg := testConfig(url)
+	cfg.Scenario = ScenarioRooms
+	cfg.Via, cfg.APIURL, cfg.APIKeyFile = ViaAPI, ts.URL, keyFile
+	cfg.Conns, cfg.Rooms, cfg.Senders, cfg.Rate = 20, 2, 2, 40
+	cfg.Duration, cfg.Settle = 1500*time.Millisecond, 5*time.Second
+	cfg.MaxLoss = LossLimit{Given: true}
+	cfg.MaxDup, cfg.MaxOutOfOrder = 0, 0
+	var out bytes.Buffer
+	res, code := Run(context.Background(), cfg, Options{Stdout: &out})
+	t.Log(out.String())
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, res.Error)
+	}
+	// 2 rooms × 2 senders × 40/s × 1.5 s = 240 messages, each to its
+	// room's 10 members.
+	c := res.Correctness
+	if res.Params.Via != ViaAPI || res.Messages.Sent != 240 || res.Messages.Acked != 240 || c.Unconfirmed != 0 {
+		t.Fatalf("via %q, messages %+v, correctness %+v", res.Params.Via, res.Messages, c)
+	}
+	if c.MembersChecked != 20 || c.Expected != 240*10 || c.Lost != 0 || c.Duplicated != 0 || c.OutOfOrder != 0 || res.Latency.Count != 240*10 {
+		t.Fatalf("correctness %+v latency %+v", c, res.Latency)
+	}
+	if got := counts.ok.Load(); got != 240 {
+		t.Fatalf("the API answered %d publishes ok; the bench sent 240", got)
+	}
+}
+
+// apiCounts counts the API's successful publishes.
+type apiCounts struct{ ok atomic.Int64 }
+
+func (a *apiCounts) APIRequest(e observe.APIEndpoint, result string, _ time.Duration) {
+	if e == observe.APIPublish && result == "ok" {
+		a.ok.Add(1)
+	}
 }
 
 // checkHTML checks the report is one self-contained page.
@@ -242,7 +306,7 @@ func TestJSONShape(t *testing.T) {
 	}
 	want := map[string][]string{
 		"":            {"schema", "bench_id", "scenario", "proto", "target", "started_at", "params", "window_s", "connections", "messages", "latency", "correctness", "close_codes", "errors", "timeline", "events", "histogram", "thresholds", "warnings", "client_cpu_cores"},
-		"params":      {"conns", "rooms", "senders_per_room", "rate_per_sender", "size_bytes", "duration_s", "messages_per_sender", "connect_rate", "slow_share", "source_ips", "target_deliveries_per_s"},
+		"params":      {"conns", "rooms", "senders_per_room", "rate_per_sender", "size_bytes", "duration_s", "messages_per_sender", "connect_rate", "slow_share", "source_ips", "via", "target_deliveries_per_s"},
 		"connections": {"attempted", "established", "failed", "connect_latency", "failures_by_status", "failures_by_reason", "handshakes_per_s"},
 		"messages":    {"sent", "acked", "rejected", "write_failed", "deliveries", "deliveries_per_s", "sent_per_s", "sender_max_lag_us", "sends_late", "error_codes", "presence_frames"},
 		"latency":     {"count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"},

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/chatgate/chatgate/gateway/api"
 )
 
 // engine runs the traffic scenarios (fanout, rooms, slow, drain, and the
@@ -32,8 +34,9 @@ type engine struct {
 	senders [][]int
 
 	ledger  *ledger
-	lat     *Recorder // live deliveries to healthy members
-	slowLat *Recorder // deliveries to slow members
+	api     *api.Client // --via api: senders publish through it
+	lat     *Recorder   // live deliveries to healthy members
+	slowLat *Recorder   // deliveries to slow members
 
 	connMu              sync.Mutex
 	connHist            *Histogram

@@ -18,6 +18,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&c.Proto, "proto", c.Proto, "protocol: chatgate (JSON envelopes, seq-checked) or raw (plain text frames, as the gorilla examples/chat server speaks)")
 
+	fs.StringVar(&c.Via, "via", c.Via, "how senders send: ws (a send envelope on their own WebSocket) or api (a publish through the gateway's server API as a system message, with --api-url and --api-key-file: backend-originated fan-out; the senders stay members and listen)")
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "--via api: the gateway's server API (its --api-addr)")
+	fs.StringVar(&c.APIKeyFile, "api-key-file", c.APIKeyFile, "--via api: `file` holding an API key with the publish scope (give the gateway --api-rate and --api-burst above the senders' total rate)")
 	fs.IntVar(&c.Conns, "conns", c.Conns, "members over all rooms (fanout, rooms, slow, drain, churn's stable members); connections to open (connect)")
 	fs.IntVar(&c.Rooms, "rooms", c.Rooms, "rooms the members are spread over (rooms, churn, drain; fanout and slow use 1)")
 	fs.IntVar(&c.Senders, "senders", c.Senders, "members of each room that also send (slow: sized from the gateway's limits unless given)")
@@ -82,6 +85,7 @@ var flagGroups = []struct {
 	{"Scenario slow", []string{"slow-share", "slow-after", "slow-stall", "slow-rcvbuf"}},
 	{"Scenario churn", []string{"churn-hold"}},
 	{"Scenario drain", []string{"drain-cmd", "drain-at"}},
+	{"Sending through the server API (--via api)", []string{"via", "api-url", "api-key-file"}},
 	{"Authentication (a gateway run with --auth jwt)", []string{"jwt-secret-file", "token-file", "token"}},
 	{"Server sampling", []string{"server-pid", "server-metrics"}},
 	{"Thresholds (exit 1 when missed)", []string{"slo-p99", "slo-p999", "max-loss", "max-dup", "max-out-of-order", "max-connect-errors", "min-checked"}},

@@ -163,6 +163,11 @@ func (m *member) sendLoop(ctx context.Context, sched Schedule) {
 	var text, frame []byte
 	errGone := errors.New("no connection")
 	st, _ := sched.Run(ctx, realClock, func(k int, intended time.Time) error {
+		if e.api != nil {
+			text = AppendText(text[:0], e.id, m.sender, uint64(k), intended.UnixNano(), e.cfg.Size)
+			m.publishVia(ctx, room, text)
+			return nil
+		}
 		ws := m.waitConn(ctx, e.sendDeadline)
 		if ws == nil {
 			return errGone

@@ -58,6 +58,8 @@ type Params struct {
 	ConnectRate    float64 `json:"connect_rate"`
 	SlowShare      float64 `json:"slow_share"`
 	SourceIPs      int     `json:"source_ips"`
+	// Via is how senders sent: ws, or api (through the server API).
+	Via string `json:"via"`
 	// TargetDeliveriesPerS is what the schedule asks for: senders × rate ×
 	// members of their room, over all rooms.
 	TargetDeliveriesPerS float64 `json:"target_deliveries_per_s"`

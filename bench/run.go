@@ -61,7 +61,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, int) {
 		Params: Params{
 			Conns: cfg.Conns, Rooms: cfg.Rooms, SendersPerRoom: cfg.Senders, RatePerSender: cfg.Rate,
 			SizeBytes: cfg.Size, DurationS: cfg.Duration.Seconds(), Messages: cfg.Messages,
-			ConnectRate: cfg.ConnectRate, SlowShare: cfg.SlowShare, SourceIPs: len(cfg.SourceIPs),
+			ConnectRate: cfg.ConnectRate, SlowShare: cfg.SlowShare, SourceIPs: len(cfg.SourceIPs), Via: cfg.Via,
 		},
 		CloseCodes: map[string]int64{},
 		Errors:     map[string]int64{},

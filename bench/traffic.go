@@ -20,6 +20,13 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		res.Params.SendersPerRoom, res.Params.RatePerSender, res.Params.SizeBytes = cfg.Senders, cfg.Rate, cfg.Size
 	}
 	e := newEngine(cfg, opts, id)
+	if cfg.Via == ViaAPI {
+		c, err := newAPIClient(cfg)
+		if err != nil {
+			return err
+		}
+		e.api = c
+	}
 	if plan != nil && plan.StallUntilBlocked {
 		e.sockets = new(sockQueues)
 	}
@@ -47,10 +54,10 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		res.Errors = e.errs.snapshot()
 		return fmt.Errorf("no connection could be established (errors: %s)", countList(res.Errors))
 	}
-	if lim := math.Float64frombits(e.sendLimit.Load()); lim > 0 && cfg.Rate > lim && cfg.Senders > 0 {
+	if lim := math.Float64frombits(e.sendLimit.Load()); lim > 0 && cfg.Rate > lim && cfg.Senders > 0 && e.api == nil {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("the server allows %g sends/s per connection (welcome.limits.send_per_sec) but --rate is %g: expect rate_limited errors; start the gateway with a higher --send-rate", lim, cfg.Rate))
 	}
-	if lim := math.Float64frombits(e.sharedLimit.Load()); lim > 0 && cfg.Senders > 0 {
+	if lim := math.Float64frombits(e.sharedLimit.Load()); lim > 0 && cfg.Senders > 0 && e.api == nil {
 		if total, cap, who := sharedSendCap(cfg, lim); total > cap {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("the senders send %g messages/s in all, but the server lets %s send %g/s (welcome.limits.shared_send_per_sec): expect rate_limited errors; spread the senders with --source-ips or start the gateway with a higher --user-send-rate", total, who, lim))
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -86,7 +87,12 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	// The NATS server's cleanup is registered before the gateway's, so it
 	// runs after the gateway is gone.
 	nats := natstest.Start(t, "e2e-nats")
+	keysFile := filepath.Join(t.TempDir(), "api-keys.json")
+	if err := os.WriteFile(keysFile, []byte(`{"keys":[{"name":"e2e","key":"`+e2eAPIKey+`","scopes":["publish","moderate","read"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	gw := startGatewayProc(t, gatewaytest.Build(t),
+		"--api-addr", "127.0.0.1:0", "--api-keys-file", keysFile,
 		"--backplane", nats.URL(), "--stream-replicas", "1", "--node-id", "e2e-"+e2ePod,
 		"--send-rate", "200", "--send-burst", "10",
 		"--max-text-bytes", strconv.Itoa(floodTextBytes), "--max-frame-bytes", "98304",
@@ -169,6 +175,14 @@ func TestE2EDashboardAndAlerts(t *testing.T) {
 	prom.waitFor(t, "a scrape of the recovery", sel("chatgate_backplane_up", "")+" == 1"+
 		" and on (instance) "+sel("chatgate_backplane_repairs_total", `cause="resync"`)+" > 0")
 	t.Logf("NATS outage and recovery seen after %v", time.Since(started).Round(time.Millisecond))
+
+	// The server API, just before the drain so its rates are in the
+	// window the queries are evaluated over.
+	driveAPI(t, gw, hc, chatter)
+	prom.waitFor(t, "the API traffic to be scraped",
+		sel("chatgate_api_requests_total", `endpoint="publish", code="ok"`)+" > 0"+
+			" and on (instance) "+sel("chatgate_api_requests_total", `endpoint="rooms", code="unauthorized"`)+" > 0"+
+			" and on (instance) "+sel("chatgate_disconnects_total", `reason="kicked"`)+" > 0")
 
 	// Drain: readiness fails at once, a new connection is refused, and the
 	// clients are closed over the drain window while /metrics stays up.
@@ -403,6 +417,53 @@ func driveTraffic(t *testing.T, gw *gatewayProc, hc *http.Client) *wsClient {
 		t.Errorf("late joiner got %d messages; want the 5 since %d replayed", n, last-5)
 	}
 	return chatters[0]
+}
+
+// e2eAPIKey is the server API key the gateway is started with.
+const e2eAPIKey = "e2e-0123456789abcdef0123456789abcdef"
+
+// driveAPI calls every kind of server API endpoint: publishes that reach
+// the chatter, reads, a refused key, and a kick of a client of its own
+// (gone before it returns, so the drain's counts are the chatters').
+func driveAPI(t *testing.T, gw *gatewayProc, hc *http.Client, chatter *wsClient) {
+	t.Helper()
+	call := func(key, method, path, body string, want int) {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+gw.APIAddr+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s; want %d", method, path, resp.StatusCode, b, want)
+		}
+	}
+	for i := range 5 {
+		call(e2eAPIKey, "POST", "/v1/publish", fmt.Sprintf(`{"room":"lobby","text":"notice %d","sender":"Ops"}`, i), http.StatusOK)
+	}
+	chatter.WaitEnv("the last system message", func(e wstest.Env) bool {
+		return e.Type() == "message" && e["system"] == true && e.Str("text") == "notice 4"
+	})
+	call(e2eAPIKey, "GET", "/v1/rooms/lobby/presence", "", http.StatusOK)
+	call(e2eAPIKey, "GET", "/v1/rooms/lobby/history?limit=5", "", http.StatusOK)
+	call(e2eAPIKey, "GET", "/v1/rooms", "", http.StatusOK)
+	call("not-a-key-0123456789abcdef0123456789", "GET", "/v1/rooms", "", http.StatusUnauthorized)
+
+	before := gw.metric(hc, "chatgate_connections")
+	victim := dialClient(t, "ws://"+gw.ChatAddr+"/ws?room=lobby&name=victim")
+	welcome := victim.WaitEnv("welcome", func(e wstest.Env) bool { return e.Type() == "welcome" })
+	call(e2eAPIKey, "POST", "/v1/disconnect", `{"conn":"`+welcome.Str("conn")+`"}`, http.StatusOK)
+	if code := victim.WaitClosed(); code != 4403 {
+		t.Errorf("the kicked client closed with %d; want 4403", code)
+	}
+	waitUntil(t, "the kicked connection to be gone", func() bool { return gw.metric(hc, "chatgate_connections") == before })
+	t.Logf("traffic: server API publishes, reads, a refused key and a kick")
 }
 
 // wsClient is the one WebSocket test client (internal/wstest); these read

@@ -519,7 +519,7 @@ var grafanaUnits = map[string]bool{
 
 var wantDatasource = &dsRef{Type: "prometheus", UID: "${datasource}"}
 
-var wantRows = []string{"Overview", "Traffic", "Errors & evictions", "Latency", "Rooms & presence", "Drain", "Backplane", "Runtime"}
+var wantRows = []string{"Overview", "Traffic", "Errors & evictions", "Latency", "Rooms & presence", "Drain", "Backplane", "Server API", "Runtime"}
 
 func TestDashboardTopLevel(t *testing.T) {
 	var raw map[string]json.RawMessage
@@ -750,6 +750,7 @@ var wantAlerts = []string{
 	"ChatgateBroadcastLatencyHigh", "ChatgateEvictionSpike", "ChatgateRejectionSpike",
 	"ChatgateDrainOverrunning", "ChatgateNoReadyReplicas", "ChatgateFdExhaustion",
 	"ChatgateBackplaneDown", "ChatgateBackplaneDeliveryGaps", "ChatgateBackplaneRepairsStuck", "ChatgateBackplanePublishErrors",
+	"ChatgateAPIErrors",
 }
 
 // runbookAnchor is the GitHub anchor of the heading "Alert: <name>".

@@ -25,6 +25,7 @@ const (
 	causeInternal      // a bug while handling a request (recovered panic)
 	causeDrain         // the graceful drain
 	causeTokenExpired  // the connection's token expired
+	causeKicked        // the application's backend disconnected it (server API)
 
 	// Evictions: the queue is dropped, the close frame goes out at once.
 	causeSlowConsumer // over --queue-bytes (or the replay frames cap)
@@ -59,6 +60,7 @@ var closeCauses = [numCloseCauses]struct {
 	causeInternal:       {protocol.CloseInternalError, "internal", observe.DisconnectInternal, true, false},
 	causeDrain:          {protocol.CloseGoingAway, "drain", observe.DisconnectDrain, true, true},
 	causeTokenExpired:   {protocol.CloseTokenExpired, "token_expired", observe.DisconnectTokenExpired, true, false},
+	causeKicked:         {protocol.CloseKicked, "kicked", observe.DisconnectKicked, true, false},
 	causeSlowConsumer:   {protocol.CloseSlowConsumer, "slow_consumer", observe.DisconnectSlowConsumer, false, true},
 	causeOverloaded:     {protocol.CloseTryAgainLater, "overloaded", observe.DisconnectOverloaded, false, true},
 	causeHeartbeat:      {protocol.CloseHeartbeatTimeout, "heartbeat_timeout", observe.DisconnectPingTimeout, false, false},

@@ -19,7 +19,8 @@ import (
 // presence, on this replica or, since presence is per user across
 // replicas, on another. A leave request, a close frame from the client (a
 // tab closed, a page reloaded or navigating away: the client says it is
-// going) and a close for misbehaviour leave at once.
+// going), a close for misbehaviour and a kick by the server API (the
+// backend wants the user gone) leave at once.
 //
 // A lingering membership's Subscriber is the ended client: its outbox is
 // closed, so whatever the broker still queues to it is dropped on the spot

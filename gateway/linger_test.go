@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/protocol"
 	"github.com/chatgate/chatgate/internal/wstest"
 )
@@ -93,20 +94,30 @@ func TestPresenceGraceHidesAReconnect(t *testing.T) {
 // within the test's wait; "lingers" means it is not seen before a later
 // presence change.
 func TestPresenceGraceCases(t *testing.T) {
-	drop := func(t *testing.T, c *wsClient) { _ = c.Conn().NetConn().Close() }
-	closeFrame := func(t *testing.T, c *wsClient) {
+	drop := func(t *testing.T, _ *testServer, c *wsClient, _ string) { _ = c.Conn().NetConn().Close() }
+	closeFrame := func(t *testing.T, _ *testServer, c *wsClient, _ string) {
 		_ = c.Conn().WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
 	}
-	binary := func(t *testing.T, c *wsClient) { c.SendRaw(websocket.BinaryMessage, []byte{1}) }
+	binary := func(t *testing.T, _ *testServer, c *wsClient, _ string) {
+		c.SendRaw(websocket.BinaryMessage, []byte{1})
+	}
+	// The server API's disconnect: the backend wants the user gone, so
+	// presence must not keep them for the grace.
+	kick := func(t *testing.T, s *testServer, _ *wsClient, id string) {
+		if n := s.srv.Disconnect(broker.Target{User: id}); n != 1 {
+			t.Fatalf("Disconnect closed %d connections; want 1", n)
+		}
+	}
 	cases := []struct {
 		name    string
 		mutate  func(*Config)
-		end     func(*testing.T, *wsClient)
+		end     func(t *testing.T, s *testServer, c *wsClient, id string)
 		lingers bool
 	}{
 		{"network drop", nil, drop, true},
 		{"the client closes (a tab closed)", nil, closeFrame, false},
 		{"closed for a binary frame", nil, binary, false},
+		{"kicked by the server API", nil, kick, false},
 		{"no grace", func(c *Config) { c.PresenceGrace = 0 }, drop, false},
 		{"no guest credentials: cannot come back", func(c *Config) { c.GuestTTL = 0 }, drop, false},
 	}
@@ -123,7 +134,7 @@ func TestPresenceGraceCases(t *testing.T) {
 			id := welcomeOf(t, alice).id
 			alice.Join("r")
 			w.WaitFor("alice online", func(envs []wstest.Env) bool { return listed(envs, "r", "joined", id) })
-			tc.end(t, alice)
+			tc.end(t, s, alice, id)
 			if !tc.lingers {
 				w.WaitFor("alice's leave", func(envs []wstest.Env) bool { return listed(envs, "r", "left", id) })
 				return

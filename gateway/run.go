@@ -22,11 +22,22 @@ type RunOptions struct {
 	AdminRoutes func(*http.ServeMux)
 	// Listening, if set, is called once both listeners are bound.
 	Listening func(chat, admin net.Addr)
+	// API, if set, is served on a listener of its own (the server API,
+	// gateway/api) with the same HTTP timeouts as the others. It stops
+	// taking requests when the chat listener stops accepting, and the
+	// requests under way finish before the shutdown hooks close the broker.
+	API *APIListener
 	// OnShutdown hooks run after every connection is closed and the drain
 	// span has ended (close the broker, flush trace exporters here), before
 	// the admin listener's final linger. Together they get five seconds,
 	// even when the drain used up the shutdown timeout.
 	OnShutdown []func(context.Context) error
+}
+
+// APIListener is the server API's address and handler.
+type APIListener struct {
+	Addr    string
+	Handler http.Handler
 }
 
 // Run serves cfg until ctx is cancelled, then drains in order: readiness
@@ -54,11 +65,20 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("chat listener: %w", err)
 	}
-	var adminLn net.Listener
+	var adminLn, apiLn net.Listener
 	if cfg.AdminAddr != "" {
 		if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 			chatLn.Close()
 			return fmt.Errorf("admin listener: %w", err)
+		}
+	}
+	if opts.API != nil {
+		if apiLn, err = net.Listen("tcp", opts.API.Addr); err != nil {
+			chatLn.Close()
+			if adminLn != nil {
+				adminLn.Close()
+			}
+			return fmt.Errorf("api listener: %w", err)
 		}
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
@@ -77,7 +97,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		}
 	}
 	chatHTTP := httpServer(srv)
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- chatHTTP.Serve(newTCPLimitListener(chatLn, &cfg, srv.obs)) }()
 
 	var adminHTTP *http.Server
@@ -89,15 +109,24 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		adminHTTP = httpServer(mux)
 		go func() { serveErr <- adminHTTP.Serve(adminLn) }()
 	}
+	var apiHTTP *http.Server
+	var apiAddr net.Addr
+	if apiLn != nil {
+		apiHTTP = httpServer(opts.API.Handler)
+		apiAddr = apiLn.Addr()
+		go func() { serveErr <- apiHTTP.Serve(apiLn) }()
+	}
 	var adminAddr net.Addr
 	if adminLn != nil {
 		adminAddr = adminLn.Addr()
 	}
-	log.Info("listening", "addr", chatLn.Addr().String(), "admin_addr", addrString(adminAddr), "node", cfg.NodeID)
+	log.Info("listening", "addr", chatLn.Addr().String(), "admin_addr", addrString(adminAddr), "api_addr", addrString(apiAddr), "node", cfg.NodeID)
+	// Ready from here: the listeners are bound (and serving). Before the
+	// Listening callback, so whoever it tells finds /readyz answering 200.
+	srv.SetReady(true)
 	if opts.Listening != nil {
 		opts.Listening(chatLn.Addr(), adminAddr)
 	}
-	srv.SetReady(true)
 	defer srv.startActivityLog()()
 
 	var failure error
@@ -126,6 +155,16 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 	// the WebSocket drain until the hard deadline. Hijacked (WebSocket)
 	// connections are not the HTTP server's and are left alone.
 	_ = chatHTTP.Close()
+	// The server API stops taking requests too; those under way finish
+	// (within --api-timeout) while the clients are closed.
+	apiDone := make(chan struct{})
+	go func() {
+		defer close(apiDone)
+		if apiHTTP != nil {
+			_ = apiHTTP.Shutdown(hard)
+			_ = apiHTTP.Close()
+		}
+	}()
 	span.AddEvent("stopped accepting; closing clients", trace.WithAttributes(attribute.Int("chatgate.connections", srv.Conns())))
 	srv.CloseClients(hard, cfg.DrainWindow)
 	clean := true
@@ -141,6 +180,7 @@ func Run(ctx context.Context, srv *Server, opts RunOptions) error {
 		span.AddEvent("all connections closed")
 		log.Info("draining: all connections closed")
 	}
+	<-apiDone
 	srv.endLingering(hard)
 	lastClosed := time.Now()
 	span.End()

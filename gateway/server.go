@@ -12,12 +12,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel"
@@ -185,6 +182,11 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err := s.startGuests(opts.Observer); err != nil {
 		return nil, err
 	}
+	if op, ok := s.broker.(broker.Operator); ok {
+		// The server API's disconnects, from whichever replica they were
+		// asked of, close this replica's connections.
+		op.HandleDisconnects(s.Disconnect)
+	}
 	if cfg.Auth == "jwt" {
 		a, err := auth.New(auth.Config{
 			SecretFile: cfg.JWTSecretFile,
@@ -306,6 +308,25 @@ func (s *Server) unregister(c *client) {
 	if s.draining.Load() {
 		s.obs.SetDrainRemaining(n)
 	}
+}
+
+// Disconnect closes every registered connection target names with 4403
+// kicked (what is queued is written first) and returns how many. It is the
+// broker's disconnect handler (broker.Operator.HandleDisconnects): it never
+// blocks. O(connections); disconnects are rare.
+func (s *Server) Disconnect(target broker.Target) int {
+	s.mu.Lock()
+	var hit []*client
+	for c := range s.clients {
+		if target.Matches(c.user.ID, c.id) {
+			hit = append(hit, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range hit {
+		c.close(causeKicked)
+	}
+	return len(hit)
 }
 
 // Conns returns the number of registered connections.
@@ -448,17 +469,5 @@ func displayName(name, id string) string {
 	return "guest-" + id[:4]
 }
 
-// validName trims name and reports whether it is 1-32 runes of valid UTF-8
-// with nothing that could hide or rearrange text: no control characters,
-// no format characters (category Cf: the bidi embeddings, overrides,
-// isolates and marks, zero-width spaces and joiners, the byte order mark,
-// soft hyphens, tag characters) and no line or paragraph separators.
-func validName(name string) (string, bool) {
-	name = strings.TrimSpace(name)
-	n := utf8.RuneCountInString(name)
-	return name, n >= 1 && n <= 32 && utf8.ValidString(name) && strings.IndexFunc(name, badNameRune) < 0
-}
-
-func badNameRune(r rune) bool {
-	return r == utf8.RuneError || unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
-}
+// validName is protocol.ValidName.
+func validName(name string) (string, bool) { return protocol.ValidName(name) }

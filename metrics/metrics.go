@@ -57,6 +57,9 @@ type Metrics struct {
 	draining         prometheus.Gauge
 	drainRemaining   prometheus.Gauge
 	guestSessions    map[observe.GuestOutcome]prometheus.Counter
+	// the server API's, by endpoint and result
+	apiRequests map[observe.APIEndpoint]map[string]prometheus.Counter
+	apiDuration map[observe.APIEndpoint]prometheus.Observer
 
 	// ready is the gateway's readiness check (WatchReadiness), read by
 	// chatgate_ready at scrape time; nil reads as not ready.
@@ -69,6 +72,7 @@ type Metrics struct {
 
 var (
 	_ observe.Observer      = (*Metrics)(nil)
+	_ observe.APIObserver   = (*Metrics)(nil)
 	_ observe.GuestObserver = (*Metrics)(nil)
 )
 
@@ -131,6 +135,17 @@ func New(reg prometheus.Registerer, build BuildInfo, queueDepth func() float64) 
 	m.requestsRejected = make(map[string]prometheus.Counter)
 	for _, c := range protocol.ErrorCodes {
 		m.requestsRejected[string(c)] = reqRejected.WithLabelValues(string(c))
+	}
+	apiRequests := f.counterVec("api_requests_total", "Server API requests, by endpoint and result (ok or the error code answered).", "endpoint", "code")
+	apiDuration := f.histogramVec("api_request_duration_seconds", "Time to answer one server API request, by endpoint.", LatencyBuckets, "endpoint")
+	m.apiRequests = make(map[observe.APIEndpoint]map[string]prometheus.Counter)
+	m.apiDuration = make(map[observe.APIEndpoint]prometheus.Observer)
+	for _, e := range observe.APIEndpoints {
+		m.apiRequests[e] = make(map[string]prometheus.Counter)
+		for _, r := range observe.APIResults {
+			m.apiRequests[e][r] = apiRequests.WithLabelValues(string(e), r)
+		}
+		m.apiDuration[e] = apiDuration.WithLabelValues(string(e))
 	}
 	m.guestSessions = guestSessions(f)
 	buildInfo := f.gaugeVec("build_info", "Build information; always 1.", "version", "revision", "goversion")
@@ -241,6 +256,16 @@ func (m *Metrics) WatchReadiness(ready func() bool) { m.ready.Store(&ready) }
 func (m *Metrics) SetDraining(ok bool)              { m.draining.Set(b2f(ok)) }
 func (m *Metrics) SetDrainRemaining(n int)          { m.drainRemaining.Set(float64(n)) }
 
+// APIRequest implements observe.APIObserver.
+func (m *Metrics) APIRequest(endpoint observe.APIEndpoint, result string, d time.Duration) {
+	if c, ok := m.apiRequests[endpoint][result]; ok {
+		c.Inc()
+	}
+	if h, ok := m.apiDuration[endpoint]; ok {
+		h.Observe(d.Seconds())
+	}
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -275,6 +300,12 @@ func (f factory) histogram(name, help string, buckets []float64) prometheus.Hist
 
 func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	f.reg.MustRegister(v)
+	return v
+}
+
+func (f factory) histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
 	f.reg.MustRegister(v)
 	return v
 }

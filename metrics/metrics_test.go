@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -84,6 +85,19 @@ func TestEventsMoveTheRightSeries(t *testing.T) {
 			func(m *Metrics, _ func(string, string) prometheus.Collector) []check {
 				return []check{{m.presenceEvents, 5}, {m.historyReplayed, 7}}
 			}},
+		{"api requests", func(m *Metrics) {
+			m.APIRequest(observe.APIPublish, "ok", time.Millisecond)
+			m.APIRequest(observe.APIPublish, "ok", time.Millisecond)
+			m.APIRequest(observe.APIDisconnect, "forbidden", time.Millisecond)
+			m.APIRequest(observe.APIDisconnect, "not-a-result", time.Millisecond)
+		},
+			func(m *Metrics, _ func(string, string) prometheus.Collector) []check {
+				return []check{
+					{m.apiRequests[observe.APIPublish]["ok"], 2},
+					{m.apiRequests[observe.APIDisconnect]["forbidden"], 1},
+					{m.apiRequests[observe.APIPublish]["forbidden"], 0},
+				}
+			}},
 		{"guest sessions", func(m *Metrics) {
 			m.GuestSession(observe.GuestResumed)
 			m.GuestSession(observe.GuestResumed)
@@ -141,7 +155,7 @@ func TestVocabulariesPreinitialised(t *testing.T) {
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
 				switch l.GetName() {
-				case "reason", "version", "revision", "goversion", "outcome":
+				case "reason", "version", "revision", "goversion", "endpoint", "code", "outcome":
 				default:
 					t.Errorf("%s has label %q; only closed vocabularies are allowed", f.GetName(), l.GetName())
 				}
@@ -170,6 +184,41 @@ func TestVocabulariesPreinitialised(t *testing.T) {
 			if !seen[fam][v] {
 				t.Errorf("%s{reason=%q} not pre-initialised", fam, v)
 			}
+		}
+	}
+	// The server API's requests: every endpoint with every result, and
+	// the endpoint and code labels take no other value.
+	apiSeries := map[[2]string]bool{}
+	for _, f := range families {
+		if f.GetName() != "chatgate_api_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var key [2]string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "endpoint":
+					key[0] = l.GetValue()
+				case "code":
+					key[1] = l.GetValue()
+				}
+			}
+			apiSeries[key] = true
+		}
+	}
+	for _, e := range observe.APIEndpoints {
+		for _, r := range observe.APIResults {
+			if !apiSeries[[2]string{string(e), r}] {
+				t.Errorf("chatgate_api_requests_total{endpoint=%q,code=%q} not pre-initialised", e, r)
+			}
+		}
+	}
+	if want := len(observe.APIEndpoints) * len(observe.APIResults); len(apiSeries) != want {
+		t.Errorf("chatgate_api_requests_total has %d series; want %d", len(apiSeries), want)
+	}
+	for _, c := range protocol.ErrorCodes {
+		if c != protocol.CodeNotJoined && c != protocol.CodeUnknownType && !slices.Contains(observe.APIResults, string(c)) {
+			t.Errorf("protocol code %s is missing from observe.APIResults", c)
 		}
 	}
 }

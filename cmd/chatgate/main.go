@@ -2,7 +2,8 @@
 //
 // Every flag has an environment fallback: --send-rate is also read from
 // CHATGATE_SEND_RATE. Run `chatgate --help` for the list. `chatgate token`
-// mints a development token for --auth jwt.
+// mints a development token for --auth jwt; `chatgate api` calls the
+// server API (--api-addr).
 package main
 
 import (
@@ -14,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/chatgate/chatgate/gateway/api"
 
 	"github.com/chatgate/chatgate/internal/appconfig"
 	"github.com/chatgate/chatgate/internal/cli"
@@ -29,6 +32,9 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "api" {
+		os.Exit(apiMain(os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr))
+	}
 	cfg, code, ok := configure(os.Args[1:], os.LookupEnv, os.Stderr)
 	if !ok {
 		os.Exit(code)
@@ -39,6 +45,30 @@ func main() {
 		fmt.Fprintf(os.Stderr, "chatgate: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// apiMain runs `chatgate api` and returns its exit status: 0 when the API
+// answered 200, 1 when it answered an error (printed with its code), 2 for
+// a usage mistake.
+func apiMain(args []string, lookupEnv func(string) (string, bool), out, errOut io.Writer) int {
+	err := runAPI(args, lookupEnv, out, errOut)
+	var apiErr *api.Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &apiErr):
+		fmt.Fprintf(errOut, "chatgate api: %s (HTTP %d): %s\n", apiErr.Code, apiErr.Status, apiErr.Message)
+		return 1
+	}
+	var usage usageError
+	if errors.As(err, &usage) {
+		cli.Report(errOut, "chatgate api", err)
+		return 2
+	}
+	fmt.Fprintf(errOut, "chatgate api: %v\n", err) // the key, the network
+	return 1
 }
 
 // configure reads the configuration. When there is nothing to run (--help,

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/api"
 	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/cluster"
 	"github.com/chatgate/chatgate/gateway/hub"
@@ -81,7 +82,8 @@ Every flag can also be set from the environment: --send-rate from
 CHATGATE_SEND_RATE, and so on. A flag on the command line wins. Secrets
 are read from files (--jwt-secret-file), never from flag values.
 
-Run "chatgate token --help" to mint a development token for --auth jwt.
+Run "chatgate token --help" to mint a development token for --auth jwt,
+and "chatgate api --help" to call the server API (--api-addr, docs/api.md).
 
 Flags:
 `)
@@ -138,10 +140,40 @@ func run(ctx context.Context, cfg appconfig.Config, logOut io.Writer) error {
 		return err
 	}
 	m.SetQueueTotal(func() float64 { return float64(srv.QueuedBytes()) })
+	apiL, apiH, err := newAPI(cfg, b.Broker, log, m, tracing.Provider)
+	if err != nil {
+		srv.Close()
+		_ = tracing.Shutdown(context.Background())
+		return err
+	}
+	hooks := []func(context.Context) error{b.close, tracing.Shutdown}
+	if apiH != nil {
+		// Its requests are over by the hooks; stop watching its keys.
+		hooks = append([]func(context.Context) error{func(context.Context) error { apiH.Close(); return nil }}, hooks...)
+	}
 	return gateway.Run(ctx, srv, gateway.RunOptions{
 		AdminRoutes: func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler(reg)) },
-		OnShutdown:  []func(context.Context) error{b.close, tracing.Shutdown},
+		API:         apiL,
+		OnShutdown:  hooks,
 	})
+}
+
+// newAPI builds the server API's listener when --api-addr is set.
+func newAPI(cfg appconfig.Config, b broker.Broker, log *slog.Logger, m *metrics.Metrics, tp trace.TracerProvider) (*gateway.APIListener, *api.Handler, error) {
+	if !cfg.API.Enabled() {
+		return nil, nil, nil
+	}
+	op, ok := b.(broker.Operator)
+	if !ok {
+		return nil, nil, fmt.Errorf("--api-addr: the %T broker does not serve the server API", b)
+	}
+	deps := cfg.APIDeps()
+	deps.Broker, deps.Logger, deps.Observer, deps.Metrics, deps.Tracer = op, log, m, m, tp
+	h, err := api.New(cfg.API, deps)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &gateway.APIListener{Addr: cfg.API.Addr, Handler: h}, h, nil
 }
 
 // builtBroker is the broker run serves with: its readiness (nil: always

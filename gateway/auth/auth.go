@@ -30,6 +30,9 @@ type Config struct {
 	Issuer     string        // required "iss" when set
 	Audience   string        // required in "aud" when set
 	Leeway     time.Duration // clock skew allowed on exp/nbf/iat
+	// RequireExpiry refuses tokens without exp (the server API's tokens
+	// must end).
+	RequireExpiry bool
 }
 
 // Identity is who a verified token says the user is.
@@ -45,6 +48,9 @@ type Identity struct {
 	SendBurst int
 	// Expires is when the token stops being valid; zero if it has no exp.
 	Expires time.Time
+	// Scopes are the token's scope claim, split on spaces (the server
+	// API's scopes: publish, moderate, read).
+	Scopes []string
 }
 
 // MayJoin reports whether the identity's room patterns allow room.
@@ -69,11 +75,14 @@ type Claims struct {
 	Rooms     []string `json:"rooms,omitzero"`
 	SendRate  float64  `json:"send_rate,omitempty"`
 	SendBurst int      `json:"send_burst,omitempty"`
+	// Scope is a space-separated list of scopes (RFC 8693's scope claim),
+	// read by the server API.
+	Scope string `json:"scope,omitempty"`
 }
 
 // UnmarshalJSON decodes the claims after checking that every claim chatgate
 // reads has the JSON type RFC 7519 and docs/security.md give it: exp, nbf
-// and iat numbers, sub, iss and name strings, aud a string or an array of
+// and iat numbers, sub, iss, name and scope strings, aud a string or an array of
 // strings, rooms an array of strings (or null: every room), send_rate a
 // number and send_burst an integer. encoding/json alone would accept a
 // date written as a string ("exp": "1893456000") and read it as a number;
@@ -110,6 +119,7 @@ var claimTypes = []struct {
 	{"rooms", "an array of strings or null", func(v json.RawMessage) bool { return isNull(v) || isStringArray(v) }},
 	{"send_rate", "a number", isNumber},
 	{"send_burst", "an integer", isInteger},
+	{"scope", "a string", isString},
 }
 
 // jsonKind returns the first byte of a JSON value: '"' string, '[' array,
@@ -211,6 +221,9 @@ func New(cfg Config, log *slog.Logger) (*Authenticator, error) {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
+	if cfg.RequireExpiry {
+		opts = append(opts, jwt.WithExpirationRequired())
+	}
 	a.parser = jwt.NewParser(opts...)
 	return a, nil
 }
@@ -251,6 +264,9 @@ func (a *Authenticator) Authenticate(token string) (Identity, error) {
 		SendRate:  claims.SendRate,
 		SendBurst: claims.SendBurst,
 	}
+	if claims.Scope != "" {
+		id.Scopes = strings.Fields(claims.Scope)
+	}
 	if claims.ExpiresAt != nil {
 		id.Expires = claims.ExpiresAt.Time.Add(a.cfg.Leeway)
 	}
@@ -281,7 +297,7 @@ func (a *Authenticator) Watch(ctx context.Context) error {
 	if a.cfg.KeysFile == "" {
 		return nil
 	}
-	return watchFile(ctx, a.cfg.KeysFile, a.log, func() {
+	return WatchFile(ctx, a.cfg.KeysFile, "jwt keys", a.log, func() {
 		ks, err := loadKeys(a.cfg.KeysFile)
 		if err != nil {
 			a.log.Error("reloading jwt keys failed; keeping the previous keys", "file", a.cfg.KeysFile, "err", err)

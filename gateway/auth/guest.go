@@ -240,7 +240,7 @@ func (g *Guests) Watch(ctx context.Context) error {
 	if g.cfg.KeyFile == "" {
 		return nil
 	}
-	return watchFile(ctx, g.cfg.KeyFile, g.log, func() {
+	return WatchFile(ctx, g.cfg.KeyFile, "guest keys", g.log, func() {
 		ks, err := loadGuestKeys(g.cfg.KeyFile)
 		if err != nil {
 			g.log.Error("reloading guest keys failed; keeping the previous keys", "file", g.cfg.KeyFile, "err", err)

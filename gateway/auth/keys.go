@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -127,10 +128,13 @@ func loadKeys(file string) (*keySet, error) {
 	return &ks, nil
 }
 
-// watchFile calls reload whenever file may have changed. It watches the
-// directory, so an atomic rename or a Kubernetes volume's symlink swap is
-// seen as well as an in-place write; events are debounced.
-func watchFile(ctx context.Context, file string, log *slog.Logger, reload func()) error {
+// WatchFile calls reload whenever file may have changed, until ctx ends.
+// It watches the directory, so an atomic rename or a Kubernetes volume's
+// symlink swap is seen as well as an in-place write; events about other
+// files of the directory are ignored (a log file beside the keys must not
+// reload them at every line); events are debounced.
+// what names the file in the log ("jwt keys", "api keys").
+func WatchFile(ctx context.Context, file, what string, log *slog.Logger, reload func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -147,18 +151,30 @@ func watchFile(ctx context.Context, file string, log *slog.Logger, reload func()
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-w.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
 			}
-			timer.Reset(debounce)
+			if concerns(file, ev.Name) {
+				timer.Reset(debounce)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
 			}
-			log.Warn("watching jwt keys", "err", err)
+			log.Warn("watching "+what, "file", file, "err", err)
 		case <-timer.C:
 			reload()
 		}
 	}
+}
+
+// concerns reports whether a change to the directory entry name may have
+// changed file: file itself (written, replaced by a rename, removed), or
+// an entry whose name starts with "..", which is how a Kubernetes volume
+// swaps its files (the ..data symlink and the ..<timestamp> directories
+// it points to).
+func concerns(file, name string) bool {
+	base := filepath.Base(name)
+	return base == filepath.Base(file) || strings.HasPrefix(base, "..")
 }

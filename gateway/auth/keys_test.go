@@ -181,9 +181,9 @@ func watching(t *testing.T, a *Authenticator, rec *logRecorder, file string) {
 			t.Error("Watch did not return after cancel")
 		}
 	})
-	// Until the directory watch is in place, changes go unseen. Any change
-	// in the directory reloads the keys file, so touch a file beside it
-	// until a reload shows up. Touches are spaced more widely than the
+	// Until the directory watch is in place, changes go unseen. A change
+	// to an entry named "..*" beside the file (how a Kubernetes volume
+	// swaps files) reloads it, so touch one until a reload shows up. Touches are spaced more widely than the
 	// debounce, which would otherwise swallow them all.
 	before := rec.count(msgReloaded)
 	var touched time.Time
@@ -192,7 +192,7 @@ func watching(t *testing.T, a *Authenticator, rec *logRecorder, file string) {
 			return true
 		}
 		if time.Since(touched) > 300*time.Millisecond {
-			writeFile(t, filepath.Dir(file), ".touch", []byte(time.Now().String()))
+			writeFile(t, filepath.Dir(file), "..touch", []byte(time.Now().String()))
 			touched = time.Now()
 		}
 		return false
@@ -317,6 +317,24 @@ func TestWatchSymlinkSwap(t *testing.T) {
 	eventually(t, 10*time.Second, "k2 to verify", func() bool { _, err := a.Authenticate(tokK2); return err == nil })
 	_, err := a.Authenticate(tokK1)
 	checkErr(t, err, ErrInvalid)
+}
+
+// TestWatchConcerns: only changes that may change the watched file reload
+// it; a log file or an editor's swap file beside it do not.
+func TestWatchConcerns(t *testing.T) {
+	file := filepath.Join("/etc/chatgate", "keys.pem")
+	for name, want := range map[string]bool{
+		"/etc/chatgate/keys.pem":        true,  // written in place, renamed over, removed
+		"/etc/chatgate/..data":          true,  // a Kubernetes volume's swap
+		"/etc/chatgate/..2026_12_07_12": true,  // its new directory
+		"/etc/chatgate/chatgate.log":    false, // a log beside the keys
+		"/etc/chatgate/.keys.pem.swp":   false, // an editor's swap file
+		"/etc/chatgate/keys.pem.tmp":    false, // a temporary file, before its rename
+	} {
+		if got := concerns(file, name); got != want {
+			t.Errorf("concerns(%q) = %v; want %v", name, got, want)
+		}
+	}
 }
 
 func TestWatchEnds(t *testing.T) {

@@ -68,6 +68,15 @@ type Backplane struct {
 	syncs   syncReplies
 	syncS   *nats.Subscription
 
+	// The server API (operator.go, bans.go).
+	bans        broker.Bans                             // room bans in force here
+	disconnect  atomic.Pointer[func(broker.Target) int] // HandleDisconnects
+	banKV       atomic.Pointer[jetstream.KeyValue]      // the bans bucket, once ensured
+	lastBanLoad atomic.Int64                            // when the bucket was last read whole (unix ns)
+	apiS        *nats.Subscription
+	sysMu       sync.Mutex
+	sysPubs     map[string]*publisher // standalone publishers of system messages; guarded by sysMu
+
 	ensure chan struct{} // poked on (re)connect
 	// life ends (stop) when Close stops the background work; quit is its
 	// Done channel.
@@ -97,6 +106,8 @@ func New(cfg Config) (*Backplane, error) {
 		rooms:  make(map[string]*room),
 		census: make(map[string]time.Time),
 		ensure: make(chan struct{}, 1),
+
+		sysPubs: make(map[string]*publisher),
 	}
 	bp.life, bp.stop = context.WithCancel(context.Background())
 	bp.quit = bp.life.Done()
@@ -161,7 +172,9 @@ func New(cfg Config) (*Backplane, error) {
 		if bp.censusS, err = nc.Subscribe(censusSubject, bp.onCensus); err == nil {
 			if bp.yieldS, err = nc.Subscribe(yieldPrefix+">", bp.onYield); err == nil {
 				bp.syncs.init(nc.NewInbox())
-				bp.syncS, err = nc.Subscribe(bp.syncs.prefix+"*", bp.onSyncReply)
+				if bp.syncS, err = nc.Subscribe(bp.syncs.prefix+"*", bp.onSyncReply); err == nil {
+					bp.apiS, err = nc.Subscribe(apiPrefix+">", bp.onAPIRequest)
+				}
 			}
 		}
 	}
@@ -250,6 +263,9 @@ func shuttingDown() *protocol.Error {
 func (bp *Backplane) Join(sub broker.Subscriber, name string, since *uint64) (broker.Membership, *protocol.Error) {
 	if !protocol.ValidRoom(name) {
 		return nil, protocol.InvalidRoomError()
+	}
+	if perr := bp.banned(name, sub.User().ID); perr != nil {
+		return nil, perr // before setting the room up for nothing
 	}
 	for {
 		if bp.closed.Load() {

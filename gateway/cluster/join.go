@@ -15,6 +15,16 @@ func (r *room) join(sub broker.Subscriber, since *uint64) (broker.Membership, bo
 		r.mu.Unlock()
 		return nil, false, nil
 	}
+	// Checked under the room's lock, as a ban's removal runs under it: a
+	// join racing a ban is refused here or removed by it.
+	if perr := r.bp.banned(r.name, sub.User().ID); perr != nil {
+		empty := r.emptyLocked()
+		r.mu.Unlock()
+		if empty {
+			r.close() // set up for this joiner alone
+		}
+		return nil, true, perr
+	}
 	m, already := r.index[sub]
 	if !already {
 		m = &member{sub: sub}

@@ -22,6 +22,10 @@ const (
 	hdrName = "Chatgate-Name" // sender's display name
 	hdrTS   = "Chatgate-Ts"   // accepted at, unix ms
 	hdrPrev = "Chatgate-Prev" // the room's previous message seq, or the floor (see chain.go)
+	// hdrSystem marks a system message, published through the server API
+	// (its sender is the system sender named by Chatgate-Name). Members'
+	// sends never carry it.
+	hdrSystem = "Chatgate-System"
 	// hdrStart marks a message published when the stream held no message
 	// of the room (the publish expected the subject to be empty): it starts
 	// the room's chain, and its Chatgate-Prev is the floor (see chain.go).
@@ -48,7 +52,11 @@ func decode(room string, seq uint64, h nats.Header, text []byte) stored {
 			st.start = h.Get(hdrStart) == "1"
 		}
 	}
-	st.data = protocol.Message(room, seq, protocol.User{ID: id, Name: name}, string(text), ts)
+	if h.Get(hdrSystem) != "" {
+		st.data = protocol.SystemMessage(room, seq, name, string(text), ts)
+	} else {
+		st.data = protocol.Message(room, seq, protocol.User{ID: id, Name: name}, string(text), ts)
+	}
 	return st
 }
 

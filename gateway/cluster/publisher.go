@@ -28,14 +28,22 @@ import (
 const yieldWindow = 5 * time.Millisecond
 
 // publisher stores one room's messages from this replica in the stream,
-// one at a time, each expecting the room's last seq.
+// one at a time, each expecting the room's last seq. A served room's
+// publisher takes the room's position into account; the server API's
+// system messages to a room this replica does not serve go through a
+// standalone one (r nil, see systemPublisher).
 type publisher struct {
-	r *room // static after construction
+	// static after construction
+	bp      *Backplane
+	name    string
+	subject string
+	r       *room // nil for a standalone publisher
 
 	mu     sync.Mutex // one local publish at a time per room
 	expect uint64     // the subject's last seq as this replica believes; guarded by mu
 	stale  bool       // expect must be refreshed from the stream; guarded by mu
 	epoch  uint64     // the epoch expect belongs to; guarded by mu
+	floor  uint64     // standalone: the room's floor as last read; guarded by mu
 
 	// yieldUntil (unix ns): another replica lost publish races in this
 	// room and asked the others to hold new messages until then.
@@ -65,7 +73,7 @@ func (ms *membership) Publish(ctx context.Context, text, ref string) (broker.Pub
 	if !joined {
 		return broker.Published{}, protocol.NotJoinedError(r.name, ref)
 	}
-	seq, ep, err := r.pub.publish(ctx, ms.m.sub.User(), text)
+	seq, ep, err := r.pub.publish(ctx, ms.m.sub.User(), text, false)
 	if err != nil {
 		bp.met.publishErrors.Inc()
 		bp.log.Debug("publish failed", "err", err)
@@ -91,29 +99,14 @@ type ownSend struct {
 // could deliver it, counted and logged) is acked too: it was stored, and the
 // gap is every local member's.
 func (r *room) ackDelivered(ctx context.Context, m *member, seq, ep uint64, ref string) *protocol.Error {
-	bp := r.bp
 	r.mu.Lock()
-	var w *ownSend
-	if r.lastSeq < seq && r.epoch == ep && !r.closed {
-		w = &ownSend{seq: seq, at: time.Now(), done: make(chan struct{})}
-		i, _ := slices.BinarySearchFunc(r.sends, seq, func(s *ownSend, seq uint64) int { return cmp.Compare(s.seq, seq) })
-		r.sends = slices.Insert(r.sends, i, w)
-		r.mu.Unlock()
-		select {
-		case <-w.done:
-		case <-ctx.Done():
-		}
-		r.mu.Lock()
-		if i := slices.Index(r.sends, w); i >= 0 {
-			r.sends = slices.Delete(r.sends, i, i+1)
-		}
-	}
+	r.awaitDeliveryLocked(ctx, seq, ep)
 	var perr *protocol.Error
 	switch {
 	case r.epoch != ep:
 		// Stored in a stream the room has left (lost, or replaced while
 		// the PubAck was on its way): it may never be delivered.
-		perr = unavailable("the message was lost with the NATS stream before it was delivered; send it again")
+		perr = errLostWithStream()
 	case r.index[m.sub] != m:
 		perr = protocol.NotJoinedError(r.name, ref)
 	case r.lastSeq >= seq:
@@ -121,16 +114,73 @@ func (r *room) ackDelivered(ctx context.Context, m *member, seq, ep uint64, ref 
 	case r.closed:
 		perr = shuttingDown()
 	default:
-		perr = unavailable("the message was stored but not delivered in time; it may still arrive: look for it before sending it again")
+		perr = errNotDeliveredInTime()
 	}
 	r.mu.Unlock()
 	if perr == nil {
 		return nil
 	}
 	if perr.Code == protocol.CodeUnavailable {
-		bp.met.publishErrors.Inc()
+		r.bp.met.publishErrors.Inc()
 	}
 	return withRef(perr, ref)
+}
+
+// systemDelivered waits until this replica has delivered the server API's
+// system message seq (published in epoch ep) to the room's members, as a
+// member's Publish waits before its ack (the broker contract): what the
+// API call does next on this replica, a disconnect say, then comes after
+// the message. It returns how many members it was queued to. A room that
+// closed meanwhile (its last member left) had nobody left to deliver to:
+// the message is stored all the same.
+func (r *room) systemDelivered(ctx context.Context, seq, ep uint64) (int, *protocol.Error) {
+	r.mu.Lock()
+	r.awaitDeliveryLocked(ctx, seq, ep)
+	var n int
+	var perr *protocol.Error
+	switch {
+	case r.epoch != ep:
+		perr = errLostWithStream()
+	case r.lastSeq >= seq:
+		n = len(r.members)
+	case r.closed:
+	default:
+		perr = errNotDeliveredInTime()
+	}
+	r.mu.Unlock()
+	if perr != nil {
+		r.bp.met.publishErrors.Inc()
+	}
+	return n, perr
+}
+
+// awaitDeliveryLocked waits until this replica has delivered seq,
+// published in epoch ep, the room moves to another stream or closes, or
+// ctx ends. r.mu is held on entry and on return, released while waiting.
+func (r *room) awaitDeliveryLocked(ctx context.Context, seq, ep uint64) {
+	if r.lastSeq >= seq || r.epoch != ep || r.closed {
+		return
+	}
+	w := &ownSend{seq: seq, at: time.Now(), done: make(chan struct{})}
+	i, _ := slices.BinarySearchFunc(r.sends, seq, func(s *ownSend, seq uint64) int { return cmp.Compare(s.seq, seq) })
+	r.sends = slices.Insert(r.sends, i, w)
+	r.mu.Unlock()
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	if i := slices.Index(r.sends, w); i >= 0 {
+		r.sends = slices.Delete(r.sends, i, i+1)
+	}
+}
+
+func errLostWithStream() *protocol.Error {
+	return unavailable("the message was lost with the NATS stream before it was delivered; send it again")
+}
+
+func errNotDeliveredInTime() *protocol.Error {
+	return unavailable("the message was stored but not delivered in time; it may still arrive: look for it before sending it again")
 }
 
 // deliveredLocked wakes the sends of this replica that the room's delivery
@@ -163,13 +213,13 @@ func withRef(e *protocol.Error, ref string) *protocol.Error {
 	return e
 }
 
-// publish stores one message and returns its stream seq and the room's
-// epoch it was published in, within ctx (the send's budget). It expects the subject's last seq to be what
-// this replica believes; when another replica got there first, it
+// publish stores one message (a system message, from the server API, when
+// system) and returns its stream seq and the room's epoch it was published
+// in, within ctx (the send's budget). It expects the subject's last seq to
+// be what this replica believes; when another replica got there first, it
 // refreshes that from the stream and tries again, a few times.
-func (p *publisher) publish(ctx context.Context, from protocol.User, text string) (uint64, uint64, error) {
-	r := p.r
-	bp := r.bp
+func (p *publisher) publish(ctx context.Context, from protocol.User, text string, system bool) (uint64, uint64, error) {
+	r, bp := p.r, p.bp
 	if !bp.Up() {
 		return 0, 0, errUnavailable
 	}
@@ -188,9 +238,14 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 	if yield := time.Until(time.Unix(0, p.yieldUntil.Load())); yield > 0 {
 		ctxsleep.Sleep(ctx, yield)
 	}
-	r.mu.Lock()
-	known, floor, ep := r.lastMsg, r.floor, r.epoch
-	r.mu.Unlock()
+	var known, floor, ep uint64
+	if r != nil {
+		r.mu.Lock()
+		known, floor, ep = r.lastMsg, r.floor, r.epoch
+		r.mu.Unlock()
+	} else {
+		floor, ep = p.floor, bp.epoch.Load()
+	}
 	if ep != p.epoch {
 		// A new stream: what we believed of the old one is void.
 		p.epoch, p.expect, p.stale = ep, 0, true
@@ -205,9 +260,12 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 			if p.expect, floor, err = p.lastOfSubject(ctx, floor); err != nil {
 				break
 			}
-			p.stale = false
+			p.stale, p.floor = false, floor
 		}
-		msg := nats.NewMsg(r.subject)
+		msg := nats.NewMsg(p.subject)
+		if system {
+			msg.Header.Set(hdrSystem, "1")
+		}
 		msg.Header.Set(hdrFrom, url.PathEscape(from.ID))
 		msg.Header.Set(hdrName, url.PathEscape(from.Name))
 		msg.Header.Set(hdrTS, ts)
@@ -244,7 +302,7 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 		span.AddEvent("wrong last sequence")
 		bp.met.conflicts.Inc()
 		if try%4 == 1 {
-			bp.out.push(yieldPrefix+r.name, "", presenceMsg{R: bp.id, K: kindYield})
+			bp.out.push(yieldPrefix+p.name, "", presenceMsg{R: bp.id, K: kindYield})
 		}
 		if try >= 4 && !ctxsleep.Sleep(ctx, backoff(try-4, 50*time.Microsecond, time.Millisecond)) {
 			break
@@ -258,11 +316,11 @@ func (p *publisher) publish(ctx context.Context, from protocol.User, text string
 // lastOfSubject reads the subject's last seq from the stream (0 when it
 // holds none, with a fresh floor).
 func (p *publisher) lastOfSubject(ctx context.Context, floor uint64) (uint64, uint64, error) {
-	s := p.r.bp.streamHandle()
+	s := p.bp.streamHandle()
 	if s == nil {
 		return 0, floor, errUnavailable
 	}
-	last, err := s.GetLastMsgForSubject(ctx, p.r.subject)
+	last, err := s.GetLastMsgForSubject(ctx, p.subject)
 	if err == nil {
 		return last.Sequence, floor, nil
 	}

@@ -83,7 +83,7 @@ func newRoom(bp *Backplane, name string) *room {
 		index:   make(map[broker.Subscriber]*member),
 		pres:    newPresenceView(),
 	}
-	r.pub.r = r
+	r.pub = publisher{bp: bp, name: name, subject: r.subject, r: r}
 	r.presenceTmr.Init(&r.mu, &bp.timers, bp.cfg.Rooms.PresenceInterval, func() bool { return r.closed }, r.flushPresenceLocked)
 	// Live messages are held until setup knows where the room stands.
 	r.rep.active, r.rep.setup = true, true

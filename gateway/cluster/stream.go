@@ -30,6 +30,12 @@ func (bp *Backplane) ensureLoop() {
 			if bp.nc.IsConnected() {
 				err := bp.ensureStream()
 				if err == nil {
+					// The server API's bans: chat does not need them, so a
+					// failure here leaves the backplane up (healthLoop
+					// tries again while the bucket is missing).
+					if err := bp.ensureBansNow(); err != nil {
+						bp.log.Warn("cannot create the bans bucket; the server API's bans are unavailable until it can", "err", err)
+					}
 					break
 				}
 				bp.log.Warn("cannot create or update the stream; retrying", "err", err, "stream", bp.cfg.Stream)
@@ -212,6 +218,7 @@ func (bp *Backplane) healthLoop() {
 		if !bp.nc.IsConnected() || bp.checked.Load() != gen+1 {
 			continue // ensureLoop's turn
 		}
+		bp.refreshBans()
 		high := bp.highSeq.Load()
 		ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.HealthTimeout)
 		s, err := bp.js.Stream(ctx, bp.cfg.Stream)

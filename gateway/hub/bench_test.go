@@ -84,14 +84,17 @@ func TestFanoutDoesNotAllocatePerRecipient(t *testing.T) {
 	// runtime's jitter, far below one allocation per recipient (1000).
 	slack := 0.0
 	if raceEnabled {
-		slack = 2
+		slack = 4
 	}
 	for _, n := range []int{10, 1000} {
 		if d := publishAllocs[n] - publishAllocs[1]; d > slack || d < -slack {
 			t.Fatalf("Publish allocs by member count %v: they must not grow with recipients", publishAllocs)
 		}
 	}
-	if publishAllocs[1] > 8+slack {
+	// The race detector's own bookkeeping allocates a varying handful per
+	// call (9 to 11 seen for a Publish that costs 6), so the absolute bound
+	// is checked in a normal build only.
+	if !raceEnabled && publishAllocs[1] > 8 {
 		t.Fatalf("Publish costs %v allocs, want a small constant", publishAllocs[1])
 	}
 	t.Logf("Publish allocs per message: %v", publishAllocs[1])

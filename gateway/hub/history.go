@@ -53,3 +53,14 @@ func (h *history) after(since, current uint64) (msgs [][]byte, complete bool) {
 	}
 	return msgs, complete
 }
+
+// latest returns the newest limit held messages, oldest first, and whether
+// older ones were left out.
+func (h *history) latest(limit int) (msgs [][]byte, truncated bool) {
+	n := min(h.n, max(limit, 0))
+	msgs = make([][]byte, 0, n)
+	for s := h.last - uint64(n) + 1; s <= h.last && n > 0; s++ {
+		msgs = append(msgs, h.buf[s%uint64(len(h.buf))])
+	}
+	return msgs, n < h.n
+}

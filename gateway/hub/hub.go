@@ -110,6 +110,9 @@ type Hub struct {
 	// them.
 	timers sync.WaitGroup
 	closed atomic.Bool
+
+	bans       broker.Bans                             // the server API's room bans
+	disconnect atomic.Pointer[func(broker.Target) int] // HandleDisconnects
 }
 
 type shard struct {
@@ -150,8 +153,8 @@ func (h *Hub) Join(sub broker.Subscriber, name string, since *uint64) (broker.Me
 		if perr != nil {
 			return nil, perr
 		}
-		if m, ok := r.join(sub, since); ok {
-			return m, nil
+		if m, perr, ok := r.join(sub, since); ok {
+			return m, perr
 		}
 		// The room was retired between lookup and join; look again.
 	}

@@ -61,12 +61,17 @@ func newRoom(h *Hub, name string) *room {
 }
 
 // join adds sub and queues joined + replay. ok is false if the room was
-// retired and the caller must look it up again.
-func (r *room) join(sub broker.Subscriber, since *uint64) (m broker.Membership, ok bool) {
+// retired and the caller must look it up again. A user the room is banned
+// for is refused here, under the room's lock, so a join racing a ban is
+// either refused or removed by it.
+func (r *room) join(sub broker.Subscriber, since *uint64) (m broker.Membership, perr *protocol.Error, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, false
+		return nil, nil, false
+	}
+	if left, banned := r.hub.bans.Remaining(r.name, sub.User().ID, time.Now()); banned {
+		return nil, protocol.BannedError(r.name, left.Milliseconds()+1), true
 	}
 	if _, already := r.index[sub]; !already {
 		r.addLocked(sub)
@@ -101,7 +106,7 @@ func (r *room) join(sub broker.Subscriber, since *uint64) (m broker.Membership, 
 	if len(replay) > 0 {
 		r.hub.obs.HistoryReplayed(len(replay))
 	}
-	return &membership{r: r, sub: sub}, true
+	return &membership{r: r, sub: sub}, nil, true
 }
 
 func (r *room) addLocked(sub broker.Subscriber) {
@@ -228,15 +233,25 @@ func (m *membership) sequence(ctx context.Context, text, ref string) (broker.Pub
 	if _, ok := r.index[m.sub]; !ok || r.closed {
 		return broker.Published{}, protocol.NotJoinedError(r.name, ref)
 	}
+	from := m.sub.User()
+	return r.sequenceLocked(ctx, func(seq uint64, ts int64) []byte {
+		return protocol.Message(r.name, seq, from, text, ts)
+	}), nil
+}
+
+// sequenceLocked takes the next seq, encodes the message with encode,
+// records it in the history and hands it to every member. r.mu must be
+// held.
+func (r *room) sequenceLocked(ctx context.Context, encode func(seq uint64, ts int64) []byte) broker.Published {
 	now := time.Now()
 	r.seq++
-	f := &broker.Frame{Data: protocol.Message(r.name, r.seq, m.sub.User(), text, now.UnixMilli()), Accepted: now}
+	f := &broker.Frame{Data: encode(r.seq, now.UnixMilli()), Accepted: now}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 		f.TraceID = sc.TraceID()
 	}
 	r.hist.push(r.seq, f.Data)
 	r.fanoutLocked(f, now)
-	return broker.Published{Seq: r.seq, Recipients: len(r.members)}, nil
+	return broker.Published{Seq: r.seq, Recipients: len(r.members)}
 }
 
 // fanoutLocked hands f to every member. It allocates nothing per recipient.

@@ -33,6 +33,9 @@ const (
 	DisconnectShutdownForced DisconnectReason = "shutdown_forced"
 	DisconnectInternal       DisconnectReason = "internal"
 	DisconnectTokenExpired   DisconnectReason = "token_expired"
+	// DisconnectKicked: the application's backend disconnected the
+	// connection through the server API.
+	DisconnectKicked DisconnectReason = "kicked"
 )
 
 // DisconnectReasons lists every DisconnectReason.
@@ -40,7 +43,7 @@ var DisconnectReasons = []DisconnectReason{
 	DisconnectClientClose, DisconnectReadError, DisconnectPingTimeout, DisconnectWriteTimeout,
 	DisconnectWriteError, DisconnectSlowConsumer, DisconnectOverloaded, DisconnectRateAbuse,
 	DisconnectProtocolError, DisconnectTooLarge, DisconnectTooManyFrames, DisconnectBinaryFrame, DisconnectInvalidUTF8,
-	DisconnectDrain, DisconnectShutdownForced, DisconnectInternal, DisconnectTokenExpired,
+	DisconnectDrain, DisconnectShutdownForced, DisconnectInternal, DisconnectTokenExpired, DisconnectKicked,
 }
 
 // RejectReason says why a connection attempt was refused before upgrade.
@@ -138,3 +141,40 @@ func (Nop) SetDraining(bool)                       {}
 func (Nop) SetDrainRemaining(int)                  {}
 
 var _ Observer = Nop{}
+
+// APIEndpoint names a server API endpoint, for metrics and spans.
+type APIEndpoint string
+
+// Server API endpoints; APIOther is every path that is none of them.
+const (
+	APIPublish      APIEndpoint = "publish"
+	APIPublishBatch APIEndpoint = "publish_batch"
+	APIDisconnect   APIEndpoint = "disconnect"
+	APIBan          APIEndpoint = "ban"
+	APIUnban        APIEndpoint = "unban"
+	APIRooms        APIEndpoint = "rooms"
+	APIPresence     APIEndpoint = "presence"
+	APIHistory      APIEndpoint = "history"
+	APIOther        APIEndpoint = "other"
+)
+
+// APIEndpoints lists every APIEndpoint.
+var APIEndpoints = []APIEndpoint{
+	APIPublish, APIPublishBatch, APIDisconnect, APIBan, APIUnban, APIRooms, APIPresence, APIHistory, APIOther,
+}
+
+// APIResults lists what a server API request can end with: "ok", or the
+// code of the error it was answered with (the protocol's codes the API
+// uses, and its own: unauthorized, not_found, method_not_allowed).
+var APIResults = []string{
+	"ok", "bad_request", "too_large", "rate_limited", "invalid_room", "room_limit",
+	"unavailable", "internal", "unauthorized", "forbidden", "not_found", "method_not_allowed",
+}
+
+// APIObserver receives the server API's events. Like Observer it must be
+// safe for concurrent use and must not block.
+type APIObserver interface {
+	// APIRequest is called once per request with its endpoint, its result
+	// (one of APIResults) and how long it took.
+	APIRequest(endpoint APIEndpoint, result string, d time.Duration)
+}

@@ -19,6 +19,7 @@ const (
 	CloseHeartbeatTimeout = 4001
 	CloseSlowConsumer     = 4008 // reason carries retry_ms
 	CloseTokenExpired     = 4401 // the token expired; reconnect with a fresh one
+	CloseKicked           = 4403 // the application's backend disconnected it (server API)
 )
 
 // MaxCloseReasonBytes is the most a close frame's reason may hold (RFC 6455:

@@ -37,6 +37,9 @@ type messageFrame struct {
 	From User   `json:"from"`
 	Text string `json:"text"`
 	TS   int64  `json:"ts"`
+	// System marks a message the application's backend published through
+	// the server API, not a member's send.
+	System bool `json:"system,omitempty"`
 }
 
 type ackFrame struct {
@@ -55,8 +58,9 @@ type presenceFrame struct {
 }
 
 type roomFrame struct {
-	Type string `json:"type"`
-	Room string `json:"room"`
+	Type   string `json:"type"`
+	Room   string `json:"room"`
+	Reason string `json:"reason,omitempty"`
 }
 
 type errorFrame struct {
@@ -144,6 +148,20 @@ func Message(room string, seq uint64, from User, text string, ts int64) []byte {
 	return mustMarshal(messageFrame{Type: "message", Room: room, Seq: seq, From: from, Text: text, TS: ts})
 }
 
+// SystemSenderID is the from.id of every system message.
+const SystemSenderID = "system"
+
+// SystemMessage is a message the application's backend published through
+// the server API as the system sender named name: from is
+// {"id":"system","name":name} and "system":true marks it, so a client can
+// tell it from a member's message whatever the member's id. It is never
+// longer than a member's message with the same text (the sender's id and
+// name are shorter than the longest a member may have), so
+// MaxMessageEnvelopeBytes bounds it too.
+func SystemMessage(room string, seq uint64, name, text string, ts int64) []byte {
+	return mustMarshal(messageFrame{Type: "message", Room: room, Seq: seq, From: User{ID: SystemSenderID, Name: name}, Text: text, TS: ts, System: true})
+}
+
 // Ack tells a sender its message was sequenced.
 func Ack(ref, room string, seq uint64) []byte {
 	return mustMarshal(ackFrame{Type: "ack", Ref: ref, Room: room, Seq: seq})
@@ -158,6 +176,16 @@ func Presence(room string, joined, left []User, online int) []byte {
 // Left confirms a leave.
 func Left(room string) []byte {
 	return mustMarshal(roomFrame{Type: "left", Room: room})
+}
+
+// LeftReasonBanned is the reason of a left frame the gateway sends unasked
+// when a moderator bans the connection's user from the room.
+const LeftReasonBanned = "banned"
+
+// Removed tells a connection it is no longer in room, unasked, and why
+// (LeftReasonBanned).
+func Removed(room, reason string) []byte {
+	return mustMarshal(roomFrame{Type: "left", Room: room, Reason: reason})
 }
 
 // ErrorEnvelope encodes e as an error frame.

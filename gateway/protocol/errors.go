@@ -59,6 +59,12 @@ func RoomLimitError() *Error {
 	return &Error{Code: CodeRoomLimit, Message: roomLimitMessage, RetryAfterMs: 1000}
 }
 
+// BannedError answers a join of a user a moderator banned from room; the
+// ban ends in retryAfterMs milliseconds.
+func BannedError(room string, retryAfterMs int64) *Error {
+	return &Error{Code: CodeForbidden, Message: "banned from room " + room, RetryAfterMs: max(retryAfterMs, 1)}
+}
+
 // ShuttingDownError answers a join to a broker that has been closed.
 func ShuttingDownError() *Error {
 	return &Error{Code: CodeUnavailable, Message: shuttingDownMessage}

@@ -258,6 +258,9 @@ func TestEncoders(t *testing.T) {
 		{"message: no HTML escaping, control characters and line separators escaped",
 			protocol.Message("lobby", 42, protocol.User{ID: "u<1>", Name: "a&b"}, "<>&\x01\t\u2028\u2029é", 1),
 			`{"type":"message","room":"lobby","seq":42,"from":{"id":"u<1>","name":"a&b"},"text":"<>&\u0001\t\u2028\u2029é","ts":1}`},
+		{"system message",
+			protocol.SystemMessage("lobby", 43, "Moderator", "be nice", 1764100000124),
+			`{"type":"message","room":"lobby","seq":43,"from":{"id":"system","name":"Moderator"},"text":"be nice","ts":1764100000124,"system":true}`},
 		{"ack",
 			protocol.Ack("r1", "lobby", 42),
 			`{"type":"ack","ref":"r1","room":"lobby","seq":42}`},
@@ -273,6 +276,9 @@ func TestEncoders(t *testing.T) {
 		{"left",
 			protocol.Left("lobby"),
 			`{"type":"left","room":"lobby"}`},
+		{"left: removed by a ban",
+			protocol.Removed("lobby", protocol.LeftReasonBanned),
+			`{"type":"left","room":"lobby","reason":"banned"}`},
 		{"error full",
 			protocol.ErrorEnvelope(&protocol.Error{Code: protocol.CodeRateLimited, Message: "slow down", Ref: "r1", RetryAfterMs: 500}),
 			`{"type":"error","code":"rate_limited","message":"slow down","ref":"r1","retry_after_ms":500}`},
@@ -428,6 +434,8 @@ func TestCloseCodes(t *testing.T) {
 		{"overloaded", protocol.CloseTryAgainLater, 1013},
 		{"heartbeat", protocol.CloseHeartbeatTimeout, 4001},
 		{"slow consumer", protocol.CloseSlowConsumer, 4008},
+		{"token expired", protocol.CloseTokenExpired, 4401},
+		{"kicked", protocol.CloseKicked, 4403},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -458,6 +466,10 @@ func TestMaxEnvelopeBytes(t *testing.T) {
 		msg := protocol.Message(strings.Repeat("a", 64), 1<<63, from, worstText, -1<<62)
 		if max := protocol.MaxMessageEnvelopeBytes(n); len(msg) > max {
 			t.Errorf("a message envelope of %d bytes is longer than MaxMessageEnvelopeBytes(%d) = %d", len(msg), n, max)
+		}
+		sys := protocol.SystemMessage(strings.Repeat("a", 64), 1<<63, strings.Repeat("😀", 32), worstText, -1<<62)
+		if max := protocol.MaxMessageEnvelopeBytes(n); len(sys) > max {
+			t.Errorf("a system message envelope of %d bytes is longer than MaxMessageEnvelopeBytes(%d) = %d", len(sys), n, max)
 		}
 		for _, text := range []string{strings.Repeat("<", n), strings.Repeat("\"", n), strings.Repeat("\u2028", n/3), strings.Repeat("é", n/2)} {
 			if l := len(protocol.Message("r", 1, from, text, 1)); l > protocol.MaxMessageEnvelopeBytes(n) {

@@ -1,8 +1,8 @@
 // Package appconfig composes the chatgate binary's configuration from the
 // settings each package owns: the gateway's (gateway.Config), the room
 // settings every broker takes (broker.Settings), the in-process hub's own
-// (hub.Settings), the cluster backplane's (cluster.Settings) and the log
-// settings (logging.Config). Each part has its defaults, its flags and its
+// (hub.Settings), the cluster backplane's (cluster.Settings), the server
+// API's (api.Config) and the log settings (logging.Config). Each part has its defaults, its flags and its
 // Validate in its own package; this package puts them on one flag set,
 // reads the CHATGATE_* environment for the flags not given, and validates
 // the whole. cmd/chatgate uses it, and so do the k8s tests that check the
@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/gateway/api"
+	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/cluster"
 	"github.com/chatgate/chatgate/gateway/hub"
@@ -28,6 +30,7 @@ type Config struct {
 	Rooms   broker.Settings
 	Hub     hub.Settings
 	Cluster cluster.Settings
+	API     api.Config
 	Log     logging.Config
 }
 
@@ -39,6 +42,7 @@ func Default() Config {
 		Rooms:   broker.DefaultSettings(),
 		Hub:     hub.DefaultSettings(),
 		Cluster: cluster.DefaultSettings(),
+		API:     api.DefaultConfig(),
 		Log:     logging.DefaultConfig(),
 	}
 }
@@ -50,12 +54,28 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Rooms.RegisterFlags(fs)
 	c.Hub.RegisterFlags(fs)
 	c.Cluster.RegisterFlags(fs)
+	c.API.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 }
 
-// Validate reports every invalid setting of every part at once.
+// Validate reports every invalid setting of every part at once, and the
+// settings that only make sense together.
 func (c *Config) Validate() error {
-	return errors.Join(c.Gateway.Validate(), c.Rooms.Validate(), c.Hub.Validate(), c.Cluster.Validate(), c.Log.Validate())
+	var cross error
+	if c.API.JWT && c.Gateway.JWTSecretFile == "" && c.Gateway.JWTKeysFile == "" {
+		cross = errors.New("--api-jwt needs --jwt-secret-file or --jwt-keys-file: the server API checks its tokens with the chat's keys")
+	}
+	return errors.Join(c.Gateway.Validate(), c.Rooms.Validate(), c.Hub.Validate(), c.Cluster.Validate(), c.API.Validate(), c.Log.Validate(), cross)
+}
+
+// APIDeps fills in the server API's dependencies that come from the other
+// parts' settings: the text limit and the chat's JWT keys.
+func (c *Config) APIDeps() api.Deps {
+	g := &c.Gateway
+	return api.Deps{
+		MaxTextBytes: g.MaxTextBytes,
+		JWT:          auth.Config{SecretFile: g.JWTSecretFile, KeysFile: g.JWTKeysFile, Issuer: g.JWTIssuer, Leeway: g.JWTLeeway},
+	}
 }
 
 // EnvPrefix prefixes every flag's environment variable.

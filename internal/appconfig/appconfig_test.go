@@ -219,7 +219,8 @@ func TestEverySettingHasFlagAndEnv(t *testing.T) {
 	probeCfg := base
 	probeCfg.RegisterFlags(probe)
 
-	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8", "memory", "false"}
+	// A bool flag is set to whichever of true and false is not its default.
+	candidates := []string{"1h23m0s", "12345", "123.5", "https://x.example.com", "10.0.0.0/8", "memory", "true", "false"}
 	fieldOf := map[string]string{} // Part.Field -> flag
 	probe.VisitAll(func(f *flag.Flag) {
 		if len(f.Usage) < 20 {
@@ -313,6 +314,12 @@ func TestValidateRejects(t *testing.T) {
 			c.Cluster.Backplane, c.Cluster.NATSTLSCertFile = "nats://n:4222", "/c.pem"
 		}, "--nats-tls-key-file"},
 		{"cluster: nats health timeout 0", func(c *Config) { c.Cluster.NATSHealthTimeout = 0 }, "--nats-health-timeout"},
+		{"api: addr without credentials", func(c *Config) { c.API.Addr = ":8081" }, "--api-keys-file"},
+		{"api: rate 0", func(c *Config) { c.API.Rate = 0 }, "--api-rate"},
+		{"api: burst below a batch", func(c *Config) { c.API.Burst = 10 }, "--api-burst"},
+		{"api: body limit tiny", func(c *Config) { c.API.MaxBodyBytes = 10 }, "--api-max-body-bytes"},
+		{"api: timeout 0", func(c *Config) { c.API.Timeout = 0 }, "--api-timeout"},
+		{"api: jwt without the chat's keys", func(c *Config) { c.API.Addr, c.API.JWT = ":8081", true }, "--api-jwt"},
 		{"log: format", func(c *Config) { c.Log.Format = "xml" }, "--log-format"},
 		{"log: level", func(c *Config) { c.Log.Level = "verbose" }, "--log-level"},
 	}

@@ -46,6 +46,7 @@ type Proc struct {
 	Cmd       *exec.Cmd
 	ChatAddr  string // host:port of --addr
 	AdminAddr string // host:port of --admin-addr
+	APIAddr   string // host:port of --api-addr, when given
 	// Exited is closed once the process has exited and its log is read.
 	Exited  chan struct{}
 	exitErr error
@@ -150,6 +151,7 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	case rec := <-listening:
 		p.ChatAddr, _ = rec["addr"].(string)
 		p.AdminAddr, _ = rec["admin_addr"].(string)
+		p.APIAddr, _ = rec["api_addr"].(string)
 	case <-p.Exited:
 		t.Fatalf("gateway exited before listening: %v", p.exitErr)
 	case <-time.After(StartTimeout):

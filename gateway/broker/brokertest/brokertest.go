@@ -13,9 +13,12 @@
 // ordering, the sender's own message and then its ack queued before
 // Publish returns, the replay seam of a join with since, the recovered
 // flag, presence convergence, leave, the room limits, closing while
-// messages are being published, and typing indicators. The suite spreads members over every
-// broker New returns (replicas sharing rooms), so the cross-replica
-// guarantees are checked too.
+// messages are being published and typing indicators; and the server API's
+// side (broker.Operator): system messages in the room's one order, history,
+// presence and the active rooms as members see them, bans that hold
+// against racing joins, and disconnects that reach every replica. The
+// suite spreads members over every broker New returns (replicas sharing
+// rooms), so the cross-replica guarantees are checked too.
 package brokertest
 
 import (
@@ -42,7 +45,8 @@ type Options struct {
 	Wait time.Duration
 }
 
-// Run runs the suite.
+// Run runs the suite: the members' side of the contract, then the server
+// API's.
 func Run(t *testing.T, o Options) {
 	if o.New == nil || o.Close == nil {
 		t.Fatal("brokertest: Options.New and Options.Close are required")
@@ -50,10 +54,18 @@ func Run(t *testing.T, o Options) {
 	if o.Wait <= 0 {
 		o.Wait = 10 * time.Second
 	}
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, o *Options)
-	}{
+	for _, tc := range slices.Concat(memberCases, operatorCases) {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &o) })
+	}
+}
+
+type testCase struct {
+	name string
+	fn   func(t *testing.T, o *Options)
+}
+
+var (
+	memberCases = []testCase{
 		{"Ordering", testOrdering},
 		{"AckAfterOwnDelivery", testAckAfterOwnDelivery},
 		{"ReplaySeam", testReplaySeam},
@@ -68,10 +80,15 @@ func Run(t *testing.T, o Options) {
 		{"TypingCoalesced", testTypingCoalesced},
 		{"TypingCountOnly", testTypingCountOnly},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &o) })
+	operatorCases = []testCase{
+		{"SystemPublish", testSystemPublish},
+		{"History", testHistory},
+		{"HistoryRecovered", testHistoryRecovered},
+		{"PresenceAndRooms", testPresenceAndRooms},
+		{"Ban", testBan},
+		{"Disconnect", testDisconnect},
 	}
-}
+)
 
 // settings are the suite's defaults: quick presence, a roomy history.
 func settings() broker.Settings {

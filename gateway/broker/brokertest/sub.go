@@ -25,9 +25,13 @@ type env struct {
 	Ref       string          `json:"ref"`
 	Joined    []protocol.User `json:"joined"`
 	Left      []protocol.User `json:"left"`
+	System    bool            `json:"system"`
+	Reason    string          `json:"reason"`
+	Code      string          `json:"code"`
 
 	keys   map[string]json.RawMessage
-	replay bool // the Frame was marked Replay
+	raw    []byte // the frame as queued
+	replay bool   // the Frame was marked Replay
 }
 
 func (e env) has(key string) bool { _, ok := e.keys[key]; return ok }
@@ -59,6 +63,7 @@ func (s *sub) Enqueue(f *broker.Frame) {
 	}
 	_ = json.Unmarshal(f.Data, &e.keys)
 	e.replay = f.Replay
+	e.raw = f.Data
 	s.mu.Lock()
 	s.envs = append(s.envs, e)
 	close(s.changed)
