@@ -154,11 +154,11 @@ func (c *client) join(room string, since *uint64, ref string) {
 	m, perr := c.srv.broker.Join(c, room, since)
 	rejoined()
 	if perr != nil {
-		if old, ok := c.rooms[room]; ok && perr.Code == protocol.CodeForbidden {
+		if old, ok := c.rooms.get(room); ok && perr.Code == protocol.CodeForbidden {
 			// Banned: a ban removed the membership the connection had
 			// (it was told with left), so it no longer takes a slot.
 			old.Leave()
-			delete(c.rooms, room)
+			c.rooms.delete(room)
 		}
 		perr.Ref = ref
 		c.reject(perr)
