@@ -523,12 +523,13 @@ func TestResources(t *testing.T) {
 	}
 
 	// A full pod must fit under GOMEMLIMIT: every admitted connection at
-	// perConn (docs/benchmarks.md measured 16.2 KiB of RSS per idle
-	// connection; rounded up for what traffic adds), every queued byte the
+	// perConn (docs/benchmarks.md measured 4.4 KiB of RSS per idle
+	// connection and a peak of 8 to 11 KiB under fan-out; rounded up),
+	// every queued byte the
 	// gateway admits before shedding, and a fixed baseline for the runtime,
 	// rooms and history.
 	const (
-		perConn       = 20 << 10
+		perConn       = 12 << 10
 		perHistoryMsg = 300 // a short chat line and its envelope
 		baseline      = 64 << 20
 	)
