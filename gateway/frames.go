@@ -2,10 +2,11 @@ package gateway
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
+
+	"github.com/chatgate/chatgate/gateway/internal/wsgate"
 )
 
 // errTooManyFrames is the read error of a connection whose client sent more
@@ -74,11 +75,11 @@ func (c *frameLimitConn) scan(b []byte) (cut int, ok bool) {
 		c.hdr[c.hdrLen] = b[i]
 		c.hdrLen++
 		i++
-		if c.hdrLen < 2 || c.hdrLen < headerLen(c.hdr[1]) {
+		if c.hdrLen < 2 || c.hdrLen < wsgate.HeaderLen(c.hdr[1]) {
 			continue
 		}
 		c.hdrLen = 0
-		c.payloadLeft = payloadLen(c.hdr[:])
+		c.payloadLeft = wsgate.PayloadLen(c.hdr[:])
 		if opcode := c.hdr[0] & 0x0f; opcode < 8 { // a data frame
 			if opcode != 0 { // text or binary: a new message
 				c.frames = 0
@@ -93,33 +94,6 @@ func (c *frameLimitConn) scan(b []byte) (cut int, ok bool) {
 		}
 	}
 	return 0, true
-}
-
-// headerLen is the length of a frame header whose second byte is b1.
-func headerLen(b1 byte) int {
-	n := 2
-	switch b1 & 0x7f {
-	case 126:
-		n += 2
-	case 127:
-		n += 8
-	}
-	if b1&0x80 != 0 {
-		n += 4 // mask key
-	}
-	return n
-}
-
-// payloadLen reads the payload length of a complete frame header.
-func payloadLen(h []byte) uint64 {
-	switch l := h[1] & 0x7f; l {
-	case 126:
-		return uint64(binary.BigEndian.Uint16(h[2:4]))
-	case 127:
-		return binary.BigEndian.Uint64(h[2:10])
-	default:
-		return uint64(l)
-	}
 }
 
 // frameLimitWriter hands gorilla/websocket's upgrader a connection wrapped

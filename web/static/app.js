@@ -30,6 +30,7 @@ const TOAST_MS = 8000;
 const GAP_TOAST_MS = 15_000;
 const HOLD_BANNER_MS = 1000; // a pacing wait at least this long is explained
 const FRAME_LIMIT = 32 << 10; // the gateway's default --max-frame-bytes
+const KICKED = 4403; // close code: the application removed this user (server API)
 const DEFAULT_ROOM = 'lobby';
 // A token that worked before may meet a gateway that is restarting: allow a
 // few failed handshakes (with backoff) before calling it refused.
@@ -200,6 +201,13 @@ function onClose(info) {
   // message without one was not sent even if the replay cannot tell.
   queue.disconnected({ clientFault: CLIENT_FAULT_CODES.has(info.code), drained: info.code === 1001 && info.wasClean === true });
   if (info.code === 1008) showToast('The server disconnected this page for sending too much. Reconnecting shortly.');
+  if (info.code === KICKED) {
+    // The application's backend removed this user (the server API): say
+    // so and do not come back on our own; whether they may return is the
+    // application's call (protocol.md, "Reconnect with backoff").
+    conn.pause('kicked');
+    showToast('The service disconnected you. Use Reconnect if you want to come back.');
+  }
   if (state.token) checkAuth(info);
   renderAll();
 }
@@ -681,13 +689,15 @@ function appendMessage(room, seq, from, text, ts, own, marks, mentionsMe) {
 function renderStatus({ state: s, retryAt }) {
   clearInterval(state.statusTimer);
   ui.status.dataset.state = s;
-  ui.retryNow.hidden = !(s === 'reconnecting' || s === 'offline');
+  ui.retryNow.hidden = !(s === 'reconnecting' || s === 'offline' || s === 'kicked');
+  setText(ui.retryNow, s === 'kicked' ? 'Reconnect' : 'Retry now');
   const waiting = s === 'reconnecting' && retryAt > Date.now();
   const words = {
     connected: 'Connected',
     connecting: 'Connecting…',
     offline: 'Offline',
     'signed-out': 'Signed out',
+    kicked: 'Disconnected by the service',
     reconnecting: waiting ? 'Reconnecting' : 'Reconnecting…',
   };
   setText(ui.statusText, words[s] || s);
@@ -1276,7 +1286,7 @@ async function init() {
   ui.leaveRoom.addEventListener('click', () => {
     if (state.active) leaveRoom(state.active);
   });
-  ui.retryNow.addEventListener('click', () => conn.reconnectNow());
+  ui.retryNow.addEventListener('click', () => (conn.state === 'kicked' ? conn.restart() : conn.reconnectNow()));
   ui.jump.addEventListener('click', scrollToBottom);
   ui.scroller.addEventListener('scroll', () => {
     if (nearBottom()) ui.jump.hidden = true;

@@ -248,13 +248,13 @@ func (g *Gate) Next() (Kind, []byte, error) {
 		if len(h) < 2 {
 			return Need, nil, nil
 		}
-		hl := headerLen(h[1])
+		hl := HeaderLen(h[1])
 		if len(h) < hl {
 			return Need, nil, nil
 		}
 		b0, op := h[0], h[0]&0x0f
 		fin := b0&0x80 != 0
-		n := payloadLen(h)
+		n := PayloadLen(h)
 		control := op >= 0x8
 		if g.skipping && !control && op != opContinuation {
 			// A new message while one was being skipped: the peer broke
@@ -333,8 +333,8 @@ func (g *Gate) Next() (Kind, []byte, error) {
 	}
 }
 
-// headerLen is the length of a frame header whose second byte is b1.
-func headerLen(b1 byte) int {
+// HeaderLen is the length of a frame header whose second byte is b1.
+func HeaderLen(b1 byte) int {
 	n := 2
 	switch b1 & 0x7f {
 	case 126:
@@ -348,8 +348,9 @@ func headerLen(b1 byte) int {
 	return n
 }
 
-// payloadLen reads the payload length of a whole frame header.
-func payloadLen(h []byte) uint64 {
+// PayloadLen reads the payload length of a whole frame header (HeaderLen
+// bytes).
+func PayloadLen(h []byte) uint64 {
 	switch l := h[1] & 0x7f; l {
 	case 126:
 		return uint64(binary.BigEndian.Uint16(h[2:4]))
