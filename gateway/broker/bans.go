@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
 // MaxBan is the longest ban a broker keeps (Operator.Ban).
@@ -96,6 +98,16 @@ func (b *Bans) Remaining(room, user string, now time.Time) (time.Duration, bool)
 		return 0, false
 	}
 	return e.until.Sub(now), true
+}
+
+// Refuse is the join-time check: the error that refuses user a join to
+// room at now (retry_after_ms rounded up, so a retry finds the ban over),
+// or nil if user is not banned from it.
+func (b *Bans) Refuse(room, user string, now time.Time) *protocol.Error {
+	if left, banned := b.Remaining(room, user, now); banned {
+		return protocol.BannedError(room, left.Milliseconds()+1)
+	}
+	return nil
 }
 
 // Len is how many entries the table holds (bans and tombstones).

@@ -133,10 +133,7 @@ func (r *room) removeUser(user string) {
 
 // banned is the join-time check: whether user may not join room now.
 func (bp *Backplane) banned(room, user string) *protocol.Error {
-	if left, ok := bp.bans.Remaining(room, user, time.Now()); ok {
-		return protocol.BannedError(room, left.Milliseconds()+1)
-	}
-	return nil
+	return bp.bans.Refuse(room, user, time.Now())
 }
 
 func (bp *Backplane) banBucket() jetstream.KeyValue {

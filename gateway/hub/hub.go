@@ -142,21 +142,35 @@ func (h *Hub) shardFor(name string) *shard {
 
 // Join implements Broker.
 func (h *Hub) Join(sub broker.Subscriber, name string, since *uint64) (broker.Membership, *protocol.Error) {
+	var m broker.Membership
+	var refused *protocol.Error
+	if perr := h.inRoom(name, func(r *room) (ok bool) {
+		m, refused, ok = r.join(sub, since)
+		return ok
+	}); perr != nil {
+		return nil, perr
+	}
+	return m, refused
+}
+
+// inRoom runs do on the room name, created if need be, until do reports
+// that the room was still open (ok; a room retired between lookup and do
+// is looked up again). It refuses an invalid name and a closed hub.
+func (h *Hub) inRoom(name string, do func(*room) (ok bool)) *protocol.Error {
 	if !protocol.ValidRoom(name) {
-		return nil, protocol.InvalidRoomError()
+		return protocol.InvalidRoomError()
 	}
 	for {
 		if h.closed.Load() {
-			return nil, protocol.ShuttingDownError()
+			return protocol.ShuttingDownError()
 		}
 		r, perr := h.lookupOrCreate(name)
 		if perr != nil {
-			return nil, perr
+			return perr
 		}
-		if m, perr, ok := r.join(sub, since); ok {
-			return m, perr
+		if do(r) {
+			return nil
 		}
-		// The room was retired between lookup and join; look again.
 	}
 }
 

@@ -19,22 +19,12 @@ var _ broker.Operator = (*Hub)(nil)
 
 // PublishSystem implements broker.Operator.
 func (h *Hub) PublishSystem(ctx context.Context, name, sender, text string) (broker.Published, *protocol.Error) {
-	if !protocol.ValidRoom(name) {
-		return broker.Published{}, protocol.InvalidRoomError()
-	}
-	for {
-		if h.closed.Load() {
-			return broker.Published{}, protocol.ShuttingDownError()
-		}
-		r, perr := h.lookupOrCreate(name)
-		if perr != nil {
-			return broker.Published{}, perr
-		}
-		if p, ok := r.publishSystem(ctx, sender, text); ok {
-			return p, nil
-		}
-		// The room was retired between lookup and publish; look again.
-	}
+	var p broker.Published
+	perr := h.inRoom(name, func(r *room) (ok bool) {
+		p, ok = r.publishSystem(ctx, sender, text)
+		return ok
+	})
+	return p, perr
 }
 
 // publishSystem sequences a system message; ok is false if the room was
@@ -164,22 +154,22 @@ func (h *Hub) Ban(_ context.Context, name, user string, d time.Duration) *protoc
 	// sees the ban, one that took it before is swept out here.
 	if r := h.lookup(name); r != nil {
 		r.mu.Lock()
-		r.removeUserLocked(user, protocol.Removed(name, protocol.LeftReasonBanned))
+		r.removeUserLocked(user)
 		r.mu.Unlock()
 	}
 	return nil
 }
 
-// removeUserLocked removes every connection of user from the room and
-// queues each of them frame. r.mu must be held.
-func (r *room) removeUserLocked(user string, frame []byte) {
+// removeUserLocked removes every connection of user from the room, each
+// told with left (reason banned). r.mu must be held.
+func (r *room) removeUserLocked(user string) {
 	var gone []broker.Subscriber
 	for _, s := range r.members {
 		if s.User().ID == user {
 			gone = append(gone, s)
 		}
 	}
-	f := &broker.Frame{Data: frame}
+	f := &broker.Frame{Data: protocol.Removed(r.name, protocol.LeftReasonBanned)}
 	for _, s := range gone {
 		r.removeLocked(s)
 		s.Enqueue(f)

@@ -70,8 +70,8 @@ func (r *room) join(sub broker.Subscriber, since *uint64) (m broker.Membership, 
 	if r.closed {
 		return nil, nil, false
 	}
-	if left, banned := r.hub.bans.Remaining(r.name, sub.User().ID, time.Now()); banned {
-		return nil, protocol.BannedError(r.name, left.Milliseconds()+1), true
+	if perr := r.hub.bans.Refuse(r.name, sub.User().ID, time.Now()); perr != nil {
+		return nil, perr, true
 	}
 	if _, already := r.index[sub]; !already {
 		r.addLocked(sub)
