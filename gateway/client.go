@@ -58,12 +58,10 @@ type client struct {
 	joinLim *rate.Limiter
 	strikes *rate.Limiter // rate-limit and protocol violations
 
-	// ev is the connection's I/O under the event loop; nil with the
-	// goroutine reader and writer (readLoop, writeLoop), whose ends
-	// readerDone and writerDone announce.
-	ev        *evConn
 	typingLim typingLimiter // typing.go; owned by the request handler too
 
+	// readerDone and writerDone announce the ends of the goroutine reader
+	// and writer (readLoop, writeLoop); nil under the event loop.
 	readerDone chan struct{}
 	writerDone chan struct{}
 }
@@ -81,7 +79,6 @@ func newClient(s *Server, conn *websocket.Conn, ev *evConn, id string, user prot
 		id:   id,
 		user: user,
 		peer: peer,
-		ev:   ev,
 	}
 	if handshake.IsValid() {
 		c.handshake = &handshake

@@ -49,31 +49,35 @@ var closeCauses = [numCloseCauses]struct {
 	reason observe.DisconnectReason
 	flush  bool // write what is queued before the close frame
 	retry  bool // the close reason carries a jittered retry_ms
+	// linger: the connection keeps its rooms for --presence-grace (the
+	// causes after which a client reconnects; see linger.go).
+	linger bool
 }{
 	causeNone:           {},
-	causeBinaryFrame:    {protocol.CloseUnsupportedData, "binary_frame", observe.DisconnectBinaryFrame, true, false},
-	causeTooLarge:       {protocol.CloseMessageTooBig, "too_large", observe.DisconnectTooLarge, true, false},
-	causeTooManyFrames:  {protocol.CloseMessageTooBig, "too_many_frames", observe.DisconnectTooManyFrames, true, false},
-	causeInvalidUTF8:    {protocol.CloseInvalidPayload, "invalid_utf8", observe.DisconnectInvalidUTF8, true, false},
-	causeProtocolAbuse:  {protocol.ClosePolicyViolation, "protocol_errors", observe.DisconnectProtocolError, true, false},
-	causeRateAbuse:      {protocol.ClosePolicyViolation, "rate_abuse", observe.DisconnectRateAbuse, true, false},
-	causeInternal:       {protocol.CloseInternalError, "internal", observe.DisconnectInternal, true, false},
-	causeDrain:          {protocol.CloseGoingAway, "drain", observe.DisconnectDrain, true, true},
-	causeTokenExpired:   {protocol.CloseTokenExpired, "token_expired", observe.DisconnectTokenExpired, true, false},
-	causeKicked:         {protocol.CloseKicked, "kicked", observe.DisconnectKicked, true, false},
-	causeSlowConsumer:   {protocol.CloseSlowConsumer, "slow_consumer", observe.DisconnectSlowConsumer, false, true},
-	causeOverloaded:     {protocol.CloseTryAgainLater, "overloaded", observe.DisconnectOverloaded, false, true},
-	causeHeartbeat:      {protocol.CloseHeartbeatTimeout, "heartbeat_timeout", observe.DisconnectPingTimeout, false, false},
-	causeClientClose:    {0, "", observe.DisconnectClientClose, false, false},
-	causeReadError:      {0, "", observe.DisconnectReadError, false, false},
-	causeWriteError:     {0, "", observe.DisconnectWriteError, false, false},
-	causeWriteTimeout:   {0, "", observe.DisconnectWriteTimeout, false, false},
-	causeShutdownForced: {0, "", observe.DisconnectShutdownForced, false, false},
+	causeBinaryFrame:    {protocol.CloseUnsupportedData, "binary_frame", observe.DisconnectBinaryFrame, true, false, false},
+	causeTooLarge:       {protocol.CloseMessageTooBig, "too_large", observe.DisconnectTooLarge, true, false, false},
+	causeTooManyFrames:  {protocol.CloseMessageTooBig, "too_many_frames", observe.DisconnectTooManyFrames, true, false, false},
+	causeInvalidUTF8:    {protocol.CloseInvalidPayload, "invalid_utf8", observe.DisconnectInvalidUTF8, true, false, false},
+	causeProtocolAbuse:  {protocol.ClosePolicyViolation, "protocol_errors", observe.DisconnectProtocolError, true, false, false},
+	causeRateAbuse:      {protocol.ClosePolicyViolation, "rate_abuse", observe.DisconnectRateAbuse, true, false, false},
+	causeInternal:       {protocol.CloseInternalError, "internal", observe.DisconnectInternal, true, false, true},
+	causeDrain:          {protocol.CloseGoingAway, "drain", observe.DisconnectDrain, true, true, true},
+	causeTokenExpired:   {protocol.CloseTokenExpired, "token_expired", observe.DisconnectTokenExpired, true, false, true},
+	causeKicked:         {protocol.CloseKicked, "kicked", observe.DisconnectKicked, true, false, false},
+	causeSlowConsumer:   {protocol.CloseSlowConsumer, "slow_consumer", observe.DisconnectSlowConsumer, false, true, true},
+	causeOverloaded:     {protocol.CloseTryAgainLater, "overloaded", observe.DisconnectOverloaded, false, true, true},
+	causeHeartbeat:      {protocol.CloseHeartbeatTimeout, "heartbeat_timeout", observe.DisconnectPingTimeout, false, false, true},
+	causeClientClose:    {0, "", observe.DisconnectClientClose, false, false, false},
+	causeReadError:      {0, "", observe.DisconnectReadError, false, false, true},
+	causeWriteError:     {0, "", observe.DisconnectWriteError, false, false, true},
+	causeWriteTimeout:   {0, "", observe.DisconnectWriteTimeout, false, false, true},
+	causeShutdownForced: {0, "", observe.DisconnectShutdownForced, false, false, true},
 }
 
 func (c closeCause) flushes() bool                    { return closeCauses[c].flush }
 func (c closeCause) retries() bool                    { return closeCauses[c].retry }
 func (c closeCause) reason() observe.DisconnectReason { return closeCauses[c].reason }
+func (c closeCause) lingers() bool                    { return closeCauses[c].linger }
 
 // frame is the close frame cause sends: its code (0: none) and reason,
 // with retryMs when the cause carries one.

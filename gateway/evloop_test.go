@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/chatgate/chatgate/gateway/broker"
+	"github.com/chatgate/chatgate/gateway/internal/wsgate"
 )
 
 // eventLoopServer starts a gateway with the event loop and n WebSocket
@@ -80,7 +81,7 @@ func eventLoopServer(tb testing.TB, n int) (*Server, []*client, *atomic.Int64) {
 // broadcast hands f to every client and waits until every byte of it has
 // reached its reader.
 func broadcast(tb testing.TB, srv *Server, cs []*client, read *atomic.Int64, f *broker.Frame) {
-	want := read.Load() + int64(len(cs)*wireLen(len(f.Data)))
+	want := read.Load() + int64(len(cs)*wsgate.TextFrameLen(len(f.Data)))
 	for _, c := range cs {
 		c.Enqueue(f)
 	}

@@ -144,7 +144,7 @@ func (e *evConn) advance(n int, took time.Duration) {
 	payload := 0
 	for n > 0 && e.next < len(e.batch) {
 		f := e.batch[e.next]
-		wire := wireLen(len(f.Data))
+		wire := wsgate.TextFrameLen(len(f.Data))
 		if e.off+n < wire {
 			e.off += n
 			break
@@ -170,18 +170,6 @@ func (e *evConn) advance(n int, took time.Duration) {
 		e.c.out.settle(e.batch[keep:])
 		clear(e.batch[keep:])
 		e.batch = e.batch[:keep]
-	}
-}
-
-// wireLen is the bytes a frame takes on the wire: header and payload.
-func wireLen(n int) int {
-	switch {
-	case n < 126:
-		return 2 + n
-	case n < 1<<16:
-		return 4 + n
-	default:
-		return 10 + n
 	}
 }
 

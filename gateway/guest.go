@@ -66,7 +66,7 @@ func (s *Server) stopGuests() {
 // connection asks for (?name=) when it is valid, so a guest who renames
 // keeps its id; otherwise the credential's name, or a generated one.
 func (s *Server) guestUser(r *http.Request, id string) protocol.User {
-	asked, named := validName(r.URL.Query().Get("name"))
+	asked, named := protocol.ValidName(r.URL.Query().Get("name"))
 	fresh := protocol.User{ID: "u_" + id, Name: displayName(asked, id)}
 	if s.guests.issuer == nil {
 		return fresh

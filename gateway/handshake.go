@@ -54,10 +54,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if a.ident != nil {
 		// The verified identity, never the name query parameter: nobody
 		// speaks as someone else.
-		user = protocol.User{ID: a.ident.UserID, Name: displayName(a.ident.Name, id)}
-		if _, ok := validName(a.ident.Name); !ok {
-			user.Name = displayName(a.ident.UserID, id) // the user id, when presentable
+		name, ok := protocol.ValidName(a.ident.Name)
+		if !ok {
+			name = displayName(a.ident.UserID, id) // the user id, when presentable
 		}
+		user = protocol.User{ID: a.ident.UserID, Name: name}
 	} else {
 		user = s.guestUser(r, id)
 	}

@@ -26,17 +26,6 @@ import (
 // closed, so whatever the broker still queues to it is dropped on the spot
 // and costs no queue bytes.
 
-// lingers reports whether a connection closed for cause keeps its rooms
-// for the grace: the causes after which a client reconnects.
-func (c closeCause) lingers() bool {
-	switch c {
-	case causeReadError, causeHeartbeat, causeWriteError, causeWriteTimeout,
-		causeDrain, causeSlowConsumer, causeOverloaded, causeShutdownForced, causeTokenExpired, causeInternal:
-		return true
-	}
-	return false
-}
-
 // leaveRooms removes the client from every room once its reader is done:
 // at once, or after the presence grace (see above).
 func (c *client) leaveRooms() {

@@ -72,7 +72,6 @@ type Server struct {
 	drain    *drainStats
 	broker   broker.Broker
 	brokerOK func() error // Options.Ready; nil means always ready
-	history  int          // the broker's history: the most frames one join replays
 	shared   bool         // Options.SharedBroker
 	origins  originChecker
 	adm      *admission
@@ -134,7 +133,6 @@ func New(cfg Config, opts Options) (*Server, error) {
 		obs:      opts.Observer,
 		broker:   opts.Broker,
 		brokerOK: opts.Ready,
-		history:  opts.History,
 		shared:   opts.SharedBroker,
 		origins:  origins,
 		adm:      newAdmission(&cfg),
@@ -165,15 +163,16 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.propagator == nil {
 		s.propagator = otel.GetTextMapPropagator()
 	}
-	if s.history <= 0 {
-		s.history = broker.DefaultHistory
+	history := opts.History
+	if history <= 0 {
+		history = broker.DefaultHistory
 	}
 	s.outboxes = outboxShared{
 		limits: outboxLimits{
 			queueBytes: cfg.QueueBytes,
 			totalBytes: cfg.TotalQueueBytes,
 			// A full replay of every room a connection may be in.
-			replayFrames: cfg.MaxRoomsPerConn * s.history,
+			replayFrames: cfg.MaxRoomsPerConn * history,
 		},
 		total:   &s.queued,
 		obs:     s.obs,
@@ -460,14 +459,11 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// displayName trims name and returns it if validName accepts it, else a
-// generated guest-XXXX name.
+// displayName trims name and returns it if protocol.ValidName accepts it,
+// else a generated guest-XXXX name.
 func displayName(name, id string) string {
-	if n, ok := validName(name); ok {
+	if n, ok := protocol.ValidName(name); ok {
 		return n
 	}
 	return "guest-" + id[:4]
 }
-
-// validName is protocol.ValidName.
-func validName(name string) (string, bool) { return protocol.ValidName(name) }

@@ -3,6 +3,19 @@ package wsgate
 // MaxServerHeader is the longest header AppendTextHeader writes.
 const MaxServerHeader = 10
 
+// TextFrameLen is the bytes a frame AppendTextHeader heads takes on the
+// wire: its header and its n bytes of payload.
+func TextFrameLen(n int) int {
+	switch {
+	case n < 126:
+		return 2 + n
+	case n < 1<<16:
+		return 4 + n
+	default:
+		return 10 + n
+	}
+}
+
 // AppendTextHeader appends the header of a server's unfragmented,
 // uncompressed text frame carrying n bytes of payload (RFC 6455 5.2: FIN
 // and the text opcode, no mask, the shortest length encoding), so a

@@ -21,5 +21,8 @@ func TestTextHeaderMatchesGorilla(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("n=%d: header % x, gorilla % x", n, got[:min(len(got), MaxServerHeader)], want[:min(len(want), MaxServerHeader)])
 		}
+		if l := TextFrameLen(n); l != len(want) {
+			t.Fatalf("n=%d: TextFrameLen %d, gorilla wrote %d bytes", n, l, len(want))
+		}
 	}
 }
