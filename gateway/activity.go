@@ -37,11 +37,8 @@ func newActivity(o observe.Observer) *activity {
 		every:    time.Minute,
 		closed:   counters(observe.DisconnectReasons),
 		rejected: counters(observe.RejectReasons),
-		errors:   make(map[string]*atomic.Int64, len(protocol.ErrorCodes)),
+		errors:   counters(errorCodes),
 		guests:   counters(observe.GuestOutcomes),
-	}
-	for _, c := range protocol.ErrorCodes {
-		a.errors[string(c)] = new(atomic.Int64)
 	}
 	return a
 }

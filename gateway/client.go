@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"time"
 
@@ -94,7 +95,6 @@ func newClient(s *Server, conn *websocket.Conn, ev *evConn, id string, user prot
 // both are done: it opens the connection, starts the writer, reads on this
 // goroutine, then leaves every room and frees what the connection held.
 func (c *client) run(autoJoin []string) {
-	s := c.srv
 	c.open(autoJoin)
 	if ident := c.peer.ident; ident != nil && !ident.Expires.IsZero() {
 		// A token that expires while connected ends the connection then;
@@ -106,12 +106,19 @@ func (c *client) run(autoJoin []string) {
 	c.readLoop()
 	c.leaveRooms()
 	<-c.writerDone
+	c.finish(c.conn.NetConn())
+}
+
+// finish frees what the connection held once both its sides are done and
+// its rooms are left, with either I/O path: the admission slot and send
+// budget, the socket, the registration.
+func (c *client) finish(sock io.Closer) {
+	s := c.srv
 	// Free the admission slot before anyone can see the connection gone,
 	// so an immediate reconnect is never refused for it.
 	s.adm.release(c.peer.ipKey, c.peer.userKey())
 	s.budgets.release(c.budgetKey)
-	_ = c.conn.NetConn().Close()
-
+	_ = sock.Close()
 	s.unregister(c)
 	s.obs.ConnClosed()
 	c.debug("disconnected", "reason", c.out.closeCause().reason())

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -28,19 +27,13 @@ type drainStats struct {
 }
 
 func newDrainStats(o observe.Observer) *drainStats {
-	d := &drainStats{Observer: o, closed: make(map[observe.DisconnectReason]*atomic.Int64, len(observe.DisconnectReasons))}
-	for _, r := range observe.DisconnectReasons {
-		d.closed[r] = new(atomic.Int64)
-	}
-	return d
+	return &drainStats{Observer: o, closed: counters(observe.DisconnectReasons)}
 }
 
 func (d *drainStats) Disconnecting(r observe.DisconnectReason) {
 	d.Observer.Disconnecting(r)
 	if d.counting.Load() {
-		if n := d.closed[r]; n != nil {
-			n.Add(1)
-		}
+		count(d.closed, r)
 	}
 }
 
@@ -51,13 +44,9 @@ func (d *drainStats) Delivered(latency time.Duration, id trace.TraceID) {
 	}
 }
 
-// closedAttrs lists the non-zero counts by reason, in the vocabulary's order.
+// closedAttrs lists the non-zero counts by reason, in the vocabulary's
+// order, for the drain's one summary line (it resets them).
 func (d *drainStats) closedAttrs() []any {
-	var attrs []any
-	for _, r := range observe.DisconnectReasons {
-		if n := d.closed[r].Load(); n > 0 {
-			attrs = append(attrs, slog.Int64(string(r), n))
-		}
-	}
+	_, attrs := takeCounts(d.closed, observe.DisconnectReasons)
 	return attrs
 }

@@ -170,22 +170,14 @@ func (e *evConn) sideDone() {
 // teardown frees everything the connection held. Nothing else runs for it
 // any more.
 func (e *evConn) teardown() {
-	c, s := e.c, e.c.srv
 	if e.reg != nil {
 		e.reg.Remove(e.raw)
 	}
 	e.loop.wheel.Remove(&e.wh)
-	c.leaveRooms()
-	// Free the admission slot before anyone can see the connection gone,
-	// so an immediate reconnect is never refused for it.
-	s.adm.release(c.peer.ipKey, c.peer.userKey())
-	s.budgets.release(c.budgetKey)
-	_ = e.nc.Close()
+	e.c.leaveRooms()
+	e.c.finish(e.nc)
 	e.gate.Reset()
-	s.unregister(c)
-	s.obs.ConnClosed()
-	c.debug("disconnected", "reason", c.out.closeCause().reason())
-	s.handlers.Done()
+	e.c.srv.handlers.Done()
 }
 
 // Ready implements netpoll.Handler, on the poller's goroutine.
