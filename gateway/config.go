@@ -126,7 +126,7 @@ func DefaultConfig() Config {
 		JoinBurst:         20,
 		AbuseStrikes:      20,
 		AbuseWindow:       10 * time.Second,
-		MaxTextBytes:      4096,
+		MaxTextBytes:      protocol.DefaultMaxTextBytes,
 		MaxFrameBytes:     32 << 10,
 		MaxRoomsPerConn:   16,
 		QueueBytes:        1 << 20,

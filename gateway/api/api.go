@@ -112,7 +112,7 @@ func New(cfg Config, d Deps) (*Handler, error) {
 		h.metrics = nopMetrics{}
 	}
 	if h.maxText <= 0 {
-		h.maxText = 4096
+		h.maxText = protocol.DefaultMaxTextBytes
 	}
 	tp := d.Tracer
 	if tp == nil {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,7 +178,7 @@ func query(c *call, known ...string) (url.Values, *protocol.Error) {
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "the query string is malformed"}
 	}
 	for k, vs := range q {
-		if !contains(known, k) {
+		if !slices.Contains(known, k) {
 			return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("unknown query parameter %q (known: %s)", k, strings.Join(known, ", "))}
 		}
 		if len(vs) > 1 {
@@ -185,15 +186,6 @@ func query(c *call, known ...string) (url.Values, *protocol.Error) {
 		}
 	}
 	return q, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // limitParam reads the limit query parameter: def when absent, 1..max.

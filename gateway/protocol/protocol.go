@@ -17,6 +17,10 @@ const Subprotocol = "chatgate.v1"
 // MaxRefBytes is the longest client-chosen ref the gateway echoes back.
 const MaxRefBytes = 64
 
+// DefaultMaxTextBytes is the longest message text, in bytes, unless the
+// gateway is configured otherwise (--max-text-bytes).
+const DefaultMaxTextBytes = 4096
+
 // Client → server envelope types.
 const (
 	TypeJoin  = "join"
