@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/protocol"
 )
 
@@ -177,6 +178,19 @@ func (c *Config) UserSendLimits() (float64, int) {
 		b = 2 * c.SendBurst
 	}
 	return r, b
+}
+
+// AuthConfig is the JWT verification the --jwt-* flags configure (used
+// with --auth jwt, and by the server API's --api-jwt with its own
+// audience).
+func (c *Config) AuthConfig() auth.Config {
+	return auth.Config{
+		SecretFile: c.JWTSecretFile,
+		KeysFile:   c.JWTKeysFile,
+		Issuer:     c.JWTIssuer,
+		Audience:   c.JWTAudience,
+		Leeway:     c.JWTLeeway,
+	}
 }
 
 // RegisterFlags defines a flag for every field of c, using c's current

@@ -187,13 +187,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		op.HandleDisconnects(s.Disconnect)
 	}
 	if cfg.Auth == "jwt" {
-		a, err := auth.New(auth.Config{
-			SecretFile: cfg.JWTSecretFile,
-			KeysFile:   cfg.JWTKeysFile,
-			Issuer:     cfg.JWTIssuer,
-			Audience:   cfg.JWTAudience,
-			Leeway:     cfg.JWTLeeway,
-		}, s.log)
+		a, err := auth.New(cfg.AuthConfig(), s.log)
 		if err != nil {
 			return nil, err
 		}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/chatgate/chatgate/gateway"
 	"github.com/chatgate/chatgate/gateway/api"
-	"github.com/chatgate/chatgate/gateway/auth"
 	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/gateway/cluster"
 	"github.com/chatgate/chatgate/gateway/hub"
@@ -74,7 +73,7 @@ func (c *Config) APIDeps() api.Deps {
 	g := &c.Gateway
 	return api.Deps{
 		MaxTextBytes: g.MaxTextBytes,
-		JWT:          auth.Config{SecretFile: g.JWTSecretFile, KeysFile: g.JWTKeysFile, Issuer: g.JWTIssuer, Leeway: g.JWTLeeway},
+		JWT:          g.AuthConfig(), // the API sets its own audience
 	}
 }
 
