@@ -320,21 +320,8 @@ func (p *publisher) lastOfSubject(ctx context.Context, floor uint64) (uint64, ui
 	if s == nil {
 		return 0, floor, errUnavailable
 	}
-	last, err := s.GetLastMsgForSubject(ctx, p.subject)
-	if err == nil {
-		return last.Sequence, floor, nil
-	}
-	if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, floor, err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, floor, err
-	}
-	if info.State.FirstSeq > 0 {
-		floor = info.State.FirstSeq - 1
-	}
-	return 0, floor, nil
+	last, _, floor, err := standing(ctx, s, p.subject, floor)
+	return last, floor, err
 }
 
 // wrongLastSeq reports whether err is JetStream's "wrong last sequence",
