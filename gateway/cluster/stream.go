@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
@@ -81,7 +82,7 @@ func (bp *Backplane) ensureStream() error {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			// Numbered from the clock, above every seq this replica saw:
 			// a stream made again after a loss numbers above the lost one.
-			scfg.FirstSeq = max(uint64(time.Now().UnixMilli())*1000, high+1)
+			scfg.FirstSeq = max(broker.TimeSeqBase(time.Now()), high+1)
 			s, err = bp.js.CreateStream(ctx, scfg)
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				s, err = nil, nil // another replica made it first: look again
