@@ -108,3 +108,10 @@ const (
 	DefaultPresenceInterval   = 250 * time.Millisecond
 	DefaultPresenceMaxMembers = 1000
 )
+
+// TimeSeqBase numbers from the clock: now's unix milliseconds × 1000. A
+// room's (the hub's default Config.SeqBase) or the cluster stream's seqs
+// start there, so a room or stream made again later continues above any
+// seq handed out before, and a client's stale since is never mistaken for
+// a position in the new one's history.
+func TimeSeqBase(now time.Time) uint64 { return uint64(now.UnixMilli()) * 1000 }

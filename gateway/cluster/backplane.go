@@ -39,8 +39,11 @@ type Backplane struct {
 
 	// Health (see Health). checked is 1 + the connection generation
 	// (connGen) on which the stream was last checked, 0 when it must be
-	// checked again (the disconnect handler zeroes it, so deliver can test
-	// it without a lock); answered is when JetStream last answered (unix ns).
+	// checked again (the disconnect handler zeroes it, and so does
+	// healthLoop when the stream is gone or lost live delivery's settings).
+	// Health and onLive compare it with connGen()+1; connGen reads the NATS
+	// connection's statistics, under that connection's lock (nc.Stats).
+	// answered is when JetStream last answered (unix ns).
 	checked  atomic.Uint64
 	answered atomic.Int64
 	// highSeq is the highest seq this replica has delivered from the
@@ -60,7 +63,7 @@ type Backplane struct {
 	census   map[string]time.Time // peer replica id → last heard; guarded by censusMu
 
 	out     outbound
-	disp    dispatchers // live and presence subscriptions' channels
+	disp    dispatchers // the rooms' live subscriptions' channels (stored messages and presence), and the presence worker's
 	repairs repairQueue
 	psync   *nats.Subscription
 	censusS *nats.Subscription
@@ -141,7 +144,7 @@ func New(cfg Config) (*Backplane, error) {
 			bp.poke()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			bp.checked.Store(0) // Health sees it at once through connGen; deliver through this
+			bp.checked.Store(0) // Health and onLive see the stream unchecked until ensureStream checks it again
 			if !bp.closed.Load() {
 				bp.log.Warn("disconnected from NATS; reconnecting", "err", err)
 			}

@@ -252,5 +252,3 @@ func rawBan(key string, h nats.Header, data []byte, rev uint64) (broker.Ban, boo
 	}
 	return banOf(room, user, v.Until, rev), true
 }
-
-func isNotFound(err error) bool { return errors.Is(err, jetstream.ErrMsgNotFound) }

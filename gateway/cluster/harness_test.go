@@ -106,7 +106,15 @@ func startNode(t testing.TB, ns *natstest.Server, name string, mutate func(*Conf
 	// The gateway's own metrics share the registry, as in the binary, so
 	// chatgate_ready can be compared with /readyz.
 	obs := gwmetrics.New(reg, gwmetrics.BuildInfo{Version: "test"}, nil)
-	srv, err := gateway.New(cfg, gateway.Options{Broker: bp, Ready: bp.Health, Logger: bcfg.Logger, Observer: obs, Web: http.NotFoundHandler()})
+	srv, ts := serveGateway(t, cfg, gateway.Options{Broker: bp, Ready: bp.Health, Logger: bcfg.Logger, Observer: obs, Web: http.NotFoundHandler()})
+	return &node{name: name, bp: bp, srv: srv, ts: ts, reg: reg}
+}
+
+// serveGateway starts a ready gateway with cfg and opts on an httptest
+// server; both are drained and closed when the test ends.
+func serveGateway(t testing.TB, cfg gateway.Config, opts gateway.Options) (*gateway.Server, *httptest.Server) {
+	t.Helper()
+	srv, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
@@ -118,7 +126,7 @@ func startNode(t testing.TB, ns *natstest.Server, name string, mutate func(*Conf
 		ts.Close()
 		srv.Close()
 	})
-	return &node{name: name, bp: bp, srv: srv, ts: ts, reg: reg}
+	return srv, ts
 }
 
 func (n *node) wsURL() string { return "ws" + strings.TrimPrefix(n.ts.URL, "http") + "/ws" }

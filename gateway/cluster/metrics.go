@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer, bp *Backplane) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "backplane_presence_sync_age_seconds",
 			Help: "Age of the oldest presence information held from another replica; below the presence TTL while the backplane is up, it grows during an outage (the users are kept, not expired)."}, bp.presenceAge),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "backplane_rooms",
-			Help: "Rooms this replica serves (rooms with local members): two core NATS subscriptions each, live and presence."}, func() float64 { return float64(bp.Rooms()) }),
+			Help: "Rooms this replica serves (rooms with local members): one core NATS subscription each, to the room's live subject, which carries its stored messages and its presence."}, func() float64 { return float64(bp.Rooms()) }),
 	)
 	return m
 }

@@ -154,23 +154,13 @@ func (bp *Backplane) History(ctx context.Context, name string, since *uint64, li
 	defer cancel()
 	var out broker.History
 	// Where the room stands, as a room's setup finds it.
-	var pos, lastMsg, floor uint64
-	last, err := s.GetLastMsgForSubject(ctx, roomPrefix+name)
-	var streamLast uint64
-	switch {
-	case err == nil:
-		pos, lastMsg = last.Sequence, last.Sequence
-	case isNotFound(err):
-		info, err := s.Info(ctx)
-		if err != nil {
-			return out, unavailable("cannot read the room's history now; try again")
-		}
-		pos, streamLast = info.State.LastSeq, info.State.LastSeq
-		if info.State.FirstSeq > 0 {
-			floor = info.State.FirstSeq - 1
-		}
-	default:
+	lastMsg, pos, floor, err := standing(ctx, s, roomPrefix+name, 0)
+	if err != nil {
 		return out, unavailable("cannot read the room's history now; try again")
+	}
+	var streamLast uint64 // the stream's last seq, when read
+	if lastMsg == 0 {
+		streamLast = pos
 	}
 	bp.answer()
 	out.Seq = lastMsg

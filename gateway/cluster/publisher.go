@@ -99,29 +99,17 @@ type ownSend struct {
 // could deliver it, counted and logged) is acked too: it was stored, and the
 // gap is every local member's.
 func (r *room) ackDelivered(ctx context.Context, m *member, seq, ep uint64, ref string) *protocol.Error {
-	r.mu.Lock()
-	r.awaitDeliveryLocked(ctx, seq, ep)
-	var perr *protocol.Error
-	switch {
-	case r.epoch != ep:
-		// Stored in a stream the room has left (lost, or replaced while
-		// the PubAck was on its way): it may never be delivered.
-		perr = errLostWithStream()
-	case r.index[m.sub] != m:
-		perr = protocol.NotJoinedError(r.name, ref)
-	case r.lastSeq >= seq:
-		r.sendLocked(m, &broker.Frame{Data: protocol.Ack(ref, r.name, seq)}, 0)
-	case r.closed:
-		perr = shuttingDown()
-	default:
-		perr = errNotDeliveredInTime()
-	}
-	r.mu.Unlock()
+	perr := r.settleOwnSend(ctx, seq, ep, true, func(delivered bool) *protocol.Error {
+		if r.index[m.sub] != m {
+			return protocol.NotJoinedError(r.name, ref)
+		}
+		if delivered {
+			r.sendLocked(m, &broker.Frame{Data: protocol.Ack(ref, r.name, seq)}, 0)
+		}
+		return nil
+	})
 	if perr == nil {
 		return nil
-	}
-	if perr.Code == protocol.CodeUnavailable {
-		r.bp.met.publishErrors.Inc()
 	}
 	return withRef(perr, ref)
 }
@@ -134,24 +122,48 @@ func (r *room) ackDelivered(ctx context.Context, m *member, seq, ep uint64, ref 
 // closed meanwhile (its last member left) had nobody left to deliver to:
 // the message is stored all the same.
 func (r *room) systemDelivered(ctx context.Context, seq, ep uint64) (int, *protocol.Error) {
+	var n int
+	perr := r.settleOwnSend(ctx, seq, ep, false, func(delivered bool) *protocol.Error {
+		if delivered {
+			n = len(r.members)
+		}
+		return nil
+	})
+	return n, perr
+}
+
+// settleOwnSend waits until this replica has delivered seq, a send of its
+// own published in epoch ep (awaitDeliveryLocked), and returns how the wait
+// ended. With r.mu held: a room that moved to another stream meanwhile
+// gets errLostWithStream (stored in a stream the room has left, lost or
+// replaced while the PubAck was on its way: it may never be delivered);
+// otherwise reached is called with whether the delivery reached seq, to act
+// on it, and its error, if any, is returned. Then a delivered send gets
+// nil; a room that closed gets shuttingDown when closedFails, nil when
+// not; and a send not delivered in time errNotDeliveredInTime. An
+// unavailable error is counted in publishErrors.
+func (r *room) settleOwnSend(ctx context.Context, seq, ep uint64, closedFails bool, reached func(delivered bool) *protocol.Error) *protocol.Error {
 	r.mu.Lock()
 	r.awaitDeliveryLocked(ctx, seq, ep)
-	var n int
 	var perr *protocol.Error
-	switch {
-	case r.epoch != ep:
+	if r.epoch != ep {
 		perr = errLostWithStream()
-	case r.lastSeq >= seq:
-		n = len(r.members)
-	case r.closed:
-	default:
-		perr = errNotDeliveredInTime()
+	} else if perr = reached(r.lastSeq >= seq); perr == nil {
+		switch {
+		case r.lastSeq >= seq:
+		case r.closed:
+			if closedFails {
+				perr = shuttingDown()
+			}
+		default:
+			perr = errNotDeliveredInTime()
+		}
 	}
 	r.mu.Unlock()
-	if perr != nil {
+	if perr != nil && perr.Code == protocol.CodeUnavailable {
 		r.bp.met.publishErrors.Inc()
 	}
-	return n, perr
+	return perr
 }
 
 // awaitDeliveryLocked waits until this replica has delivered seq,
@@ -320,21 +332,8 @@ func (p *publisher) lastOfSubject(ctx context.Context, floor uint64) (uint64, ui
 	if s == nil {
 		return 0, floor, errUnavailable
 	}
-	last, err := s.GetLastMsgForSubject(ctx, p.subject)
-	if err == nil {
-		return last.Sequence, floor, nil
-	}
-	if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, floor, err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, floor, err
-	}
-	if info.State.FirstSeq > 0 {
-		floor = info.State.FirstSeq - 1
-	}
-	return 0, floor, nil
+	last, _, floor, err := standing(ctx, s, p.subject, floor)
+	return last, floor, err
 }
 
 // wrongLastSeq reports whether err is JetStream's "wrong last sequence",

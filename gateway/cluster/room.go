@@ -2,13 +2,11 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/chatgate/chatgate/gateway/broker"
@@ -108,23 +106,8 @@ func (r *room) setup() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bp.cfg.PublishTimeout)
 	defer cancel()
-	var pos, lastMsg, floor uint64
-	last, err := s.GetLastMsgForSubject(ctx, r.subject)
-	switch {
-	case err == nil:
-		pos, lastMsg = last.Sequence, last.Sequence
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		// No message of the room: start at the stream's last seq, so a
-		// since from now on is a position the stream has handed out.
-		info, err := s.Info(ctx)
-		if err != nil {
-			return err
-		}
-		pos = info.State.LastSeq
-		if info.State.FirstSeq > 0 {
-			floor = info.State.FirstSeq - 1
-		}
-	default:
+	lastMsg, pos, floor, err := standing(ctx, s, r.subject, 0)
+	if err != nil {
 		return err
 	}
 	bp.answer()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/chatgate/chatgate/gateway/broker"
 	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
@@ -81,7 +82,7 @@ func (bp *Backplane) ensureStream() error {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			// Numbered from the clock, above every seq this replica saw:
 			// a stream made again after a loss numbers above the lost one.
-			scfg.FirstSeq = max(uint64(time.Now().UnixMilli())*1000, high+1)
+			scfg.FirstSeq = max(broker.TimeSeqBase(time.Now()), high+1)
 			s, err = bp.js.CreateStream(ctx, scfg)
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				s, err = nil, nil // another replica made it first: look again
@@ -265,4 +266,29 @@ func (bp *Backplane) streamHandle() jetstream.Stream {
 		return *p
 	}
 	return nil
+}
+
+// standing reads where subject's messages stand in s, as a first join of
+// the room on this replica finds them: last is the subject's last message
+// (0 when it has none), and pos is last or, when the subject has no
+// message, the stream's last seq, so that a since from then on is a
+// position the stream has handed out. With no message the floor becomes
+// the stream's first seq - 1 (when the stream reports one); otherwise, and
+// on an error, the given floor is returned as it is.
+func standing(ctx context.Context, s jetstream.Stream, subject string, floor uint64) (last, pos, newFloor uint64, err error) {
+	msg, err := s.GetLastMsgForSubject(ctx, subject)
+	if err == nil {
+		return msg.Sequence, msg.Sequence, floor, nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, 0, floor, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, 0, floor, err
+	}
+	if info.State.FirstSeq > 0 {
+		floor = info.State.FirstSeq - 1
+	}
+	return 0, info.State.LastSeq, floor, nil
 }

@@ -39,18 +39,7 @@ func startGuestNode(t *testing.T, ns *natstest.Server, name, keyFile string, gra
 	cfg.NodeID = name
 	cfg.GuestKeyFile, cfg.PresenceGrace = keyFile, grace
 	cfg.DrainDelay, cfg.DrainWindow = 0, 0
-	srv, err := gateway.New(cfg, gateway.Options{Broker: bp, Ready: bp.Health, Logger: bcfg.Logger, Web: http.NotFoundHandler(), SharedBroker: true})
-	if err != nil {
-		t.Fatalf("gateway.New: %v", err)
-	}
-	srv.SetReady(true)
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		srv.BeginDrain()
-		srv.ForceClose()
-		ts.Close()
-		srv.Close()
-	})
+	srv, ts := serveGateway(t, cfg, gateway.Options{Broker: bp, Ready: bp.Health, Logger: bcfg.Logger, Web: http.NotFoundHandler(), SharedBroker: true})
 	return &guestNode{bp: bp, srv: srv, ts: ts}
 }
 

@@ -80,8 +80,8 @@ func (c *Config) rooms() broker.Settings {
 	return broker.Settings{History: c.History, MaxRooms: c.MaxRooms, PresenceInterval: c.PresenceInterval, PresenceMaxMembers: c.PresenceMaxMembers}
 }
 
-// TimeSeqBase is the default Config.SeqBase.
-func TimeSeqBase(now time.Time) uint64 { return uint64(now.UnixMilli()) * 1000 }
+// TimeSeqBase is the default Config.SeqBase: broker.TimeSeqBase.
+func TimeSeqBase(now time.Time) uint64 { return broker.TimeSeqBase(now) }
 
 func (c *Config) setDefaults() {
 	c.SetRooms(c.rooms().OrDefaults())
