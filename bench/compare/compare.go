@@ -178,38 +178,7 @@ was busy (the report says which), 2 bad flags, 3 nothing could be measured.
 
 Flags:
 `)
-	fs.VisitAll(func(f *flag.Flag) {
-		arg, help := flag.UnquoteUsage(f)
-		if arg != "" {
-			arg = " " + arg
-		}
-		fmt.Fprintf(out, "  --%s%s\n", f.Name, arg)
-		if f.DefValue != "" && f.DefValue != "false" {
-			help += " (default " + f.DefValue + ")"
-		}
-		for _, line := range wrapText(help, 72) {
-			fmt.Fprintf(out, "      %s\n", line)
-		}
-	})
-}
-
-func wrapText(s string, width int) []string {
-	var lines []string
-	var cur string
-	for _, w := range strings.Fields(s) {
-		if cur != "" && len([]rune(cur))+1+len([]rune(w)) > width {
-			lines = append(lines, cur)
-			cur = ""
-		}
-		if cur != "" {
-			cur += " "
-		}
-		cur += w
-	}
-	if cur != "" {
-		lines = append(lines, cur)
-	}
-	return lines
+	fs.VisitAll(func(f *flag.Flag) { cli.PrintFlag(out, f, false) })
 }
 
 // run is the comparison once the flags are good.
