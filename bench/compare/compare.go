@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/chatgate/chatgate/internal/cli"
+	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
 // Exit statuses of Main.
@@ -304,11 +305,7 @@ func (h *harness) waitStart(ctx context.Context) error {
 			fmt.Fprintf(h.stderr, "  waiting up to %v for a quiet machine: %s\n", h.cfg.QuietWait, why)
 			said = true
 		}
-		t := time.NewTimer(5 * time.Second)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !ctxsleep.Sleep(ctx, 5*time.Second) {
 			return ctx.Err()
 		}
 	}
