@@ -50,9 +50,19 @@ type Config struct {
 	Retries   int           // extra attempts of a run found busy
 	AllowBusy bool
 
-	ConnScale, TimeScale float64
-	DryRun               bool
+	Scales
+	DryRun bool
 }
+
+// Scales shrink the scenarios for a smoke run (--scale, --time-scale); the
+// report echoes them in its settings.
+type Scales struct {
+	ConnScale float64 `json:"conn_scale"`
+	TimeScale float64 `json:"time_scale"`
+}
+
+// Scaled says the scenarios are shrunk: the targets are not judged.
+func (s Scales) Scaled() bool { return s.ConnScale != 1 || s.TimeScale != 1 }
 
 // DefaultConfig is the full comparison.
 func DefaultConfig() Config {
@@ -65,8 +75,7 @@ func DefaultConfig() Config {
 		QuietWait: 3 * time.Minute,
 		Probe:     time.Second,
 		Retries:   2,
-		ConnScale: 1,
-		TimeScale: 1,
+		Scales:    Scales{ConnScale: 1, TimeScale: 1},
 	}
 }
 
@@ -135,9 +144,6 @@ func (c *Config) validate() ([]Scenario, error) {
 	}
 	return scs, nil
 }
-
-// Scaled says the scenarios are shrunk: the targets are not judged.
-func (c *Config) Scaled() bool { return c.ConnScale != 1 || c.TimeScale != 1 }
 
 // Main is `chatbench compare ARGS`; it returns the exit status. The table
 // goes to stdout, progress to stderr.
