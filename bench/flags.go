@@ -133,41 +133,9 @@ connection, a failing --drain-cmd, ...). docs/benchmarks.md has the details.
 	for _, g := range flagGroups {
 		fmt.Fprintf(out, "\n%s:\n", g.title)
 		for _, name := range g.names {
-			f := fs.Lookup(name)
-			if f == nil {
-				continue
-			}
-			arg, help := flag.UnquoteUsage(f)
-			if arg != "" {
-				arg = " " + arg
-			}
-			fmt.Fprintf(out, "  --%s%s\n", f.Name, arg)
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
-				help += " (default " + f.DefValue + ")"
-			}
-			for _, line := range wrap(help, 72) {
-				fmt.Fprintf(out, "      %s\n", line)
+			if f := fs.Lookup(name); f != nil {
+				cli.PrintFlag(out, f, true)
 			}
 		}
 	}
-}
-
-// wrap breaks s into lines of at most width runes, at spaces.
-func wrap(s string, width int) []string {
-	var lines []string
-	var cur strings.Builder
-	for _, w := range strings.Fields(s) {
-		if cur.Len() > 0 && len([]rune(cur.String()))+1+len([]rune(w)) > width {
-			lines = append(lines, cur.String())
-			cur.Reset()
-		}
-		if cur.Len() > 0 {
-			cur.WriteByte(' ')
-		}
-		cur.WriteString(w)
-	}
-	if cur.Len() > 0 {
-		lines = append(lines, cur.String())
-	}
-	return lines
 }

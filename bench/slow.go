@@ -174,14 +174,14 @@ func planSlow(ctx context.Context, cfg *Config) *SlowPlan {
 		p.OverflowS = round3(backlog / p.BytesPerS)
 	}
 	listeners := cfg.Conns - max(cfg.Senders, 0)
+	sendTotal, sendAllowed, who := sharedSendCap(cfg, lim.SharedSendPerSec)
 	switch {
 	case int(float64(listeners)*cfg.SlowShare) < 1:
 		p.Problem = fmt.Sprintf("%d sender(s) leave %d listener(s), and --slow-share %g of them is less than one slow listener: raise --conns or --slow-share", cfg.Senders, listeners, cfg.SlowShare)
 	case cfg.Rate > perSender*1.25:
 		p.Problem = fmt.Sprintf("%g messages/s per sender is above the gateway's send limit of %g/s (welcome.limits.send_per_sec): the excess is rejected; give more --senders or raise the gateway's --send-rate", cfg.Rate, lim.SendPerSec)
-	case lim.SharedSendPerSec > 0 && sharedOver(cfg, lim.SharedSendPerSec):
-		total, _, who := sharedSendCap(cfg, lim.SharedSendPerSec)
-		p.Problem = fmt.Sprintf("the senders must send %g messages/s in all, but the gateway lets %s send %g/s (welcome.limits.shared_send_per_sec): the excess is rejected; spread the senders with --source-ips or raise the gateway's --user-send-rate", total, who, lim.SharedSendPerSec)
+	case lim.SharedSendPerSec > 0 && sendTotal > sendAllowed:
+		p.Problem = fmt.Sprintf("the senders must send %g messages/s in all, but the gateway lets %s send %g/s (welcome.limits.shared_send_per_sec): the excess is rejected; spread the senders with --source-ips or raise the gateway's --user-send-rate", sendTotal, who, lim.SharedSendPerSec)
 	case p.BytesPerS <= 0 || p.OverflowS >= budget.Seconds():
 		what := fmt.Sprintf("the gateway's queue (%s) and the kernel's buffers (about %s)", fmtBytes(float64(p.QueueBytes)), fmtBytes(float64(p.KernelBytes)))
 		if p.StallUntilBlocked {
@@ -377,10 +377,3 @@ const slowMSS = 1200
 
 // slowReadPhase is how long a slow member reads between stalls.
 const slowReadPhase = 500 * time.Millisecond
-
-// sharedOver reports whether the planned sends exceed what the gateway's
-// shared send budgets allow.
-func sharedOver(cfg *Config, lim float64) bool {
-	total, cap, _ := sharedSendCap(cfg, lim)
-	return total > cap
-}

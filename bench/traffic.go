@@ -58,7 +58,7 @@ func runTraffic(ctx context.Context, cfg *Config, opts *Options, id string, res 
 		res.Warnings = append(res.Warnings, fmt.Sprintf("the server allows %g sends/s per connection (welcome.limits.send_per_sec) but --rate is %g: expect rate_limited errors; start the gateway with a higher --send-rate", lim, cfg.Rate))
 	}
 	if lim := math.Float64frombits(e.sharedLimit.Load()); lim > 0 && cfg.Senders > 0 && e.api == nil {
-		if total, cap, who := sharedSendCap(cfg, lim); total > cap {
+		if total, allowed, who := sharedSendCap(cfg, lim); total > allowed {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("the senders send %g messages/s in all, but the server lets %s send %g/s (welcome.limits.shared_send_per_sec): expect rate_limited errors; spread the senders with --source-ips or start the gateway with a higher --user-send-rate", total, who, lim))
 		}
 	}
@@ -308,7 +308,7 @@ func (e *engine) fillResult(res *Result, window float64, plan *SlowPlan) {
 // with a token minted per connection every member is a user of its own;
 // otherwise the members share one budget per source address (anonymous)
 // or one in all (one token for everybody). who names the sharing.
-func sharedSendCap(cfg *Config, lim float64) (total, cap float64, who string) {
+func sharedSendCap(cfg *Config, lim float64) (total, allowed float64, who string) {
 	total = float64(cfg.Senders*cfg.Rooms) * cfg.Rate
 	switch {
 	case cfg.creds != nil && cfg.creds.secret != nil:

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/chatgate/chatgate/internal/cli"
+	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
 // Exit statuses of Main.
@@ -49,9 +50,19 @@ type Config struct {
 	Retries   int           // extra attempts of a run found busy
 	AllowBusy bool
 
-	ConnScale, TimeScale float64
-	DryRun               bool
+	Scales
+	DryRun bool
 }
+
+// Scales shrink the scenarios for a smoke run (--scale, --time-scale); the
+// report echoes them in its settings.
+type Scales struct {
+	ConnScale float64 `json:"conn_scale"`
+	TimeScale float64 `json:"time_scale"`
+}
+
+// Scaled says the scenarios are shrunk: the targets are not judged.
+func (s Scales) Scaled() bool { return s.ConnScale != 1 || s.TimeScale != 1 }
 
 // DefaultConfig is the full comparison.
 func DefaultConfig() Config {
@@ -64,8 +75,7 @@ func DefaultConfig() Config {
 		QuietWait: 3 * time.Minute,
 		Probe:     time.Second,
 		Retries:   2,
-		ConnScale: 1,
-		TimeScale: 1,
+		Scales:    Scales{ConnScale: 1, TimeScale: 1},
 	}
 }
 
@@ -135,9 +145,6 @@ func (c *Config) validate() ([]Scenario, error) {
 	return scs, nil
 }
 
-// Scaled says the scenarios are shrunk: the targets are not judged.
-func (c *Config) Scaled() bool { return c.ConnScale != 1 || c.TimeScale != 1 }
-
 // Main is `chatbench compare ARGS`; it returns the exit status. The table
 // goes to stdout, progress to stderr.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -178,38 +185,7 @@ was busy (the report says which), 2 bad flags, 3 nothing could be measured.
 
 Flags:
 `)
-	fs.VisitAll(func(f *flag.Flag) {
-		arg, help := flag.UnquoteUsage(f)
-		if arg != "" {
-			arg = " " + arg
-		}
-		fmt.Fprintf(out, "  --%s%s\n", f.Name, arg)
-		if f.DefValue != "" && f.DefValue != "false" {
-			help += " (default " + f.DefValue + ")"
-		}
-		for _, line := range wrapText(help, 72) {
-			fmt.Fprintf(out, "      %s\n", line)
-		}
-	})
-}
-
-func wrapText(s string, width int) []string {
-	var lines []string
-	var cur string
-	for _, w := range strings.Fields(s) {
-		if cur != "" && len([]rune(cur))+1+len([]rune(w)) > width {
-			lines = append(lines, cur)
-			cur = ""
-		}
-		if cur != "" {
-			cur += " "
-		}
-		cur += w
-	}
-	if cur != "" {
-		lines = append(lines, cur)
-	}
-	return lines
+	fs.VisitAll(func(f *flag.Flag) { cli.PrintFlag(out, f, false) })
 }
 
 // run is the comparison once the flags are good.
@@ -335,11 +311,7 @@ func (h *harness) waitStart(ctx context.Context) error {
 			fmt.Fprintf(h.stderr, "  waiting up to %v for a quiet machine: %s\n", h.cfg.QuietWait, why)
 			said = true
 		}
-		t := time.NewTimer(5 * time.Second)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !ctxsleep.Sleep(ctx, 5*time.Second) {
 			return ctx.Err()
 		}
 	}

@@ -182,10 +182,7 @@ func SelectScenarios(list string) ([]Scenario, error) {
 	if list == "" || list == "all" {
 		return suite, nil
 	}
-	var names []string
-	for _, s := range suite {
-		names = append(names, s.Name)
-	}
+	names := scenarioNames()
 	want := map[string]bool{}
 	for _, n := range strings.Split(list, ",") {
 		n = strings.TrimSpace(n)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/chatgate/chatgate/internal/ctxsleep"
 )
 
 // pfKthread marks a kernel thread in the flags of /proc/PID/stat
@@ -149,11 +151,7 @@ func (s *snapshotter) probe(ctx context.Context, d time.Duration) (Usage, error)
 	if err != nil {
 		return Usage{}, err
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
+	if !ctxsleep.Sleep(ctx, d) {
 		return Usage{}, ctx.Err()
 	}
 	b, err := s.take()

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,15 +52,14 @@ type Machine struct {
 
 // Settings echo the configuration.
 type Settings struct {
-	Reps      int        `json:"reps"`
-	ServerCPU int        `json:"server_cpu"`
-	BenchCPU  int        `json:"bench_cpu"`
-	Quiet     QuietRule  `json:"quiet"`
-	ProbeS    float64    `json:"probe_s"`
-	Retries   int        `json:"retries"`
-	AllowBusy bool       `json:"allow_busy"`
-	ConnScale float64    `json:"conn_scale"`
-	TimeScale float64    `json:"time_scale"`
+	Reps      int       `json:"reps"`
+	ServerCPU int       `json:"server_cpu"`
+	BenchCPU  int       `json:"bench_cpu"`
+	Quiet     QuietRule `json:"quiet"`
+	ProbeS    float64   `json:"probe_s"`
+	Retries   int       `json:"retries"`
+	AllowBusy bool      `json:"allow_busy"`
+	Scales
 	Scenarios []Scenario `json:"scenarios"`
 }
 
@@ -88,7 +88,7 @@ func newReport(cfg *Config, scs []Scenario) *Report {
 		Settings: Settings{
 			Reps: cfg.Reps, ServerCPU: cfg.ServerCPU, BenchCPU: cfg.BenchCPU, Quiet: cfg.Quiet,
 			ProbeS: cfg.Probe.Seconds(), Retries: cfg.Retries, AllowBusy: cfg.AllowBusy,
-			ConnScale: cfg.ConnScale, TimeScale: cfg.TimeScale, Scenarios: scs,
+			Scales: cfg.Scales, Scenarios: scs,
 		},
 		Runs:    []RunRecord{},
 		Summary: []FigureSummary{},
@@ -140,7 +140,7 @@ func (r *Report) finish(plan []Run) {
 		}
 		r.Complete = r.Complete && quiet
 	}
-	r.Summary = summarizeRuns(r.Settings.Scenarios, r.Runs, r.Settings.ConnScale != 1 || r.Settings.TimeScale != 1)
+	r.Summary = summarizeRuns(r.Settings.Scenarios, r.Runs, r.Settings.Scaled())
 }
 
 // summarizeRuns is the table: per scenario and figure, each server's
@@ -231,7 +231,7 @@ func (r *Report) Markdown() string {
 	if busy > 0 {
 		fmt.Fprintf(&b, "**NOT QUIET: %d runs were busy and counted anyway (`--allow-busy`). These numbers cannot be compared with others.**\n\n", busy)
 	}
-	if st.ConnScale != 1 || st.TimeScale != 1 {
+	if st.Scaled() {
 		fmt.Fprintf(&b, "**Scaled smoke run (`--scale %g --time-scale %g`): not the targets' sizes; targets are not judged.**\n\n", st.ConnScale, st.TimeScale)
 	}
 	if !r.Complete {
@@ -255,7 +255,7 @@ func (r *Report) Markdown() string {
 			title, last = titles[row.Scenario], row.Scenario
 		}
 		cell := func(srv string, s *Spread) string {
-			if !contains(servers[row.Scenario], srv) {
+			if !slices.Contains(servers[row.Scenario], srv) {
 				return "n/a"
 			}
 			return formatSpread(s, row.Unit, st.Reps)
@@ -328,15 +328,6 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // formatSpread is "median unit (min–max)", with [n of reps] when runs are

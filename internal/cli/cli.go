@@ -1,6 +1,7 @@
 // Package cli is what the chatgate and chatbench command lines share: a bad
 // flag is reported in one line that names it as --flag, followed by a hint
-// to --help, never by the whole usage text.
+// to --help, never by the whole usage text; and chatbench's help lists each
+// flag the same way (PrintFlag).
 package cli
 
 import (
@@ -91,4 +92,42 @@ func Report(w io.Writer, prog string, err error) {
 		}
 	}
 	fmt.Fprintf(w, "Run '%s --help' for the flags.\n", prog)
+}
+
+// PrintFlag writes f for a help text: a "  --name arg" line, then its usage
+// and its default, wrapped at 72 runes and indented by six spaces. A default
+// of "" or false is never shown, one of 0 not with hideZero.
+func PrintFlag(out io.Writer, f *flag.Flag, hideZero bool) {
+	arg, help := flag.UnquoteUsage(f)
+	if arg != "" {
+		arg = " " + arg
+	}
+	fmt.Fprintf(out, "  --%s%s\n", f.Name, arg)
+	if f.DefValue != "" && f.DefValue != "false" && !(hideZero && f.DefValue == "0") {
+		help += " (default " + f.DefValue + ")"
+	}
+	for _, line := range Wrap(help, 72) {
+		fmt.Fprintf(out, "      %s\n", line)
+	}
+}
+
+// Wrap breaks s into lines of at most width runes, at spaces. A word longer
+// than width gets a line of its own.
+func Wrap(s string, width int) []string {
+	var lines []string
+	var cur strings.Builder
+	for _, w := range strings.Fields(s) {
+		if cur.Len() > 0 && len([]rune(cur.String()))+1+len([]rune(w)) > width {
+			lines = append(lines, cur.String())
+			cur.Reset()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte(' ')
+		}
+		cur.WriteString(w)
+	}
+	if cur.Len() > 0 {
+		lines = append(lines, cur.String())
+	}
+	return lines
 }

@@ -60,3 +60,48 @@ func TestReport(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+func TestWrap(t *testing.T) {
+	cases := []struct {
+		s     string
+		width int
+		want  []string
+	}{
+		{"", 10, nil},
+		{"  one  two three ", 9, []string{"one two", "three"}},
+		{"aaaa bbbb cccc", 9, []string{"aaaa bbbb", "cccc"}},
+		{"ab averyverylongword cd", 5, []string{"ab", "averyverylongword", "cd"}},
+		{"éé éé éé", 5, []string{"éé éé", "éé"}},
+	}
+	for _, tc := range cases {
+		if got := Wrap(tc.s, tc.width); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tc.want) {
+			t.Errorf("Wrap(%q, %d) = %q, want %q", tc.s, tc.width, got, tc.want)
+		}
+	}
+}
+
+func TestPrintFlag(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.Int("cpu", 0, "the `n`th CPU")
+	fs.Bool("json", false, "print JSON")
+	fs.String("out", "", "output file")
+	fs.Duration("wait", time.Second, "how long to wait for the machine to become quiet before giving up on the run and reporting it busy")
+	cases := []struct {
+		name     string
+		hideZero bool
+		want     string
+	}{
+		{"cpu", false, "  --cpu n\n      the nth CPU (default 0)\n"},
+		{"cpu", true, "  --cpu n\n      the nth CPU\n"},
+		{"json", false, "  --json\n      print JSON\n"},
+		{"out", false, "  --out string\n      output file\n"},
+		{"wait", true, "  --wait duration\n      how long to wait for the machine to become quiet before giving up on the\n      run and reporting it busy (default 1s)\n"},
+	}
+	for _, tc := range cases {
+		var b bytes.Buffer
+		PrintFlag(&b, fs.Lookup(tc.name), tc.hideZero)
+		if b.String() != tc.want {
+			t.Errorf("--%s (hideZero %v):\n%s\nwant\n%s", tc.name, tc.hideZero, b.String(), tc.want)
+		}
+	}
+}

@@ -252,11 +252,6 @@ export class SendQueue {
     this.flush();
   }
 
-  remove(item) {
-    this.items = this.items.filter((q) => q !== item);
-    this.flush();
-  }
-
   // flush sends what may go now, oldest first, and sets a timer for what
   // has to wait for a token.
   flush() {

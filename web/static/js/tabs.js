@@ -41,10 +41,6 @@ export class Tabs {
     this.releaseName = null;
   }
 
-  get known() {
-    return locks() !== null;
-  }
-
   // claim takes this tab's id (the stored one if this tab had one) and
   // resolves to false if another open tab holds it: this tab is a copy,
   // and got a new id.
